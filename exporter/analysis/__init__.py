@@ -1,0 +1,1 @@
+"""Pure analysis functions: numbers in, numbers out. No I/O, no clock."""
