@@ -1,0 +1,96 @@
+"""Is a weekly series going up, down, or staying put? (methods.md §4)
+
+A trend is called only when two independent conditions agree:
+
+* **Significance** — the Mann-Kendall test, i.e. Kendall's tau of value against time
+  (``scipy.stats.kendalltau``), gives ``p < alpha``. scipy's ``method="auto"`` is used: the exact
+  null distribution when the series has no ties (always the case at 8-12 points), otherwise the
+  normal approximation with the tie-corrected variance of the S statistic.
+* **Size** — the Theil-Sen relative change over the window is at least ``min_relative_change``
+  in magnitude, so a tiny but perfectly steady drift is still ``stable``.
+
+Relative change is defined as::
+
+    relative_change = slope * (n - 1) / start
+
+where ``slope`` is the Theil-Sen slope per bucket (per week) and ``start`` is the Theil-Sen line
+evaluated at the first bucket (its intercept, scipy's ``method="separate"``). A robust fit can
+start at or below zero on a series that rises from nothing; a relative change against a
+non-positive base is meaningless, so ``start`` then falls back to the median of the series, which
+is positive because series below ``min_median`` never reach this point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+from exporter.analysis.numbers import finite_or_none
+
+TrendLabel = Literal["up", "down", "stable", "insufficient_data"]
+
+
+@dataclass(frozen=True)
+class TrendResult:
+    """A trend label plus the evidence behind it; evidence is ``None`` when not computed."""
+
+    label: TrendLabel
+    p_value: float | None
+    relative_change: float | None
+    slope: float | None
+    n_points: int
+
+    def detail(self) -> dict:
+        """The contract's ``trend_detail`` object (JSON-safe: no NaN, no infinity)."""
+        return {
+            "p_value": finite_or_none(self.p_value),
+            "relative_change": finite_or_none(self.relative_change),
+            "slope": finite_or_none(self.slope),
+            "n_points": self.n_points,
+        }
+
+
+def classify_trend(
+    values: Sequence[float],
+    *,
+    alpha: float = 0.05,
+    min_relative_change: float = 0.10,
+    min_points: int = 6,
+    min_median: float = 5.0,
+) -> TrendResult:
+    """Classify a series of per-bucket values (oldest first) as up, down, stable or too thin.
+
+    ``insufficient_data`` when there are fewer than ``min_points`` values or their median is
+    below ``min_median`` (too few users for a trend to mean anything); its evidence fields are
+    ``None``. A constant series is ``stable`` with ``p_value`` 1 (Kendall's tau is undefined
+    there, and no monotonic trend is the right reading).
+    """
+    if min_points < 3:
+        raise ValueError("min_points must be at least 3 for a trend test to be meaningful")
+    if min_median <= 0:
+        raise ValueError("min_median must be positive: relative change needs a positive level")
+    series = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(series)):
+        raise ValueError("trend values must be finite numbers")
+
+    n_points = len(series)
+    if n_points < min_points or float(np.median(series)) < min_median:
+        return TrendResult("insufficient_data", None, None, None, n_points)
+
+    if np.ptp(series) == 0:
+        return TrendResult("stable", 1.0, 0.0, 0.0, n_points)
+
+    time = np.arange(n_points, dtype=float)
+    p_value = float(stats.kendalltau(series, time).pvalue)
+    slope, intercept, _, _ = stats.theilslopes(series, time)
+    start = intercept if intercept > 0 else float(np.median(series))
+    relative_change = float(slope) * (n_points - 1) / start
+
+    label: TrendLabel = "stable"
+    if p_value < alpha and abs(relative_change) >= min_relative_change:
+        label = "up" if relative_change > 0 else "down"
+    return TrendResult(label, p_value, relative_change, float(slope), n_points)
