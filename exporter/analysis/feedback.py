@@ -1,0 +1,152 @@
+"""Summary of user feedback over a window (methods.md §5, contract §4.6).
+
+Callers window the items; this module only summarises what it is given. The item type carries no
+comment, email or other free-text personal data, so none can leak into the output.
+
+Decisions the spec leaves open:
+
+* ``total`` counts every item. Ratings outside 1..5 are excluded from every rating-based figure
+  (average, distribution, CSAT, ``nps_5star``, per-category average) and counted in
+  ``invalid_ratings``; the item still counts towards categories, types, sentiment and open items.
+* ``open_items`` counts status ``open`` and ``in_progress``: both are feedback nobody has closed.
+* Categories are free text, so ``by_category`` keeps the ``top_categories`` largest and folds the
+  rest into ``"other"`` (always last). A category literally called "Other" (any case; the portal
+  widget offers one) means the same thing and is folded into that bucket rather than shown twice.
+  Category names are compared after trimming surrounding whitespace; missing or blank ones are
+  reported as ``"uncategorised"``, missing types as ``"unknown"``.
+* Sentiment labels other than positive/neutral/negative (or none) count as ``unknown``.
+* ``status_codes`` says why a number is ``null``: ``no_ratings`` (no valid rating, so average,
+  CSAT and ``nps_5star.score`` are null) and ``no_sentiment_scores`` (no compound score).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from exporter.analysis.intervals import wilson_interval
+from exporter.analysis.numbers import finite_or_none, safe_ratio
+
+STARS = (1, 2, 3, 4, 5)
+SENTIMENT_LABELS = ("positive", "neutral", "negative")
+OPEN_STATUSES = frozenset({"open", "in_progress"})
+OTHER_CATEGORY = "other"
+UNCATEGORISED = "uncategorised"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    """One feedback entry, reduced to the fields the summary needs."""
+
+    rating: int
+    category: str | None
+    feedback_type: str | None
+    status: str | None
+    sentiment: str | None
+    sentiment_compound: float | None
+    created_at: datetime  # timezone-aware UTC
+
+    def __post_init__(self) -> None:
+        # The upstream sends naive UTC; converting is the source's job, and a naive value here
+        # would make every window comparison downstream raise or silently shift.
+        if self.created_at.utcoffset() != timedelta(0):
+            raise ValueError("created_at must be timezone-aware UTC")
+
+
+def cap_categories(counts: Mapping[str, int], top_n: int) -> dict[str, int]:
+    """The ``top_n`` largest categories, then ``"other"`` holding the rest.
+
+    Order is largest first, ties broken by name, with ``"other"`` last and present only when it
+    holds something. Input keys equal to "other" in any case are folded into that bucket.
+    """
+    if top_n < 0:
+        raise ValueError("top_n must not be negative")
+    ranked = sorted(
+        ((name, count) for name, count in counts.items() if name.casefold() != OTHER_CATEGORY),
+        key=lambda entry: (-entry[1], entry[0]),
+    )
+    capped = dict(ranked[:top_n])
+    overflow = sum(counts.values()) - sum(capped.values())
+    if overflow:
+        capped[OTHER_CATEGORY] = overflow
+    return capped
+
+
+def summarise_feedback(items: Sequence[FeedbackItem], *, top_categories: int = 8) -> dict:
+    """Contract §4.6 summary of already-windowed feedback items (JSON-safe).
+
+    Returns ``{"total", "invalid_ratings", "average_rating", "rating_distribution": {"1".."5"},
+    "csat", "csat_ci": [lo, hi] | None, "nps_5star": {"score", "promoters", "passives",
+    "detractors"}, "sentiment": {"average_compound", "positive", "neutral", "negative",
+    "unknown"}, "by_category": [{"category", "count", "average_rating"}], "by_type": {type: n},
+    "open_items", "status_codes"}``. CSAT is the share of 4-5★ with a Wilson 95% interval;
+    ``nps_5star`` is the platform's 5★-scale score, 100 x (5★ - 1..3★) / rated, not a 0-10 NPS.
+    """
+    ratings = [item.rating for item in items if item.rating in STARS]
+    stars = Counter(ratings)
+    rated = len(ratings)
+    promoters, passives = stars[5], stars[4]
+    detractors = rated - promoters - passives
+    satisfied = promoters + passives
+
+    compounds = [
+        score
+        for score in (finite_or_none(item.sentiment_compound) for item in items)
+        if score is not None
+    ]
+    sentiment_labels = Counter(
+        item.sentiment if item.sentiment in SENTIMENT_LABELS else UNKNOWN for item in items
+    )
+    status_codes: list[str] = []
+    if not rated:
+        status_codes.append("no_ratings")
+    if not compounds:
+        status_codes.append("no_sentiment_scores")
+
+    return {
+        "total": len(items),
+        "invalid_ratings": len(items) - rated,
+        "average_rating": _mean(ratings),
+        "rating_distribution": {str(star): stars[star] for star in STARS},
+        "csat": safe_ratio(satisfied, rated),
+        "csat_ci": list(wilson_interval(satisfied, rated)) if rated else None,
+        "nps_5star": {
+            "score": safe_ratio(100 * (promoters - detractors), rated),
+            "promoters": promoters,
+            "passives": passives,
+            "detractors": detractors,
+        },
+        "sentiment": {
+            "average_compound": _mean(compounds),
+            **{label: sentiment_labels[label] for label in (*SENTIMENT_LABELS, UNKNOWN)},
+        },
+        "by_category": _category_rows(items, top_categories),
+        "by_type": _largest_first(Counter(item.feedback_type or UNKNOWN for item in items)),
+        "open_items": sum(item.status in OPEN_STATUSES for item in items),
+        "status_codes": status_codes,
+    }
+
+
+def _category_rows(items: Sequence[FeedbackItem], top_n: int) -> list[dict]:
+    labels = [(item.category or "").strip() or UNCATEGORISED for item in items]
+    capped = cap_categories(Counter(labels), top_n)
+    ratings_by_bucket: dict[str, list[int]] = {name: [] for name in capped}
+    for label, item in zip(labels, items):
+        if item.rating in STARS:
+            # Anything cap_categories did not keep by name sits in the "other" bucket.
+            ratings_by_bucket[label if label in capped else OTHER_CATEGORY].append(item.rating)
+    return [
+        {"category": name, "count": count, "average_rating": _mean(ratings_by_bucket[name])}
+        for name, count in capped.items()
+    ]
+
+
+def _largest_first(counts: Counter) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda entry: (-entry[1], entry[0])))
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return safe_ratio(sum(values), len(values))
