@@ -1,0 +1,248 @@
+"""The service's configuration: declared here, loaded from YAML, overridden by the environment.
+
+``config/analytics.yaml`` documents every key with the same defaults as declared below. The
+environment variables keep the names of the original service (contract §2).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from .secrets import Secret
+from .timeranges import TimeRange
+from .typed_mapping import MappingError, build, to_plain
+
+DEFAULT_CONFIG_PATH = Path("config/analytics.yaml")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key path."""
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be positive (got {value})")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 8000
+    api_token: Secret | None = None
+    cors_allowed_origins: tuple[str, ...] = ()
+    request_timeout_seconds: float = 25.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1..65535 (got {self.port})")
+        _positive(request_timeout_seconds=self.request_timeout_seconds)
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    ttl_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        _positive(ttl_seconds=self.ttl_seconds)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    usage_windows: tuple[str, ...] = ("1d", "7d", "30d")
+    default_scrape_timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        _validate_windows("usage_windows", self.usage_windows)
+        _positive(default_scrape_timeout_seconds=self.default_scrape_timeout_seconds)
+
+    @property
+    def usage_ranges(self) -> tuple[TimeRange, ...]:
+        return tuple(TimeRange.parse(w) for w in self.usage_windows)
+
+
+@dataclass(frozen=True)
+class HttpSourceConfig:
+    """What every HTTP upstream shares: where it is, how long to wait, how hard to push."""
+
+    enabled: bool = True
+    url: str | None = None
+    timeout_seconds: float = 8.0
+    max_concurrency: int = 4
+    max_retries: int = 2
+    max_response_bytes: int = 32 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
+        _positive(timeout_seconds=self.timeout_seconds, max_concurrency=self.max_concurrency,
+                  max_response_bytes=self.max_response_bytes)
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more (got {self.max_retries})")
+
+    def missing_settings(self) -> list[str]:
+        """Settings without which the source is disabled (empty when it can run)."""
+        return [] if self.url else ["url"]
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.enabled and not self.missing_settings()
+
+
+@dataclass(frozen=True)
+class PlausibleConfig(HttpSourceConfig):
+    url: str | None = "http://plausible.fawkes.svc:8000"
+    api_key: Secret | None = None
+    site_id: str | None = None
+    api_version: Literal["auto", "v1", "v2"] = "auto"
+    timezone: str = "UTC"
+    stats_start_date: str = "2019-01-01"
+    hourly_request_budget: int = 600
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA timezone name") from None
+
+    def missing_settings(self) -> list[str]:
+        return super().missing_settings() + ([] if self.site_id else ["site_id"])
+
+
+@dataclass(frozen=True)
+class ExperimentationConfig(HttpSourceConfig):
+    url: str | None = "http://experimentation.fawkes.svc:8000"
+
+
+@dataclass(frozen=True)
+class FeedbackConfig(HttpSourceConfig):
+    url: str | None = "http://feedback-service.fawkes.svc:8000"
+    admin_token: Secret | None = None
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    plausible: PlausibleConfig = field(default_factory=PlausibleConfig)
+    experimentation: ExperimentationConfig = field(default_factory=ExperimentationConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    enabled: bool = True
+    kind: Literal["file"] = "file"
+    path: str | None = None
+
+    def missing_settings(self) -> list[str]:
+        return [] if self.path else ["path"]
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.enabled and not self.missing_settings()
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+
+
+# Environment variable -> key path. ``*_FILE`` variants of secrets map to ``<key>_file``.
+ENVIRONMENT = {
+    "PLAUSIBLE_URL": "sources.plausible.url",
+    "PLAUSIBLE_API_KEY": "sources.plausible.api_key",
+    "PLAUSIBLE_API_KEY_FILE": "sources.plausible.api_key_file",
+    "PLAUSIBLE_SITE_ID": "sources.plausible.site_id",
+    "EXPERIMENTATION_URL": "sources.experimentation.url",
+    "FEEDBACK_URL": "sources.feedback.url",
+    "FEEDBACK_ADMIN_TOKEN": "sources.feedback.admin_token",
+    "FEEDBACK_ADMIN_TOKEN_FILE": "sources.feedback.admin_token_file",
+    "EVENTS_PATH": "events.path",
+    "REFRESH_INTERVAL": "cache.ttl_seconds",
+    "CORS_ALLOWED_ORIGINS": "server.cors_allowed_origins",
+    "API_TOKEN": "server.api_token",
+    "API_TOKEN_FILE": "server.api_token_file",
+}
+
+# Environment variable that names each configurable setting, for messages ("set PLAUSIBLE_URL").
+ENVIRONMENT_FOR_KEY = {path: name for name, path in ENVIRONMENT.items() if not name.endswith("_FILE")}
+
+
+def config_path(explicit: str | None = None, environ: Mapping[str, str] = os.environ) -> tuple[Path, bool]:
+    """The file to read and whether the user chose it (a chosen file must exist)."""
+    chosen = explicit or environ.get("ANALYTICS_CONFIG")
+    return (Path(chosen), True) if chosen else (DEFAULT_CONFIG_PATH, False)
+
+
+def load_config(explicit_path: str | None = None, environ: Mapping[str, str] = os.environ,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read the YAML file, apply environment variables and ``overrides`` (key path -> value)."""
+    path, chosen = config_path(explicit_path, environ)
+    raw = _read_yaml(path, must_exist=chosen)
+    for name, key_path in ENVIRONMENT.items():
+        if environ.get(name, "") != "":
+            _set_path(raw, key_path, environ[name])
+            if key_path.endswith("_file"):  # the file replaces an inline secret from YAML
+                _set_path(raw, key_path.removesuffix("_file"), None)
+    for key_path, value in (overrides or {}).items():
+        _set_path(raw, key_path, value)
+    try:
+        return build(Config, raw)
+    except MappingError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def effective_config(config: Config) -> dict[str, Any]:
+    """The configuration as plain data with every secret masked."""
+    return to_plain(config)
+
+
+def _read_yaml(path: Path, must_exist: bool) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if must_exist:
+            raise ConfigError(f"{path}: configuration file not found") from None
+        return {}
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read configuration file: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def _set_path(raw: dict[str, Any], key_path: str, value: Any) -> None:
+    *parents, leaf = key_path.split(".")
+    node = raw
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[leaf] = value
+
+
+def _validate_windows(name: str, windows: tuple[str, ...]) -> None:
+    valid = ["1d", *TimeRange.names()]
+    for window in windows:
+        if window not in valid:
+            raise ValueError(f"{name}: {window!r} is not one of {', '.join(valid)}")
+    if not windows:
+        raise ValueError(f"{name} must name at least one window")

@@ -1,0 +1,117 @@
+"""What the service knows about each upstream: up or down, since when, how busy, how slow.
+
+Sources report here; ``/health``, the ``sources`` object of every JSON section and the
+service-health metrics read from here, so all three tell the same story.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Awaitable, Callable, TypeVar
+
+from .errors import SourceError
+from .timeranges import iso_z
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Refresh durations span a cached file read (ms) to a slow upstream with retries (tens of s).
+REFRESH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass
+class SourceState:
+    name: str
+    disabled_reason: str | None = None  # set when the source is not configured
+    last_success: float | None = None
+    last_failure: float | None = None
+    last_error: str | None = None
+    last_refresh_seconds: float | None = None
+    requests: Counter[str] = field(default_factory=Counter)
+    refresh_bucket_counts: list[int] = field(default_factory=lambda: [0] * len(REFRESH_BUCKETS))
+    refresh_count: int = 0
+    refresh_sum: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)  # source-specific facts (e.g. budget)
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_reason is None
+
+    @property
+    def status(self) -> str:
+        if not self.enabled:
+            return "disabled"
+        if self.last_success is None:
+            return "down"
+        if self.last_failure is not None and self.last_failure > self.last_success:
+            return "down"
+        return "up"
+
+    @property
+    def error(self) -> str | None:
+        if not self.enabled:
+            return self.disabled_reason
+        if self.status == "down":
+            return self.last_error or "no successful refresh yet"
+        return None
+
+
+class HealthRegistry:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.sources: dict[str, SourceState] = {}
+
+    def register(self, name: str, disabled_reason: str | None = None) -> SourceState:
+        state = self.sources[name] = SourceState(name, disabled_reason)
+        return state
+
+    def record_request(self, name: str, outcome: str) -> None:
+        self.sources[name].requests[outcome] += 1
+
+    async def track(self, name: str, load: Callable[[], Awaitable[T]]) -> T:
+        """Run one refresh of source ``name``, recording its duration and outcome."""
+        state = self.sources[name]
+        started = time.perf_counter()
+        try:
+            result = await load()
+        except Exception as error:
+            state.last_failure = self.clock()
+            state.last_error = describe_failure(error)
+            raise
+        else:
+            state.last_success = self.clock()
+            return result
+        finally:
+            self._observe(state, time.perf_counter() - started)
+
+    def summary(self, name: str) -> dict:
+        """The contract's per-source object: status, last_success, age_seconds, error."""
+        state = self.sources[name]
+        age = None if state.last_success is None else round(self.clock() - state.last_success, 3)
+        last = None if state.last_success is None else iso_z(datetime.fromtimestamp(state.last_success, timezone.utc))
+        return {"status": state.status, "last_success": last, "age_seconds": age, "error": state.error}
+
+    def overall_status(self) -> str:
+        enabled = [s for s in self.sources.values() if s.enabled]
+        return "healthy" if all(s.status == "up" for s in enabled) else "degraded"
+
+    @staticmethod
+    def _observe(state: SourceState, seconds: float) -> None:
+        state.last_refresh_seconds = seconds
+        state.refresh_count += 1
+        state.refresh_sum += seconds
+        for i, bound in enumerate(REFRESH_BUCKETS):
+            if seconds <= bound:
+                state.refresh_bucket_counts[i] += 1
+
+
+def describe_failure(error: Exception) -> str:
+    """A message safe to publish: our own wording for known errors, the type name otherwise."""
+    if isinstance(error, SourceError):
+        return str(error)
+    log.exception("unexpected error during refresh", exc_info=error)
+    return f"internal error during refresh ({type(error).__name__}); see the service log"
