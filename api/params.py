@@ -1,0 +1,49 @@
+"""Query-string parsing: unknown, repeated or invalid parameters are 400s naming the valid values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from aiohttp import web
+
+from exporter.timeranges import TimeRange
+
+from .errors import ApiError
+
+
+@dataclass(frozen=True)
+class Param:
+    choices: Sequence[str]
+    default: str | None  # None: optional, absent from the result when not given
+    convert: Callable[[str], Any] = str
+
+
+def time_range(default: str) -> Param:
+    return Param(TimeRange.names(), default, TimeRange)
+
+
+def parse_query(request: web.Request, spec: dict[str, Param]) -> dict[str, Any]:
+    query = request.rel_url.query
+    unknown = sorted(set(query) - set(spec))
+    if unknown:
+        valid = ", ".join(spec) or "none"
+        raise ApiError(400, "unknown_parameter", f"unknown query parameter '{_clip(unknown[0])}'; valid: {valid}")
+    values: dict[str, Any] = {}
+    for name, param in spec.items():
+        given = query.getall(name, [])
+        if len(given) > 1:
+            raise ApiError(400, "repeated_parameter", f"'{name}' is given {len(given)} times; give it once")
+        raw = given[0] if given else param.default
+        if raw is None:
+            continue
+        if raw not in param.choices:
+            raise ApiError(400, f"invalid_{name}",
+                           f"'{_clip(raw)}' is not a valid {name}; valid: {', '.join(param.choices)}")
+        values[name] = param.convert(raw)
+    return values
+
+
+def _clip(text: str, limit: int = 64) -> str:
+    """Echo at most ``limit`` characters of user input back."""
+    return text if len(text) <= limit else text[:limit] + "..."

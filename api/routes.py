@@ -1,0 +1,85 @@
+"""The endpoints. Sections are generic: an area, its query parameters, the shared snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.service import AnalyticsService
+
+from .errors import ApiError
+from .jsonio import json_response
+from .params import Param, parse_query, time_range
+
+SERVICE = web.AppKey("service", AnalyticsService)
+RENDERER = web.AppKey("renderer", object)
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+SCRAPE_MARGIN_SECONDS = 0.5  # leave time to render and send before Prometheus gives up
+
+# path -> (area name, query parameters)
+SECTIONS: dict[str, tuple[str, dict[str, Param]]] = {
+    "/api/v1/usage-trends": ("usage_trends", {"time_range": time_range("7d")}),
+}
+
+
+async def health(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    sources = {name: service.health.summary(name) | service.source_details(name) for name in service.health.sources}
+    return json_response({"status": service.health.overall_status(), "service": "analytics-dashboard",
+                          "version": __version__, "sources": sources})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    timeout = _scrape_timeout(request, service.config.metrics.default_scrape_timeout_seconds)
+    await service.refresh_metrics(timeout - SCRAPE_MARGIN_SECONDS)
+    body, content_type = request.app[RENDERER].render(request.headers.get("Accept"))
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type  # includes version and charset parameters
+    return response
+
+
+def section_handler(area_name: str, spec: dict[str, Param]):
+    async def handler(request: web.Request) -> web.Response:
+        service = request.app[SERVICE]
+        params = parse_query(request, spec)
+        section = await _within_deadline(service, service.areas[area_name].section(params))
+        return json_response(section.to_json(service))
+
+    return handler
+
+
+async def refresh(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    parse_query(request, {})
+    outcome = await service.refresh_all(service.config.server.request_timeout_seconds)
+    status = 202 if "pending" in outcome.values() else 200
+    return json_response({"sources": outcome}, status=status)
+
+
+async def _within_deadline(service: AnalyticsService, awaitable: Any) -> Any:
+    timeout = service.config.server.request_timeout_seconds
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError:
+        raise ApiError(503, "upstream_timeout",
+                       f"the sources did not answer within {timeout:g} s; the refresh continues, retry shortly") from None
+
+
+def _scrape_timeout(request: web.Request, default: float) -> float:
+    try:
+        value = float(request.headers.get(SCRAPE_TIMEOUT_HEADER, default))
+    except ValueError:
+        return default
+    return value if 0 < value < 3600 else default
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    for path, (area, spec) in SECTIONS.items():
+        app.router.add_get(path, section_handler(area, spec))
+    app.router.add_post("/api/v1/metrics/refresh", refresh)

@@ -1,0 +1,58 @@
+"""Usage metrics (contract §5) from the usage-trends snapshots of each configured window."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ..timeranges import window_label
+from .base import contained, helptext
+
+if TYPE_CHECKING:
+    from ..areas.usage import UsageArea
+
+WINDOWED = (
+    ("analytics_active_users", "active_users", "Unique active users in the window."),
+    ("analytics_unique_visitors", "unique_visitors", "Unique visitors in the window (Plausible's daily-salted count)."),
+    ("analytics_avg_session_duration_seconds", "avg_session_duration", "Mean visit duration in the window."),
+    ("analytics_bounce_rate_percentage", "bounce_rate", "Share of single-page visits in the window, 0..100."),
+)
+
+
+class UsageCollector:
+    def __init__(self, area: "UsageArea") -> None:
+        self.area = area
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(with_samples=False))
+
+    def collect(self) -> Iterator[Metric]:
+        return contained(self.area.name, lambda: self._families(with_samples=True))
+
+    def _families(self, with_samples: bool) -> list[Metric]:
+        ttl = self.area.service.config.cache.ttl_seconds
+        source = "Plausible"
+        snapshots = []
+        if with_samples:
+            for params in self.area.metric_params():
+                section = self.area.peek(params)
+                if section is not None:
+                    snapshots.append((window_label(params["time_range"]), section.body))
+        windowed = {name: GaugeMetricFamily(name, helptext(text, source, ttl), labels=["window"])
+                    for name, _, text in WINDOWED}
+        total = GaugeMetricFamily("analytics_total_users", helptext("Users ever seen.", source, ttl))
+        pageviews = CounterMetricFamily("analytics_page_views", helptext("All-time pageviews.", source, ttl))
+        current = GaugeMetricFamily("analytics_current_visitors",
+                                    helptext("Visitors in the last 5 minutes.", source, ttl))
+        for label, body in snapshots:
+            for name, field, _ in WINDOWED:
+                if body.get(field) is not None:
+                    windowed[name].add_metric([label], body[field])
+        if snapshots:
+            body = snapshots[0][1]
+            total.add_metric([], body["total_users"])
+            pageviews.add_metric([], body["page_views_all_time"])
+            current.add_metric([], body["current_visitors"])
+        families = [total, *windowed.values(), pageviews, current]
+        return [f for f in families if f.samples] if with_samples else families

@@ -1,0 +1,123 @@
+"""The running service: configuration, sources, memo, health and the analytics areas, wired once.
+
+Every fetch goes through :meth:`AnalyticsService.load`, which memoizes it, records the source's
+health and counts the upstream requests the refresh cost (the Plausible budget is derived from
+those counts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable, Hashable, TypeVar
+
+from .areas import build_areas
+from .areas.base import Area
+from .cache import Cached, Memo
+from .config import ENVIRONMENT_FOR_KEY, Config
+from .errors import SourceError
+from .health import HealthRegistry
+from .sources.http import counting_requests
+from .sources.plausible import PlausibleClient
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class AnalyticsService:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.health = HealthRegistry(clock)
+        self.memo = Memo(config.cache.ttl_seconds, clock=clock)
+        self._requests_by_key: dict[Hashable, tuple[str, int]] = {}
+        plausible = config.sources.plausible
+        self.health.register("plausible", _disabled_reason("sources.plausible", plausible.enabled,
+                                                           plausible.missing_settings()))
+        self.plausible = PlausibleClient(plausible, self.health) if plausible.is_enabled else None
+        self.areas: dict[str, Area] = build_areas(self)
+
+    async def close(self) -> None:
+        if self.plausible is not None:
+            await self.plausible.close()
+
+    async def load(self, key: Hashable, source: str, loader: Callable[[], Awaitable[T]]) -> Cached[T]:
+        """Memoized ``loader()``: health-tracked and request-counted for ``source``."""
+        return await self.memo.get(key, self._tracked(key, source, loader))
+
+    def _tracked(self, key: Hashable, source: str, loader: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+        async def tracked() -> T:
+            result, attempts = await counting_requests(lambda: self.health.track(source, loader))
+            self._requests_by_key[key] = (source, attempts)
+            return result
+
+        return tracked
+
+    def requests_per_cycle(self, source: str) -> int:
+        """Upstream requests one refresh of every live cached query of ``source`` costs."""
+        live = [(key, count) for key, (name, count) in self._requests_by_key.items() if name == source]
+        return sum(count for key, count in live if self.memo.peek(key) is not None)
+
+    def source_details(self, source: str) -> dict[str, Any]:
+        """Source-specific facts for ``/health`` (the Plausible API version and request budget)."""
+        if source != "plausible" or self.plausible is None:
+            return {}
+        return {"api_version": self.plausible.api_version or "auto (not yet detected)",
+                "requests_per_refresh_cycle": self.requests_per_cycle(source),
+                "projected_hourly_requests": round(self.projected_hourly_requests(source), 1),
+                "hourly_request_budget": self.config.sources.plausible.hourly_request_budget}
+
+    def projected_hourly_requests(self, source: str) -> float:
+        return self.requests_per_cycle(source) * 3600.0 / self.config.cache.ttl_seconds
+
+    async def refresh_metrics(self, timeout: float) -> None:
+        """Bring every snapshot ``/metrics`` publishes up to date, waiting at most ``timeout`` s.
+
+        Loads still running at the deadline go on in the background (the memo shields them), so
+        the next scrape finds them done; this scrape renders what is there now.
+        """
+        pending = [asyncio.ensure_future(self._quietly(area.section(params)))
+                   for area in self.areas.values() if area.disabled_reason() is None
+                   for params in area.metric_params()]
+        if pending:
+            await asyncio.wait(pending, timeout=max(timeout, 0.0))
+
+    async def refresh_all(self, timeout: float) -> dict[str, Any]:
+        """Force a refresh of every published snapshot; per-source outcome (``pending`` if slow)."""
+        tasks = {}
+        for area in self.areas.values():
+            if area.disabled_reason() is not None:
+                continue
+            for params in area.metric_params():
+                key, source = area.key(params), area.sources[0]
+                loader = self._tracked(key, source, lambda area=area, params=params: area.compute(params))
+                tasks[key] = (source, asyncio.ensure_future(self.memo.refresh(key, loader)))
+        if tasks:
+            await asyncio.wait([task for _, task in tasks.values()], timeout=timeout)
+        outcome: dict[str, Any] = {}
+        for source, task in tasks.values():
+            state = "pending" if not task.done() else ("failed" if task.exception() else "refreshed")
+            if outcome.get(source) in (None, "refreshed") or state == "failed":
+                outcome[source] = state
+        for name, summary in self.health.sources.items():
+            outcome.setdefault(name, "disabled" if not summary.enabled else "not_used")
+        return outcome
+
+    @staticmethod
+    async def _quietly(awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except SourceError:
+            pass  # already recorded in the source's health; the scrape shows it as down
+
+
+def _disabled_reason(prefix: str, enabled: bool, missing: list[str]) -> str | None:
+    if not enabled:
+        return f"disabled in configuration ({prefix}.enabled: false)"
+    if missing:
+        settings = ", ".join(f"{prefix}.{m}" + (f" ({ENVIRONMENT_FOR_KEY[f'{prefix}.{m}']})"
+                                                if f"{prefix}.{m}" in ENVIRONMENT_FOR_KEY else "")
+                             for m in missing)
+        return f"not configured: set {settings}"
+    return None
