@@ -1,0 +1,559 @@
+"""A seeded synthetic population of developers using the platform's portal.
+
+Everything the demo shows comes from this one population: the simulated Plausible computes its
+answers from the events, the identified events file is written from them, and the simulated
+Experimentation and Feedback services draw their users from :attr:`Population.user_ids`.
+
+How it is built (all vectorised; a few hundred users over 90 days take a few milliseconds):
+
+1. **Users** get a team and a behaviour archetype — power, core, casual, newcomer (first seen in
+   the last 14 days), slipping (active before, fading over the last month), dormant (gone 29-56
+   days) and churned (gone more than 56 days) — plus a lifecycle: the day they first appear and the
+   day they leave. Some established users join during the window, so that churn does not make
+   the whole platform look like it is shrinking.
+2. **Active days** are drawn per user and day: weekday-heavy, modulated by the lifecycle.
+3. **Sessions** (1-6 per active day) sit in working hours, at least 30 minutes apart so a real
+   Plausible would not merge them. Each session performs one *task* (browse docs, deploy, create a
+   service, ...) drawn from the user's preferences; over the window Configure Monitoring gains
+   favour, Run Pipeline loses it, and documentation stays level.
+4. **Tasks** expand into page views and custom events with realistic drop-off and delays. A
+   created service is deployed in a later session (hours or a day or two later), which is what
+   lets the onboarding and service-creation funnels complete.
+
+Timestamps are int64 epoch seconds; the columns are sorted by time. Events run to ``now +
+horizon`` so that data keeps "arriving" while a demo runs: consumers show only what is at or
+before their clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from exporter.demo import catalog
+
+ARCHETYPES: tuple[str, ...] = (
+    "power",
+    "core",
+    "casual",
+    "newcomer",
+    "slipping",
+    "dormant",
+    "churned",
+)
+POWER, CORE, CASUAL, NEWCOMER, SLIPPING, DORMANT, CHURNED = range(len(ARCHETYPES))
+
+DAY = catalog.DAY_SECONDS
+HOUR = 3_600
+MINUTE = 60
+
+
+@dataclass(frozen=True)
+class _Archetype:
+    share: float
+    weekday_activity: float  # probability of being active on a weekday
+    weekend_factor: float  # weekend activity relative to a weekday
+    extra_sessions: float  # Poisson mean of sessions beyond the first on an active day
+    task_weights: tuple[float, ...]  # over TASKS, before per-user and seasonal modulation
+
+
+# Order of TASKS: glance, docs, catalog, create, deploy, pipeline, monitoring.
+_LAPSING_TASKS = (0.30, 0.22, 0.15, 0.05, 0.13, 0.08, 0.07)
+_ARCHETYPES: dict[int, _Archetype] = {
+    POWER: _Archetype(0.08, 0.88, 0.20, 2.0, (0.15, 0.15, 0.15, 0.08, 0.22, 0.14, 0.11)),
+    CORE: _Archetype(0.27, 0.50, 0.08, 0.8, (0.20, 0.20, 0.15, 0.06, 0.17, 0.12, 0.10)),
+    CASUAL: _Archetype(0.30, 0.14, 0.08, 0.2, (0.35, 0.25, 0.15, 0.04, 0.10, 0.06, 0.05)),
+    NEWCOMER: _Archetype(0.10, 0.45, 0.08, 0.8, (0.25, 0.30, 0.15, 0.08, 0.10, 0.06, 0.06)),
+    SLIPPING: _Archetype(0.10, 0.50, 0.08, 0.6, _LAPSING_TASKS),
+    DORMANT: _Archetype(0.06, 0.35, 0.08, 0.4, _LAPSING_TASKS),
+    CHURNED: _Archetype(0.09, 0.35, 0.08, 0.4, _LAPSING_TASKS),
+}
+
+# Established users who join during the window rather than before it.
+_LATE_JOINER_SHARE = 0.25
+# Slipping users keep this fraction of their activity once they start fading.
+_FADED_ACTIVITY = 0.12
+_ONBOARDING_DAYS = 14
+_LOGIN_PROBABILITY = 0.5  # the portal's SSO session outlives a day about half the time
+_MAX_SESSIONS_PER_DAY = 6
+_WORKDAY_START = 7 * HOUR
+_WORKDAY_LENGTH = 12 * HOUR
+# Sessions last at most ~20 minutes and start at least 75 minutes apart: more than Plausible's
+# 30-minute session timeout, so every generated session is a session in Plausible's sense.
+_SESSION_SPACING = 75 * MINUTE
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One step of a task: a page view (``pages``) or a custom event (``event``).
+
+    ``reach`` is the probability of reaching this step given the previous one was reached;
+    ``delay`` the uniform range of seconds since the previous step. Custom events happen on the
+    page most recently viewed in the session.
+    """
+
+    pages: tuple[str, ...] = ()
+    event: str = ""
+    reach: float = 1.0
+    delay: tuple[int, int] = (0, 0)
+
+
+def _view(*pages: str, reach: float = 1.0, delay: tuple[int, int] = (0, 0)) -> _Step:
+    return _Step(pages=pages, reach=reach, delay=delay)
+
+
+def _do(event: str, reach: float, delay: tuple[int, int]) -> _Step:
+    return _Step(event=event, reach=reach, delay=delay)
+
+
+@dataclass(frozen=True)
+class _Task:
+    name: str
+    steps: tuple[_Step, ...]
+    source_weights: tuple[float, ...]  # over catalog.SOURCES
+
+
+c = catalog  # short alias: the task table below reads as a script
+TASKS: tuple[_Task, ...] = (
+    _Task(
+        "glance",
+        (_view(c.HOME, c.CATALOG, c.DOCS, c.TECH_RADAR, c.SETTINGS),),
+        (0.60, 0.10, 0.15, 0.05, 0.05, 0.05),
+    ),
+    _Task(
+        "docs",
+        (
+            _view(c.DOCS, c.HOME),
+            _view(*c.DOCS_PAGES, reach=0.92, delay=(15, 90)),
+            _do(c.VIEW_DOCUMENTATION, 0.95, (10, 40)),
+            _view(*c.DOCS_PAGES, reach=0.55, delay=(60, 420)),
+            _do(c.VIEW_DOCUMENTATION, 0.90, (10, 40)),
+            _view(*c.DOCS_PAGES, reach=0.35, delay=(60, 420)),
+        ),
+        (0.35, 0.10, 0.15, 0.20, 0.15, 0.05),
+    ),
+    _Task(
+        "catalog",
+        (
+            _view(c.CATALOG),
+            _do(c.SEARCH_COMPONENTS, 0.70, (10, 60)),
+            _view(*c.CATALOG_COMPONENTS, reach=0.85, delay=(10, 120)),
+            _view(*c.CATALOG_COMPONENTS, reach=0.45, delay=(30, 300)),
+            _view(*c.DOCS_PAGES, reach=0.20, delay=(30, 300)),
+        ),
+        (0.45, 0.30, 0.10, 0.05, 0.05, 0.05),
+    ),
+    _Task(
+        "create",
+        (
+            _view(c.CREATE),
+            _do(c.START_SERVICE_CREATION, 0.92, (10, 60)),
+            _view(c.CREATE_TEMPLATES, reach=0.88, delay=(10, 60)),
+            _do(c.TEMPLATE_SELECTED, 0.85, (20, 240)),
+            _do(c.SERVICE_CREATED, 0.82, (60, 600)),
+            _view(c.CATALOG, reach=0.40, delay=(30, 120)),
+        ),
+        (0.60, 0.15, 0.10, 0.02, 0.08, 0.05),
+    ),
+    _Task(
+        "deploy",
+        (
+            _view(c.DEPLOYMENTS),
+            _do(c.DEPLOY_APPLICATION, 0.93, (10, 90)),
+            _do(c.BUILD_SUCCEEDED, 0.86, (120, 600)),
+            _do(c.DEPLOYMENT_COMPLETE, 0.93, (60, 300)),
+            _view(c.MONITORING, reach=0.25, delay=(30, 180)),
+        ),
+        (0.45, 0.15, 0.30, 0.00, 0.02, 0.08),
+    ),
+    _Task(
+        "pipeline",
+        (
+            _view(c.PIPELINES),
+            _do(c.RUN_PIPELINE, 0.90, (10, 90)),
+            _view(c.PIPELINES, reach=0.40, delay=(60, 600)),
+            _view("/docs/pipelines", reach=0.15, delay=(30, 240)),
+        ),
+        (0.45, 0.30, 0.15, 0.00, 0.02, 0.08),
+    ),
+    _Task(
+        "monitoring",
+        (
+            _view(c.MONITORING),
+            _do(c.CONFIGURE_MONITORING, 0.85, (20, 180)),
+            _view(c.MONITORING_DASHBOARDS, reach=0.60, delay=(20, 180)),
+        ),
+        (0.50, 0.05, 0.35, 0.02, 0.05, 0.03),
+    ),
+)
+_TASK = {task.name: index for index, task in enumerate(TASKS)}
+
+# Seasonal favour over the window (0 at the start, 1 today): monitoring rises, pipelines fall.
+# The ends are chosen so the total weight stays about level, which keeps the other tasks flat.
+_TASK_RAMPS: dict[int, tuple[float, float]] = {
+    _TASK["monitoring"]: (0.15, 1.0),
+    _TASK["pipeline"]: (1.0, 0.25),
+}
+_ONBOARDING_BOOST: dict[int, float] = {_TASK["docs"]: 1.5, _TASK["create"]: 2.5, _TASK["glance"]: 0.6}
+_TEAM_BOOST: dict[tuple[str, int], float] = {
+    ("platform", _TASK["monitoring"]): 1.8,
+    ("data", _TASK["pipeline"]): 1.8,
+}
+_TEAM_SHARES = (0.16, 0.14, 0.12, 0.14, 0.12, 0.12, 0.10, 0.10)
+
+# A created service is deployed later in a session of its own, this often and this much later.
+_DEPLOY_AFTER_CREATE = 0.70
+_DEPLOY_DELAY_MEDIAN = 3 * HOUR
+
+
+@dataclass(frozen=True)
+class Population:
+    """Columnar events of a synthetic population, sorted by timestamp.
+
+    Event columns (one row per page view or custom event): ``event_user`` (index into
+    :attr:`user_ids`), ``event_ts`` (epoch seconds), ``event_name`` (index into
+    ``catalog.EVENT_NAMES``; 0 is a page view), ``event_path`` (index into ``catalog.PAGES``),
+    ``event_session`` (index into the session columns) and ``event_source`` (index into
+    ``catalog.SOURCES``, the session's source). Session columns: ``session_user``,
+    ``session_start``, ``session_source``. User columns: ``user_team`` (index into
+    ``catalog.TEAMS``) and ``user_archetype`` (index into :data:`ARCHETYPES`).
+    """
+
+    seed: int
+    now: datetime
+    start_ts: int  # UTC midnight opening the window
+    end_ts: int  # last second events are generated for (now + horizon)
+    user_team: np.ndarray
+    user_archetype: np.ndarray
+    event_user: np.ndarray
+    event_ts: np.ndarray
+    event_name: np.ndarray
+    event_path: np.ndarray
+    event_session: np.ndarray
+    event_source: np.ndarray
+    session_user: np.ndarray
+    session_start: np.ndarray
+    session_source: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_team)
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.session_start)
+
+    @property
+    def user_ids(self) -> list[str]:
+        """Stable user identifiers, ``u-0001`` onwards, shared by every simulated service."""
+        return [f"u-{index + 1:04d}" for index in range(self.n_users)]
+
+    def visible_count(self, upto: float) -> int:
+        """How many events (a prefix of the columns) have ``timestamp <= upto``."""
+        return int(np.searchsorted(self.event_ts, np.floor(upto), side="right"))
+
+
+def generate_population(
+    seed: int = 42,
+    *,
+    now: datetime,
+    n_users: int = 300,
+    days: int = 90,
+    horizon_days: int = 1,
+) -> Population:
+    """Generate the population: ``days`` of history before ``now`` plus ``horizon_days`` after.
+
+    Deterministic for a given ``seed`` and ``now`` (an aware datetime; naive means UTC).
+    """
+    if n_users < len(ARCHETYPES) or days < 1 or horizon_days < 0:
+        raise ValueError("need at least one user per archetype, days >= 1 and horizon_days >= 0")
+    now_ts = int(_as_utc(now).timestamp())
+    today = now_ts // DAY
+    start_day = today - days
+    end_ts = now_ts + horizon_days * DAY
+    n_days = days + horizon_days + 1
+    rng = np.random.default_rng(seed)
+
+    archetype = _assign_archetypes(rng, n_users)
+    team = rng.choice(len(catalog.TEAMS), size=n_users, p=_TEAM_SHARES).astype(np.int8)
+    first_day, last_day, fade_day = _lifecycles(rng, archetype, days, n_days)
+    active = _active_days(rng, archetype, first_day, last_day, fade_day, start_day, n_days)
+
+    sessions = _plan_sessions(rng, active, archetype, team, first_day, start_day, days)
+    events = _expand_tasks(rng, sessions)
+    return _assemble(seed, _as_utc(now), start_day * DAY, end_ts, team, archetype, sessions, events)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _assign_archetypes(rng: np.random.Generator, n_users: int) -> np.ndarray:
+    """Exact shares (rounded), every archetype present, in a shuffled order."""
+    shares = np.array([_ARCHETYPES[a].share for a in range(len(ARCHETYPES))])
+    counts = np.maximum(1, np.floor(shares / shares.sum() * n_users).astype(int))
+    counts[CASUAL] += n_users - counts.sum()
+    return rng.permutation(np.repeat(np.arange(len(ARCHETYPES), dtype=np.int8), counts))
+
+
+def _lifecycles(
+    rng: np.random.Generator, archetype: np.ndarray, days: int, n_days: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per user, in window day indices (``days`` is today): first day, last day, fade day."""
+    n = len(archetype)
+    first = np.zeros(n, dtype=np.int64)
+    last = np.full(n, n_days - 1, dtype=np.int64)
+    fade = np.full(n, n_days, dtype=np.int64)
+
+    established = np.isin(archetype, (POWER, CORE, CASUAL))
+    late = established & (rng.random(n) < _LATE_JOINER_SHARE)
+    # Joining gets likelier over time (density rising linearly), offsetting the churn that
+    # accumulates over the window, so overall activity stays about level.
+    join_span = max(1, days - _ONBOARDING_DAYS - 1)
+    first[late] = 1 + (join_span * np.sqrt(rng.random(late.sum()))).astype(np.int64)
+
+    newcomer = archetype == NEWCOMER
+    first[newcomer] = days - rng.integers(1, _ONBOARDING_DAYS, size=newcomer.sum())
+
+    slipping = archetype == SLIPPING
+    fade[slipping] = days - rng.integers(25, 36, size=slipping.sum())
+
+    for kind, gone_min, gone_max in ((DORMANT, 29, 56), (CHURNED, 57, 85)):
+        chosen = archetype == kind
+        gone = rng.integers(gone_min, gone_max + 1, size=chosen.sum())
+        last[chosen] = np.maximum(1, days - gone)
+    return first, last, fade
+
+
+def _active_days(
+    rng: np.random.Generator,
+    archetype: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    fade: np.ndarray,
+    start_day: int,
+    n_days: int,
+) -> np.ndarray:
+    """Boolean users x days matrix of days with at least one session."""
+    day = np.arange(n_days)
+    weekend = ((start_day + day + 3) % 7) >= 5  # epoch day 0 was a Thursday
+    weekday_p = np.array([_ARCHETYPES[a].weekday_activity for a in range(len(ARCHETYPES))])
+    weekend_f = np.array([_ARCHETYPES[a].weekend_factor for a in range(len(ARCHETYPES))])
+    p = weekday_p[archetype][:, None] * np.where(weekend, weekend_f[archetype][:, None], 1.0)
+    p = p * np.where(day[None, :] >= fade[:, None], _FADED_ACTIVITY, 1.0)
+    alive = (day[None, :] >= first[:, None]) & (day[None, :] <= last[:, None])
+    active = alive & (rng.random(p.shape) < p)
+    # First and last days are facts of the lifecycle, so they must be active days.
+    rows = np.arange(len(archetype))
+    active[rows, first] = True
+    ends = last < n_days - 1
+    active[rows[ends], last[ends]] = True
+    return active
+
+
+@dataclass(frozen=True)
+class _Sessions:
+    """Planned sessions; ``parent`` is the create session a follow-up deploy belongs to, or -1."""
+
+    user: np.ndarray
+    start: np.ndarray
+    task: np.ndarray
+    source: np.ndarray
+    login: np.ndarray  # the session opens with a login event
+    parent: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Events:
+    session: np.ndarray
+    ts: np.ndarray
+    name: np.ndarray
+    path: np.ndarray
+
+
+def _plan_sessions(
+    rng: np.random.Generator,
+    active: np.ndarray,
+    archetype: np.ndarray,
+    team: np.ndarray,
+    first: np.ndarray,
+    start_day: int,
+    days: int,
+) -> _Sessions:
+    users, day = np.nonzero(active)
+    extra = np.array([_ARCHETYPES[a].extra_sessions for a in range(len(ARCHETYPES))])
+    per_day = np.minimum(1 + rng.poisson(extra[archetype[users]]), _MAX_SESSIONS_PER_DAY)
+    user = np.repeat(users, per_day)
+    day = np.repeat(day, per_day)
+    k = np.repeat(per_day, per_day)
+    slot = np.arange(len(user)) - np.repeat(np.cumsum(per_day) - per_day, per_day)
+
+    # Slot j of k splits the working day evenly; starting early enough in the slot keeps
+    # consecutive sessions of a person at least _SESSION_SPACING apart.
+    slot_length = _WORKDAY_LENGTH // k
+    offset = (rng.random(len(user)) * (slot_length - _SESSION_SPACING)).astype(np.int64)
+    start = (start_day + day) * DAY + _WORKDAY_START + slot * slot_length + offset
+
+    joined_in_window = first[user] > 0
+    onboarding = joined_in_window & (day - first[user] < _ONBOARDING_DAYS)
+    task = _draw_tasks(rng, user, day / days, archetype, team, onboarding)
+    very_first = joined_in_window & (day == first[user]) & (slot == 0)
+    task[very_first] = _TASK["docs"]
+    login = ((slot == 0) & (rng.random(len(user)) < _LOGIN_PROBABILITY)) | very_first
+    source = _draw_rows(rng, np.array([t.source_weights for t in TASKS])[task])
+    planned = _Sessions(user, start, task, source, login, np.full(len(user), -1))
+    return _with_follow_up_deploys(rng, planned)
+
+
+def _draw_tasks(
+    rng: np.random.Generator,
+    user: np.ndarray,
+    progress: np.ndarray,
+    archetype: np.ndarray,
+    team: np.ndarray,
+    onboarding: np.ndarray,
+) -> np.ndarray:
+    """Task of each session from user preference, team, season and onboarding."""
+    base = np.array([_ARCHETYPES[a].task_weights for a in range(len(ARCHETYPES))])
+    preference = base[archetype] * rng.lognormal(0.0, 0.5, size=(len(archetype), len(TASKS)))
+    for (team_name, task_index), boost in _TEAM_BOOST.items():
+        preference[team == catalog.TEAMS.index(team_name), task_index] *= boost
+
+    weights = preference[user]
+    season = np.clip(progress, 0.0, 1.0)
+    for task_index, (begin, end) in _TASK_RAMPS.items():
+        weights[:, task_index] *= begin + (end - begin) * season
+    for task_index, boost in _ONBOARDING_BOOST.items():
+        weights[onboarding, task_index] *= boost
+    return _draw_rows(rng, weights)
+
+
+def _draw_rows(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
+    """One categorical draw per row of a (rows x categories) weight matrix."""
+    cumulative = np.cumsum(weights, axis=1)
+    u = rng.random(len(weights)) * cumulative[:, -1]
+    return (cumulative < u[:, None]).sum(axis=1).astype(np.int64)
+
+
+def _with_follow_up_deploys(rng: np.random.Generator, planned: _Sessions) -> _Sessions:
+    """Add a deploy session after some create sessions, later the same day or a day or two on.
+
+    Whether the create session actually reaches ``service_created`` is only known once tasks are
+    expanded; :func:`_expand_tasks` drops the follow-ups of services never created.
+    """
+    parents = np.flatnonzero(planned.task == _TASK["create"])
+    parents = parents[rng.random(len(parents)) < _DEPLOY_AFTER_CREATE]
+    n = len(parents)
+    delay = np.clip(rng.lognormal(np.log(_DEPLOY_DELAY_MEDIAN), 1.0, size=n), 20 * MINUTE, 4 * DAY)
+    start = planned.start[parents] + delay.astype(np.int64)
+    # Outside working hours, the deploy waits for the next morning.
+    second_of_day = start % DAY
+    early = second_of_day < _WORKDAY_START
+    late = second_of_day >= _WORKDAY_START + _WORKDAY_LENGTH
+    morning = (start // DAY + late) * DAY + 8 * HOUR + rng.integers(0, 2 * HOUR, size=n)
+    start = np.where(early | late, morning, start)
+    return _Sessions(
+        user=np.concatenate([planned.user, planned.user[parents]]),
+        start=np.concatenate([planned.start, start]),
+        task=np.concatenate([planned.task, np.full(n, _TASK["deploy"])]),
+        source=np.concatenate([planned.source, np.full(n, catalog.SOURCES.index(catalog.DIRECT))]),
+        login=np.concatenate([planned.login, np.zeros(n, dtype=bool)]),
+        parent=np.concatenate([planned.parent, parents]),
+    )
+
+
+def _expand_tasks(rng: np.random.Generator, sessions: _Sessions) -> _Events:
+    """Turn each session's task into timed page views and custom events.
+
+    Steps are at least 10 seconds apart and the optional login comes 1-8 seconds after the
+    landing page view, so timestamps within a session are distinct and ordered.
+    """
+    name_code = {name: code for code, name in enumerate(catalog.EVENT_NAMES)}
+    path_code = {path: code for code, path in enumerate(catalog.PAGES)}
+    chunks: list[tuple[np.ndarray, ...]] = []
+    created = np.zeros(len(sessions.user), dtype=bool)
+
+    for task_index, task in enumerate(TASKS):
+        idx = np.flatnonzero(sessions.task == task_index)
+        n, n_steps = len(idx), len(task.steps)
+        reach = np.array([step.reach for step in task.steps])
+        reached = np.cumprod(rng.random((n, n_steps)) < reach, axis=1).astype(bool)
+        low = np.array([step.delay[0] for step in task.steps])
+        high = np.array([step.delay[1] for step in task.steps])
+        at = sessions.start[idx, None] + np.cumsum(rng.integers(low, high + 1, size=(n, n_steps)), axis=1)
+
+        page = np.zeros(n, dtype=np.int64)
+        for j, step in enumerate(task.steps):
+            if step.pages:
+                choices = np.array([path_code[p] for p in step.pages])
+                page = choices[rng.integers(0, len(choices), size=n)]
+                name = np.zeros(n, dtype=np.int64)
+            else:
+                name = np.full(n, name_code[step.event])
+            done = reached[:, j]
+            chunks.append((idx[done], at[done, j], name[done], page[done]))
+            if step.event == catalog.SERVICE_CREATED:
+                created[idx[done]] = True
+            if j == 0:
+                logs_in = sessions.login[idx]
+                chunks.append(
+                    (
+                        idx[logs_in],
+                        at[logs_in, 0] + rng.integers(1, 9, size=logs_in.sum()),
+                        np.full(logs_in.sum(), name_code[catalog.USER_LOGIN]),
+                        page[logs_in],
+                    )
+                )
+
+    events = _Events(*(np.concatenate(column) for column in zip(*chunks)))
+    orphan = (sessions.parent >= 0) & ~created[np.maximum(sessions.parent, 0)]
+    keep = ~orphan[events.session]
+    return _Events(events.session[keep], events.ts[keep], events.name[keep], events.path[keep])
+
+
+def _assemble(
+    seed: int,
+    now: datetime,
+    start_ts: int,
+    end_ts: int,
+    team: np.ndarray,
+    archetype: np.ndarray,
+    sessions: _Sessions,
+    events: _Events,
+) -> Population:
+    """Cut at ``end_ts``, number sessions by start time, sort events by time."""
+    in_time = events.ts <= end_ts
+    planned_id = events.session[in_time]
+    kept = np.unique(planned_id)
+    by_start = np.lexsort((sessions.user[kept], sessions.start[kept]))
+    kept = kept[by_start]
+    session_id = np.empty(len(sessions.user), dtype=np.int64)
+    session_id[kept] = np.arange(len(kept))
+
+    event_session = session_id[planned_id]
+    event_ts = events.ts[in_time]
+    order = np.lexsort((event_session, event_ts))
+    event_session = event_session[order].astype(np.int32)
+    session_user = sessions.user[kept].astype(np.int32)
+    session_source = sessions.source[kept].astype(np.int8)
+    return Population(
+        seed=seed,
+        now=now,
+        start_ts=start_ts,
+        end_ts=end_ts,
+        user_team=team,
+        user_archetype=archetype,
+        event_user=session_user[event_session],
+        event_ts=event_ts[order].astype(np.int64),
+        event_name=events.name[in_time][order].astype(np.int16),
+        event_path=events.path[in_time][order].astype(np.int16),
+        event_session=event_session,
+        event_source=session_source[event_session],
+        session_user=session_user,
+        session_start=sessions.start[kept].astype(np.int64),
+        session_source=session_source,
+    )
