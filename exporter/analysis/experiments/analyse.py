@@ -1,0 +1,235 @@
+"""Batch analysis of experiments: flatten every arm of every experiment, compute once, assemble.
+
+All statistics run on flat numpy arrays (one element per arm, each arm aligned with its
+experiment's control), so 1,000 experiments cost a handful of vector operations; only the
+assembly of the JSON-ready dicts loops in Python.
+
+Choices the method table leaves open, resolved here:
+
+* **Intervals with several treatments.** The decision uses Holm-adjusted p-values. Lift
+  intervals are simultaneous Bonferroni intervals at ``alpha / m`` (``m`` = treatments compared),
+  the interval counterpart of Holm (GrowthBook's adjusted intervals do the same). With one
+  treatment they are exactly dual to the test; with several, an interval that excludes 0 always
+  comes with a significant result (a significant result may still have an interval touching 0).
+* **Sequential mode** (no planned size): p-values are always-valid p-values from the confidence
+  sequence and the intervals are the sequence itself (``sequential.py``); Holm applies to them.
+  ``p_value_pooled`` stays the fixed-horizon pooled p-value, reported for comparison only.
+* **Required sample size** uses the per-comparison alpha ``alpha / m``, matching the intervals,
+  and is computed from the control's current rate; ``sample_progress`` is the smallest arm's
+  share of it, capped at 1.
+* **Expected loss** is in absolute rate units (probability points), like ``absolute_lift``.
+* **Bad input** (conversions above assignments, negative counts, alpha outside (0, 1), ...)
+  makes that one experiment unavailable with a status code naming the problem; the rest of the
+  batch is analysed as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..intervals import wilson_interval
+from ..numbers import finite_or_none
+from .bayesian import compare_beta_posteriors
+from .frequentist import (
+    difference_test,
+    fieller_relative_interval,
+    holm_adjust,
+    normal_critical_value,
+    wald_interval,
+)
+from .inputs import ExperimentInput, input_problem
+from .moments import arm_moments
+from .power import FORMULA_NAME, required_sample_size_array, sample_progress
+from .recommend import ExperimentOutcome, TreatmentOutcome, recommend
+from .report import experiment_header, unavailable_experiment, variant_row
+from .sequential import always_valid_p_value, critical_value, mixing_rho_squared
+from .srm import sample_ratio_mismatch
+
+
+def analyse_experiments(experiments: Sequence[ExperimentInput]) -> list[dict]:
+    """Analyse a batch of experiments; one JSON-ready dict per experiment, in input order.
+
+    Each dict has the experiment-object fields of contract section 4.1 plus
+    ``required_sample_size_formula``. Experiments with invalid input come back as
+    ``unavailable_experiment(experiment, <problem>)``.
+    """
+    problems = [input_problem(e) for e in experiments]
+    valid = [e for e, problem in zip(experiments, problems) if problem is None]
+    columns, per_experiment = _compute(valid) if valid else ({}, {})
+    results: list[dict] = []
+    position = 0
+    arm_offset = 0
+    for experiment, problem in zip(experiments, problems):
+        if problem is not None:
+            results.append(unavailable_experiment(experiment, problem))
+            continue
+        results.append(_experiment_object(experiment, columns, per_experiment, position, arm_offset))
+        position += 1
+        arm_offset += len(experiment.arms)
+    return results
+
+
+def _compute(experiments: Sequence[ExperimentInput]) -> tuple[dict[str, list], dict[str, list]]:
+    """Every statistic for every arm (first dict) and every experiment (second dict), as lists."""
+    sizes = np.array([len(e.arms) for e in experiments], dtype=np.int64)
+    first_arm = np.cumsum(sizes) - sizes
+    experiment = np.repeat(np.arange(len(experiments)), sizes)
+    control_of = first_arm[experiment]
+    arms = [arm for e in experiments for arm in e.arms]
+    experiment_alpha = np.array([e.alpha for e in experiments], dtype=float)
+    alpha = experiment_alpha[experiment]
+    sequential = np.array([e.planned_n_per_arm is None for e in experiments])[experiment]
+
+    arm = arm_moments([a.assignments for a in arms], [a.conversions for a in arms])
+    control = arm.take(control_of)
+    is_treatment = np.arange(len(arms)) != control_of
+
+    test = difference_test(arm, control)
+    compared = is_treatment & np.isfinite(test.p_value)
+    units = arm.assignments + control.assignments
+    rho_squared = mixing_rho_squared(alpha)
+    p_value = np.where(sequential, always_valid_p_value(test.z, units, rho_squared), test.p_value)
+    p_value = np.where(compared, p_value, np.nan)
+    adjusted = np.full_like(p_value, np.nan)
+    adjusted[compared] = holm_adjust(p_value[compared], experiment[compared])
+
+    comparisons = np.bincount(experiment[compared], minlength=len(experiments))
+    family_alpha = alpha / np.maximum(comparisons[experiment], 1)
+    critical = np.where(
+        sequential,
+        critical_value(units, family_alpha, rho_squared),
+        normal_critical_value(family_alpha),
+    )
+    interval_defined = compared & ~test.zero_variance
+    absolute_low, absolute_high = wald_interval(test.difference, test.standard_error, critical)
+    baseline_zero = compared & (control.rate == 0)
+    has_baseline = compared & ~baseline_zero
+    relative_lift = arm.rate / np.where(has_baseline, control.rate, 1.0) - 1.0
+    relative_low, relative_high, bounded = fieller_relative_interval(arm, control, critical)
+    relative_defined = interval_defined & has_baseline & bounded
+
+    chance = np.full_like(p_value, np.nan)
+    loss = np.full_like(p_value, np.nan)
+    approximate = np.zeros_like(compared)
+    bayes = compare_beta_posteriors(arm.take(compared), control.take(compared))
+    chance[compared] = bayes.chance_to_beat_control
+    loss[compared] = bayes.expected_loss
+    approximate[compared] = bayes.normal_approximation
+
+    wilson_low, wilson_high = wilson_interval(arm.conversions, arm.assignments)
+    weights = [np.nan if a.weight is None else a.weight for a in arms]
+    srm = sample_ratio_mismatch(arm.assignments, weights, experiment, len(experiments))
+    required = required_sample_size_array(
+        arm.rate[first_arm],
+        np.array([e.mde_relative for e in experiments], dtype=float),
+        experiment_alpha / np.maximum(comparisons, 1),
+    )
+
+    per_arm = {
+        "rate": arm.rate,
+        "wilson_low": wilson_low,
+        "wilson_high": wilson_high,
+        "absolute_lift": test.difference,
+        "absolute_low": np.where(interval_defined, np.maximum(absolute_low, -1.0), np.nan),
+        "absolute_high": np.where(interval_defined, np.minimum(absolute_high, 1.0), np.nan),
+        "relative_lift": np.where(has_baseline, relative_lift, np.nan),
+        "relative_low": np.where(relative_defined, relative_low, np.nan),
+        "relative_high": np.where(relative_defined, relative_high, np.nan),
+        "p_value": p_value,
+        "p_value_pooled": test.p_value_pooled,
+        "adjusted_p_value": adjusted,
+        "is_significant": compared & (adjusted < alpha),
+        "chance": chance,
+        "loss": loss,
+        "srm_expected": srm.expected,
+        "compared": compared,
+        "zero_variance": test.zero_variance & compared,
+        "baseline_zero": baseline_zero,
+        "ratio_ci_unbounded": interval_defined & has_baseline & ~bounded,
+        "normal_approximation": approximate,
+    }
+    per_experiment = {
+        "srm_p_value": srm.p_value.tolist(),
+        "srm_level": srm.level,
+        "srm_reason": srm.reason,
+        "required": required.tolist(),
+    }
+    return {name: values.tolist() for name, values in per_arm.items()}, per_experiment
+
+
+def _experiment_object(
+    experiment: ExperimentInput,
+    per_arm: Mapping[str, list],
+    per_experiment: Mapping[str, list],
+    position: int,
+    arm_offset: int,
+) -> dict[str, Any]:
+    """Assemble one experiment's JSON object from the batch columns."""
+    arms = experiment.arms
+    indices = range(arm_offset, arm_offset + len(arms))
+    variants = [variant_row(arm, per_arm, i, is_control=(k == 0)) for k, (arm, i) in enumerate(zip(arms, indices))]
+    treatments = tuple(_treatment_outcome(row) for row in variants[1:] if row["adjusted_p_value"] is not None)
+    srm_expected = [finite_or_none(per_arm["srm_expected"][i]) for i in indices]
+    srm_level = per_experiment["srm_level"][position]
+    srm_p_value = finite_or_none(per_experiment["srm_p_value"][position])
+    required_float = finite_or_none(per_experiment["required"][position])
+    required = int(required_float) if required_float is not None else None
+    smallest_arm = min(arm.assignments for arm in arms)
+
+    decision = recommend(
+        ExperimentOutcome(
+            control=arms[0].name,
+            arm_names=tuple(arm.name for arm in arms),
+            assignments=tuple(arm.assignments for arm in arms),
+            conversions=tuple(arm.conversions for arm in arms),
+            treatments=treatments,
+            srm_level=srm_level,
+            srm_p_value=srm_p_value,
+            srm_expected=tuple(srm_expected),
+            sequential=experiment.planned_n_per_arm is None,
+            planned_n_per_arm=experiment.planned_n_per_arm,
+            required_sample_size=required,
+            mde_relative=experiment.mde_relative,
+        )
+    )
+    adjusted = [t.adjusted_p_value for t in treatments if t.adjusted_p_value is not None]
+    status_codes = [code for code in (per_experiment["srm_reason"][position],) if code]
+    if required is None and arms[0].assignments > 0 and len(arms) > 1:
+        status_codes.append("required_size_unknown")
+    return {
+        **experiment_header(experiment),
+        "variants": variants,
+        "srm": {
+            "p_value": srm_p_value,
+            "level": srm_level,
+            "expected": {arm.name: value for arm, value in zip(arms, srm_expected)},
+            "observed": {arm.name: int(arm.assignments) for arm in arms},
+        },
+        "p_value": min(adjusted) if adjusted else None,
+        "is_significant": any(t.is_significant for t in treatments),
+        "winner": decision.winner,
+        "required_sample_size": required,
+        "required_sample_size_formula": FORMULA_NAME,
+        "sample_progress": sample_progress(smallest_arm, required),
+        "recommendation": decision.code,
+        "recommendation_text": decision.text,
+        "status_codes": status_codes,
+    }
+
+
+def _treatment_outcome(row: Mapping[str, Any]) -> TreatmentOutcome:
+    """The gate's view of one compared treatment row."""
+    return TreatmentOutcome(
+        name=row["name"],
+        is_significant=row["is_significant"],
+        adjusted_p_value=row["adjusted_p_value"],
+        absolute_lift=row["absolute_lift"],
+        absolute_lift_ci=tuple(row["absolute_lift_ci"]) if row["absolute_lift_ci"] else None,
+        relative_lift=row["relative_lift"],
+        relative_lift_ci=tuple(row["relative_lift_ci"]) if row["relative_lift_ci"] else None,
+        chance_to_beat_control=row["chance_to_beat_control"],
+    )
+
