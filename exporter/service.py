@@ -32,15 +32,24 @@ class AnalyticsService:
         self.health = HealthRegistry(clock)
         self.memo = Memo(config.cache.ttl_seconds, clock=clock)
         self._requests_by_key: dict[Hashable, tuple[str, int]] = {}
-        plausible = config.sources.plausible
-        self.health.register("plausible", _disabled_reason("sources.plausible", plausible.enabled,
-                                                           plausible.missing_settings()))
-        self.plausible = PlausibleClient(plausible, self.health) if plausible.is_enabled else None
+        self._clients: list[Any] = []
+        # One client per upstream for the life of the process; None when the source is disabled.
+        self.plausible: PlausibleClient | None = self._register("plausible", config.sources.plausible, PlausibleClient)
         self.areas: dict[str, Area] = build_areas(self)
 
+    def _register(self, name: str, source_config: Any, factory: Callable[[Any, HealthRegistry], T]) -> T | None:
+        """Register source ``name`` with the health registry; build its client if it can run."""
+        reason = _disabled_reason(f"sources.{name}", source_config.enabled, source_config.missing_settings())
+        self.health.register(name, reason)
+        if reason is not None:
+            return None
+        client = factory(source_config, self.health)
+        self._clients.append(client)
+        return client
+
     async def close(self) -> None:
-        if self.plausible is not None:
-            await self.plausible.close()
+        for client in self._clients:
+            await client.close()
 
     async def load(self, key: Hashable, source: str, loader: Callable[[], Awaitable[T]]) -> Cached[T]:
         """Memoized ``loader()``: health-tracked and request-counted for ``source``."""

@@ -9,6 +9,7 @@ window, and the result says so (its hourly series stays exact).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class PlausibleClient(UpstreamClient):
         self.stats_start = config.stats_start_date
         self.api_version = None if config.api_version == "auto" else config.api_version
         self._rate_limited_until: datetime | None = None
+        self._detecting = asyncio.Lock()  # concurrent first calls detect the version once
 
     # -- typed questions ------------------------------------------------------------------------
 
@@ -179,17 +181,22 @@ class PlausibleClient(UpstreamClient):
     # -- shared -----------------------------------------------------------------------------------
 
     async def _version(self) -> str:
-        if self.api_version is None:
-            try:
-                await self._call("POST", "api/v2/query",
-                                 json_body={"site_id": self.site_id, "metrics": ["visitors"], "date_range": "day"})
-                self.api_version = "v2"
-            except SourceError as error:
-                if error.code != "not_found":
-                    raise
-                log.info("Plausible has no Stats API v2 (404): using v1")
-                self.api_version = "v1"
+        async with self._detecting:
+            if self.api_version is None:
+                await self._detect_version()
         return self.api_version
+
+    async def _detect_version(self) -> None:
+        """Ask v2 once; a 404 means a server with v1 only (Plausible CE v2.0)."""
+        try:
+            await self._call("POST", "api/v2/query",
+                             json_body={"site_id": self.site_id, "metrics": ["visitors"], "date_range": "day"})
+            self.api_version = "v2"
+        except SourceError as error:
+            if error.code != "not_found":
+                raise
+            log.info("Plausible has no Stats API v2 (404): using v1")
+            self.api_version = "v1"
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         now = datetime.now(timezone.utc)

@@ -1,0 +1,67 @@
+"""Shared fixtures: a controllable clock, a fake Plausible on loopback, and the service around it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from api.app import create_app
+from exporter.config import load_config
+from exporter.service import AnalyticsService
+from tests.fakes.plausible import API_KEY, SITE_ID, FakePlausible
+
+
+class FakeClock:
+    """Wall-clock stand-in: tests move time with ``advance`` instead of sleeping."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = start if start is not None else datetime.now(timezone.utc).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake_plausible(clock: FakeClock) -> FakePlausible:
+    return FakePlausible(today=datetime.fromtimestamp(clock(), timezone.utc).date())
+
+
+@pytest.fixture
+async def plausible_server(aiohttp_server, fake_plausible: FakePlausible):
+    return await aiohttp_server(fake_plausible.app())
+
+
+def service_config(plausible_url: str | None, **overrides):
+    """A configuration with only Plausible configured (other sources disabled)."""
+    values = {
+        "sources.plausible.url": plausible_url,
+        "sources.plausible.api_key": API_KEY,
+        "sources.plausible.site_id": SITE_ID,
+        "sources.plausible.max_retries": 1,
+        "sources.plausible.timeout_seconds": 1.0,
+        "sources.experimentation.url": None,
+        "sources.feedback.url": None,
+        "events.path": None,
+    }
+    values.update(overrides)
+    return load_config(environ={}, overrides=values)
+
+
+@pytest.fixture
+def make_client(aiohttp_client, plausible_server, clock):
+    """``await make_client(**config overrides)`` -> (test client, service)."""
+
+    async def make(**overrides):
+        service = AnalyticsService(service_config(str(plausible_server.make_url("/")), **overrides), clock=clock)
+        return await aiohttp_client(create_app(service)), service
+
+    return make

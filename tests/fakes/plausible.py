@@ -1,0 +1,165 @@
+"""A fake Plausible on loopback, built from the examples in upstreams.md §1, with fault switches.
+
+Its data is a small table of daily and hourly visitors/pageviews; it answers v2 (omitting empty
+buckets) and v1 (zero-filling them) from that table, so the two generations can be compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+API_KEY = "test-key-5f1c9a"
+SITE_ID = "backstage.fawkes.idp"
+
+
+@dataclass
+class FakePlausible:
+    today: date
+    versions: tuple[str, ...] = ("v1", "v2")
+    fault: str | None = None  # 401 | 429 | 500html | truncated | hang | wrong_shape
+    daily: dict[date, tuple[int, int]] = field(default_factory=dict)  # day -> (visitors, pageviews)
+    hourly: dict[datetime, tuple[int, int]] = field(default_factory=dict)  # naive hour -> (visitors, pageviews)
+    requests: list[tuple[str, str, Any]] = field(default_factory=list)
+    realtime: int = 21
+
+    def __post_init__(self) -> None:
+        if not self.daily:
+            # Every third day has no traffic at all: v2 omits those buckets, v1 zero-fills them.
+            for back in range(120):
+                day = self.today - timedelta(days=back)
+                if back % 3 != 1:
+                    self.daily[day] = (10 + back % 7, 30 + 2 * (back % 5))
+        if not self.hourly:
+            for back in range(48):
+                hour = datetime.combine(self.today, datetime.min.time()) + timedelta(hours=23 - back)
+                if back % 4 != 0:
+                    self.hourly[hour] = (2 + back % 3, 5 + back % 2)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/v2/query", self.v2)
+        app.router.add_get("/api/v1/stats/{endpoint:.*}", self.v1)
+        return app
+
+    async def _fault(self) -> web.StreamResponse | None:
+        if self.fault == "hang":
+            await asyncio.sleep(30)
+        if self.fault == "401":
+            return web.json_response({"error": "Invalid API key or site ID. Please make sure you're using a valid API key with access to the site you've requested."}, status=401)
+        if self.fault == "429":
+            return web.json_response({"error": "Too many API requests in the last hour"}, status=429)
+        if self.fault == "500html":
+            return web.Response(text="<html><body><h1>502 Bad Gateway</h1></body></html>", status=502,
+                                content_type="text/html")
+        if self.fault == "truncated":
+            return web.Response(text='{"results": [{"metrics": [94', content_type="application/json")
+        if self.fault == "wrong_shape":
+            return web.json_response({"results": {"visitors": 3}})
+        return None
+
+    def _authorised(self, request: web.Request, site_id: str | None) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {API_KEY}" and site_id == SITE_ID
+
+    # -- v2 ------------------------------------------------------------------------------------
+
+    async def v2(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(("POST", "/api/v2/query", body))
+        if "v2" not in self.versions:
+            return web.Response(status=404, text="Not found")
+        fault = await self._fault()
+        if fault is not None:
+            return fault
+        if not self._authorised(request, body.get("site_id")):
+            return web.json_response({"error": "Invalid API key or site ID."}, status=401)
+        unknown = set(body) - {"site_id", "metrics", "date_range", "dimensions", "filters", "order_by",
+                               "include", "pagination"}
+        if unknown:
+            return web.json_response({"error": f"Invalid request body: unknown key {sorted(unknown)[0]}"}, status=400)
+        metrics, dims = body["metrics"], body.get("dimensions", [])
+        rows = self._rows(body["date_range"], dims)
+        if not dims:
+            totals = self._totals(rows)
+            return web.json_response({"results": [{"metrics": [totals.get(m, 0) for m in metrics], "dimensions": []}],
+                                      "meta": {}, "query": body})
+        if dims[0] in ("event:page", "visit:source"):
+            names = ["/", "/catalog", "/docs"] if dims[0] == "event:page" else ["Direct / None", "GitHub", "Slack"]
+            total = self._totals(rows)
+            results = [{"dimensions": [name], "metrics": [total.get(m, 0) // (i + 1) for m in metrics]}
+                       for i, name in enumerate(names)]
+            return web.json_response({"results": results, "meta": {}, "query": body})
+        fmt = "%Y-%m-%d %H:00:00" if dims[0] == "time:hour" else "%Y-%m-%d"
+        results = [{"dimensions": [key.strftime(fmt)], "metrics": [value[m] for m in metrics]}
+                   for key, value in rows]  # empty buckets omitted, as Plausible v2 does
+        return web.json_response({"results": results, "meta": {}, "query": body})
+
+    def _rows(self, date_range: Any, dims: list[str]) -> list[tuple[Any, dict[str, int]]]:
+        if date_range in ("all", "day"):
+            first = datetime(2000, 1, 1) if date_range == "all" else datetime.combine(self.today, datetime.min.time())
+            start, end = first, datetime.combine(self.today, datetime.max.time())
+        else:
+            start, end = (datetime.fromisoformat(v).replace(tzinfo=None) for v in date_range)
+            if len(date_range[1]) == 10:  # a date: the whole day
+                end = end + timedelta(days=1) - timedelta(microseconds=1)
+        hourly = any(d == "time:hour" for d in dims) or (isinstance(date_range, list) and len(date_range[0]) > 10)
+        table = self.hourly if hourly else {datetime.combine(d, datetime.min.time()): v for d, v in self.daily.items()}
+        out = []
+        for key in sorted(table):
+            bucket_end = key + (timedelta(hours=1) if hourly else timedelta(days=1))
+            if bucket_end > start and key <= end:
+                visitors, pageviews = table[key]
+                out.append((key, {"visitors": visitors, "pageviews": pageviews, "visits": visitors + 1,
+                                  "events": pageviews, "views_per_visit": 2.5, "bounce_rate": 42.5,
+                                  "visit_duration": 86}))
+        return out
+
+    @staticmethod
+    def _totals(rows: list[tuple[Any, dict[str, int]]]) -> dict[str, float]:
+        totals = {m: sum(r[m] for _, r in rows) for m in ("visitors", "pageviews", "visits", "events")}
+        return totals | {"views_per_visit": 2.5, "bounce_rate": 42.5 if rows else 0, "visit_duration": 86}
+
+    # -- v1 ------------------------------------------------------------------------------------
+
+    async def v1(self, request: web.Request) -> web.StreamResponse:
+        endpoint, query = request.match_info["endpoint"], dict(request.query)
+        self.requests.append(("GET", f"/api/v1/stats/{endpoint}", query))
+        fault = await self._fault()
+        if fault is not None:
+            return fault
+        if not self._authorised(request, query.get("site_id")):
+            return web.json_response({"error": "Invalid API key or site ID."}, status=401)
+        if endpoint == "realtime/visitors":
+            return web.json_response(self.realtime)
+        metrics = query["metrics"].split(",")
+        if query["period"] == "day":
+            day = date.fromisoformat(query["date"])
+            rows = [(datetime.combine(day, datetime.min.time()) + timedelta(hours=h)) for h in range(24)]
+            points = [{"date": h.strftime("%Y-%m-%d %H:00:00"),
+                       **self._v1_values(self.hourly.get(h), metrics)} for h in rows]
+            span = [(h, self.hourly[h]) for h in rows if h in self.hourly]
+        else:
+            first, last = (date.fromisoformat(v) for v in query["date"].split(","))
+            days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+            points = [{"date": d.isoformat(), **self._v1_values(self.daily.get(d), metrics)} for d in days]
+            span = [(d, self.daily[d]) for d in days if d in self.daily]
+        if endpoint == "timeseries":
+            return web.json_response({"results": points})  # zero-filled, visit_duration null when empty
+        totals = self._totals([(k, {"visitors": v[0], "pageviews": v[1], "visits": v[0] + 1, "events": v[1]})
+                               for k, v in span])
+        if endpoint == "aggregate":
+            return web.json_response({"results": {m: {"value": totals.get(m, 0)} for m in metrics}})
+        key = {"event:page": "page", "visit:source": "source"}[query["property"]]
+        names = ["/", "/catalog", "/docs"] if key == "page" else ["Direct / None", "GitHub", "Slack"]
+        return web.json_response({"results": [{key: name, **{m: int(totals.get(m, 0)) // (i + 1) for m in metrics}}
+                                              for i, name in enumerate(names)]})
+
+    @staticmethod
+    def _v1_values(value: tuple[int, int] | None, metrics: list[str]) -> dict[str, Any]:
+        visitors, pageviews = value or (0, 0)
+        known = {"visitors": visitors, "pageviews": pageviews, "visit_duration": 86 if value else None}
+        return {m: known.get(m, 0) for m in metrics}
