@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import bisect
 import hmac
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 
 from exporter.demo.experimentation import (
@@ -144,26 +144,28 @@ class FeedbackRecord:
 # Simulation
 # --------------------------------------------------------------------------------------------
 
-def _submission_times(rng: np.random.Generator, now: datetime) -> list[datetime]:
-    """Arrival times from ``now - HISTORY`` to ``now + FUTURE``, quieter at weekends, sorted."""
-    start = (now - HISTORY).timestamp()
-    span = (HISTORY + FUTURE).total_seconds()
-    candidates = np.sort(start + rng.uniform(0, span, rng.poisson(
-        WEEKDAY_SUBMISSIONS_PER_DAY * span / 86400)))
-    moments = [datetime.fromtimestamp(ts, tz=timezone.utc) for ts in candidates]
-    keep = rng.random(len(moments))
-    return [m for m, u in zip(moments, keep)
-            if u < (WEEKEND_FACTOR if m.weekday() >= 5 else 1.0)]
+def _submission_times(rng: random.Random, now: datetime) -> list[datetime]:
+    """Arrival times from ``now - HISTORY`` to ``now + FUTURE``, quieter at weekends, sorted.
+
+    A Poisson process at the weekday rate, thinned at weekends.
+    """
+    moment, end = now - HISTORY, now + FUTURE
+    per_second = WEEKDAY_SUBMISSIONS_PER_DAY / 86400
+    times = []
+    while (moment := moment + timedelta(seconds=rng.expovariate(per_second))) <= end:
+        if rng.random() < (WEEKEND_FACTOR if moment.weekday() >= 5 else 1.0):
+            times.append(moment)
+    return times
 
 
-def _rating(rng: np.random.Generator, category: str, created: datetime, now: datetime) -> int:
+def _rating(rng: random.Random, category: str, created: datetime, now: datetime) -> int:
     """Satisfaction improves by about 0.7 stars over the history; incidents dent it."""
     age = now - created
     progress = min(1.0, max(0.0, 1 - age / HISTORY))
     latent = 3.5 + 0.7 * progress + CATEGORY_RATING_OFFSET.get(category, 0.0)
     if category == "Performance" and INCIDENT[1] <= age <= INCIDENT[0]:
         latent -= 1.2
-    return int(np.clip(round(latent + rng.normal(0, 1.0)), 1, 5))
+    return min(5, max(1, round(latent + rng.gauss(0, 1.0))))
 
 
 def _sentiment(compound: float) -> str:
@@ -175,15 +177,15 @@ def _sentiment(compound: float) -> str:
     return "neutral"
 
 
-def _comment(rng: np.random.Generator, category: str, rating: int) -> str:
+def _comment(rng: random.Random, category: str, rating: int) -> str:
     # Chat-bot categories are free text; the category itself is what the comment is about.
-    subject = str(rng.choice(SUBJECTS.get(category, (category,))))
+    subject = rng.choice(SUBJECTS.get(category, (category,)))
     tone = "positive" if rating >= 4 else "neutral" if rating == 3 else "negative"
-    frame = str(rng.choice(COMMENT_FRAMES[tone]))
+    frame = rng.choice(COMMENT_FRAMES[tone])
     return frame.format(subject=subject, Subject=subject[0].upper() + subject[1:])
 
 
-def _feedback_type(rng: np.random.Generator, category: str) -> str:
+def _feedback_type(rng: random.Random, category: str) -> str:
     if category == "Bug Report":
         return "bug_report"
     if category == "Features" and rng.random() < 0.8:
@@ -193,7 +195,7 @@ def _feedback_type(rng: np.random.Generator, category: str) -> str:
     return "feedback"
 
 
-def _triage(rng: np.random.Generator, age: timedelta) -> tuple[str, timedelta]:
+def _triage(rng: random.Random, age: timedelta) -> tuple[str, timedelta]:
     """Status given the item's age at ``now``, and how long after creation it was last touched.
 
     Young items are mostly open; older ones have mostly been resolved or dismissed.
@@ -204,10 +206,10 @@ def _triage(rng: np.random.Generator, age: timedelta) -> tuple[str, timedelta]:
     statuses = ("open", "in_progress", "resolved", "dismissed")
     weights = ((0.85, 0.15, 0.0, 0.0) if days < 3 else (0.5, 0.25, 0.2, 0.05) if days < 14
                else (0.2, 0.1, 0.55, 0.15))
-    status = str(rng.choice(statuses, p=weights))
+    status = rng.choices(statuses, weights)[0]
     if status == "open":
         return status, timedelta(0)
-    return status, min(age, timedelta(days=10)) * float(rng.uniform(0.05, 1.0))
+    return status, min(age, timedelta(days=10)) * rng.uniform(0.05, 1.0)
 
 
 def simulate_feedback(*, seed: int, now: datetime,
@@ -216,20 +218,19 @@ def simulate_feedback(*, seed: int, now: datetime,
 
     Deterministic for (seed, now, number of users). Items after ``now`` are open and untouched.
     """
-    rng = np.random.default_rng([seed, 0xFEED])
-    widget_names = list(WIDGET_CATEGORIES)
-    widget_weights = np.array(list(WIDGET_CATEGORIES.values()))
-    browser_weights = np.array([weight for _, _, weight in BROWSERS])
+    rng = random.Random(f"{seed}:feedback")
+    widget_names, widget_weights = list(WIDGET_CATEGORIES), list(WIDGET_CATEGORIES.values())
+    browser_weights = [weight for _, _, weight in BROWSERS]
     next_issue = 101
     records = []
     for number, created in enumerate(_submission_times(rng, now), start=1):
         from_chatbot = rng.random() < CHATBOT_SHARE
-        category = str(rng.choice(CHATBOT_CATEGORIES) if from_chatbot
-                       else rng.choice(widget_names, p=widget_weights / widget_weights.sum()))
+        category = (rng.choice(CHATBOT_CATEGORIES) if from_chatbot
+                    else rng.choices(widget_names, widget_weights)[0])
         rating = _rating(rng, category, created, now)
         compound = sentiment = None
         if created >= now - SENTIMENT_SHIPPED:
-            compound = round(float(rng.uniform(*COMPOUND_BANDS[rating])), 3)
+            compound = round(rng.uniform(*COMPOUND_BANDS[rating]), 3)
             sentiment = _sentiment(compound)
         feedback_type = _feedback_type(rng, category)
         status, touched_after = _triage(rng, now - created)
@@ -241,11 +242,10 @@ def simulate_feedback(*, seed: int, now: datetime,
             page_url = browser_info = None
             user_agent, has_screenshot = CHATBOT_USER_AGENT, False
         else:
-            page_url = PORTAL + str(rng.choice(PAGES[category]))
-            browser = BROWSERS[rng.choice(len(BROWSERS), p=browser_weights)]
-            browser_info, user_agent = browser[0], browser[1]
-            has_screenshot = bool(rng.random() < (0.35 if feedback_type == "bug_report" else 0.05))
-        email = (f"dev{rng.integers(len(user_ids)) + 1}@example.com"
+            page_url = PORTAL + rng.choice(PAGES[category])
+            browser_info, user_agent, _ = rng.choices(BROWSERS, browser_weights)[0]
+            has_screenshot = rng.random() < (0.35 if feedback_type == "bug_report" else 0.05)
+        email = (f"dev{rng.randrange(len(user_ids)) + 1}@example.com"
                  if user_ids and rng.random() < 0.55 else None)
         records.append(FeedbackRecord(
             id=number, rating=rating, category=category,
