@@ -1,0 +1,25 @@
+"""External tools the tests use (promtool, prometheus): found on PATH or in ``.tools/``.
+
+Locally a missing tool skips the test with a reason; under CI (``CI=true``) it fails, because
+`.ci/run` installs the tools and a skipped check there would hide a broken pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+LOCAL_TOOLS = Path(__file__).resolve().parent.parent / ".tools" / "prometheus" / "usr" / "bin"
+
+
+def require_tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(LOCAL_TOOLS))
+    if found:
+        return found
+    message = f"{name} not found (run .ci/run, or unpack Debian's prometheus package into .tools/prometheus)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
