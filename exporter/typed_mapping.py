@@ -45,7 +45,7 @@ def build(cls: type, data: Any, path: str = "") -> Any:
                 raise MappingError(_join(path, name), f"give either {name} or {file_key}, not both")
             kwargs[name] = Secret(_read_secret_file(data[file_key], _join(path, file_key)))
     for name, value in data.items():
-        if name in fields:
+        if name in fields and name not in kwargs:  # a secret read from its file stays
             kwargs[name] = convert(hints[name], value, _join(path, name))
     try:
         return cls(**kwargs)
