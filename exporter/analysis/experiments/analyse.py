@@ -171,7 +171,7 @@ def _experiment_object(
     arms = experiment.arms
     indices = range(arm_offset, arm_offset + len(arms))
     variants = [variant_row(arm, per_arm, i, is_control=(k == 0)) for k, (arm, i) in enumerate(zip(arms, indices))]
-    treatments = tuple(_treatment_outcome(row) for row in variants[1:] if row["adjusted_p_value"] is not None)
+    treatments = tuple(_treatment_outcome(row) for row in variants[1:])
     srm_expected = [finite_or_none(per_arm["srm_expected"][i]) for i in indices]
     srm_level = per_experiment["srm_level"][position]
     srm_p_value = finite_or_none(per_experiment["srm_p_value"][position])
@@ -221,10 +221,10 @@ def _experiment_object(
 
 
 def _treatment_outcome(row: Mapping[str, Any]) -> TreatmentOutcome:
-    """The gate's view of one compared treatment row."""
+    """The gate's view of one treatment row (comparison fields are None when not compared)."""
     return TreatmentOutcome(
         name=row["name"],
-        is_significant=row["is_significant"],
+        is_significant=bool(row["is_significant"]),
         adjusted_p_value=row["adjusted_p_value"],
         absolute_lift=row["absolute_lift"],
         absolute_lift_ci=tuple(row["absolute_lift_ci"]) if row["absolute_lift_ci"] else None,

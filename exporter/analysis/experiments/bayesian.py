@@ -69,7 +69,7 @@ def _series_sum(a, b, c, d) -> np.ndarray:
     log_first = special.betaln(c, b + d) - special.betaln(c, d)
     # log(t_{i+1} / t_i) for every i; shifted by one so position i holds log(t_i / t_{i-1}),
     # then summed into log(t_i / t_0) by one cumulative sum over all segments. Each segment's
-    # start cancels the running total so far, keeping the running sum (and so its rounding)
+    # start cancels the previous segment's total, keeping the running sum (and so its rounding)
     # on the scale of the segment itself; the small residual left at the start is subtracted.
     log_ratio = np.log((c_i + i) / (c_i + b_i + d_i + i) * ((b_i + i) / (1.0 + i)))
     steps = np.empty_like(log_ratio)
@@ -77,7 +77,7 @@ def _series_sum(a, b, c, d) -> np.ndarray:
     steps[1:] = log_ratio[:-1]
     steps[starts] = 0.0
     segment_totals = np.add.reduceat(steps, starts)
-    steps[starts[1:]] = -np.cumsum(segment_totals)[:-1]
+    steps[starts[1:]] = -segment_totals[:-1]
     cumulative = np.cumsum(steps)
     log_terms = cumulative - cumulative[starts][segment] + log_first[segment]
     peak = np.maximum.reduceat(log_terms, starts)
