@@ -20,7 +20,7 @@ from statsmodels.stats.proportion import proportions_ztest
 from exporter.demo.experimentation import build_experimentation_app, simulate_experiments
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
-USERS = [f"u-{number:04d}" for number in range(1, 2001)]
+USERS = [f"u-{number:04d}" for number in range(1, 301)]  # the population's default size
 SEED = 7
 
 EXPERIMENT_KEYS = {"id", "name", "description", "hypothesis", "status", "variants", "metrics",
@@ -229,7 +229,8 @@ async def test_stats_numbers_match_an_independent_recomputation(client):
         # reports the smallest p-value (1.0 when nothing can be tested).
         control_n, control_x, _ = arms[0]
         p_values = [proportions_ztest([x, control_x], [n, control_n])[1]
-                    for n, x, _ in arms[1:] if n and control_n and 0 < x + control_x < n + control_n]
+                    for n, x, _ in arms[1:]
+                    if n and control_n and 0 < x + control_x < n + control_n]
         assert body["p_value"] == pytest.approx(min(p_values, default=1.0), rel=1e-6, abs=1e-12)
         alpha = experiment["significance_level"]
         assert body["statistical_significance"] == (body["p_value"] < alpha)
@@ -243,9 +244,24 @@ async def test_stats_numbers_match_an_independent_recomputation(client):
             assert x / n > control_x / control_n
             assert body["effect_size"] == pytest.approx((x / n - control_x / control_n)
                                                         / (control_x / control_n), rel=1e-9)
-            assert body["recommendation"].startswith(f"✅ Winner: {body['winner']}")
         else:
             assert body["effect_size"] == 0.0
+        assert body["recommendation"].startswith(expected_recommendation_start(
+            experiment["status"], min(n for n, _, _ in arms), body))
+
+
+def expected_recommendation_start(status: str, smallest_arm: int, body: dict) -> str:
+    """The upstream's recommendation rules, first match wins."""
+    if status == "draft":
+        return "Experiment is in 'draft' state."
+    if smallest_arm < 100:
+        return ("Continue running. Need more data "
+                f"(minimum 100 samples per variant, currently {smallest_arm}).")
+    if not body["statistical_significance"]:
+        return f"No significant difference {'yet' if smallest_arm < 1000 else 'detected'} (p="
+    if body["winner"] is None:
+        return "Significant difference found"
+    return f"✅ Winner: {body['winner']} "
 
 
 @pytest.mark.parametrize("seed", [SEED, 11])

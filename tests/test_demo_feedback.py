@@ -1,4 +1,4 @@
-"""The simulated Feedback Service against the upstream contract (upstreams.md section 3), over HTTP."""
+"""The simulated Feedback Service against its upstream contract (upstreams.md section 3)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from exporter.demo.feedback import build_feedback_app
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
-USERS = [f"u-{number:04d}" for number in range(1, 2001)]
+USERS = [f"u-{number:04d}" for number in range(1, 301)]  # the population's default size
 SEED = 7
 TOKEN = "demo-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -127,8 +127,8 @@ async def test_sentiment_agrees_with_rating_and_with_the_vader_thresholds(client
             assert item["sentiment"] is None
             continue
         assert -1 <= compound <= 1
-        expected = "positive" if compound >= 0.05 else "negative" if compound <= -0.05 else "neutral"
-        assert item["sentiment"] == expected
+        assert item["sentiment"] == ("positive" if compound >= 0.05
+                                     else "negative" if compound <= -0.05 else "neutral")
         if item["rating"] >= 4:
             assert compound > 0
         if item["rating"] <= 2:
@@ -177,7 +177,8 @@ async def test_stats_totals_equal_the_sums_over_all_pages(client):
         sum(i["rating"] for i in items) / len(items), rel=1e-12)
     assert totals["by_category"] == Counter(i["category"] for i in items)
     assert totals["by_status"] == Counter(i["status"] for i in items)
-    assert totals["by_rating"] == {str(r): n for r, n in Counter(i["rating"] for i in items).items()}
+    ratings = Counter(i["rating"] for i in items)
+    assert totals["by_rating"] == {str(rating): count for rating, count in ratings.items()}
     assert list(totals["by_rating"]) == sorted(totals["by_rating"])
 
 

@@ -14,8 +14,11 @@ A real aiohttp server speaking the upstream's HTTP contract, oddities included:
 The data is a fixed catalogue of demo experiments (a winner, a loser, a run still short of its
 planned size, a three-arm test, a sample-ratio mismatch, recently and long-stopped runs, a draft,
 a sequential run and one that trips the NaN bug), each simulated from the seeded population's
-user ids. Running experiments keep enrolling users after ``now``; the injectable ``clock``
-decides how much of that future is visible, so numbers move while the demo runs.
+user ids. Effects are sized for the population's default of a few hundred users: at 300, the
+winner, the loser, the mismatch and the short run are unambiguous for any seed, while the
+three-arm test has just under 100 users per arm. Running experiments keep enrolling for a day
+after ``now`` and conversions keep arriving; the injectable ``clock`` decides how much of that
+future is visible, so numbers move while the demo runs.
 
 The FastAPI emulation helpers at the top are shared with the simulated Feedback Service.
 """
@@ -167,11 +170,9 @@ def platform_service_middlewares(latency_s: float) -> list[Middleware]:
 # --------------------------------------------------------------------------------------------
 
 # Running experiments keep enrolling until this long after ``now``; the clock reveals them.
-ENROLMENT_HORIZON = timedelta(days=14)
+ENROLMENT_HORIZON = timedelta(days=1)
 # Converted users fire their metric events within this long after assignment.
 CONVERSION_DELAY = timedelta(days=3)
-# Upstream-side name of the event every assigned user fires; not a metric, so never counted.
-EXPOSURE_EVENT = "exposure"
 
 
 @dataclass(frozen=True)
@@ -225,30 +226,30 @@ DEMO_EXPERIMENTS: tuple[ExperimentPlan, ...] = (
         key="onboarding-flow", name="New Onboarding Flow", status="running",
         description="Guided tour with a five-step checklist for new developers.",
         hypothesis="A guided first week raises the share of new users who deploy a service.",
-        variants=_ab(0.20, "guided-tour", 0.32, {"guided_tour": True, "checklist_steps": 5},
+        variants=_ab(0.20, "guided-tour", 0.38, {"guided_tour": True, "checklist_steps": 5},
                      (2.4, 2.9)),
         metrics=("first_deployment",), created_days_ago=36, started_days_ago=34),
     ExperimentPlan(
         key="one-click-deploy", name="One-Click Deploy Button", status="running",
         description="Deploy straight from the service page without the confirmation dialog.",
         hypothesis="Removing the confirmation step increases successful deployments.",
-        variants=_ab(0.36, "one-click", 0.24, {"confirm_dialog": False}, (4.1, 3.6)),
+        variants=_ab(0.40, "one-click", 0.22, {"confirm_dialog": False}, (4.1, 3.6)),
         metrics=("deployment_succeeded",), created_days_ago=30, started_days_ago=28,
-        planned_size_factor=0.9, traffic_allocation=0.8),
+        planned_size_factor=0.9),
     ExperimentPlan(
         key="techdocs-ranking", name="TechDocs Search Ranking", status="running",
         description="Semantic ranking for TechDocs search results.",
         hypothesis="Better ranking makes more searches end on a clicked result.",
         variants=_ab(0.18, "semantic-ranking", 0.195, {"ranker": "semantic-v2"}, (1.8, 1.9)),
         metrics=("search_result_clicked",), created_days_ago=8, started_days_ago=6,
-        planned_size_factor=3.0, traffic_allocation=0.5),
+        planned_size_factor=3.0),
     ExperimentPlan(
         key="template-gallery", name="Template Gallery Layout", status="running",
         description="Card grid versus categorised list for the software template gallery.",
         hypothesis="A categorised gallery helps developers find and use a template.",
-        variants=(VariantPlan("control", 0.34, 0.25, 5.0, {}),
-                  VariantPlan("grid-cards", 0.33, 0.27, 5.2, {"layout": "grid"}),
-                  VariantPlan("categorized-list", 0.33, 0.35, 5.6, {"layout": "categories"})),
+        variants=(VariantPlan("control", 0.34, 0.22, 5.0, {}),
+                  VariantPlan("grid-cards", 0.33, 0.25, 5.2, {"layout": "grid"}),
+                  VariantPlan("categorized-list", 0.33, 0.40, 5.6, {"layout": "categories"})),
         metrics=("template_used", "service_created"), created_days_ago=25, started_days_ago=21,
         planned_size_factor=0.9),
     ExperimentPlan(
@@ -259,12 +260,12 @@ DEMO_EXPERIMENTS: tuple[ExperimentPlan, ...] = (
         metrics=("catalog_entity_opened",), created_days_ago=19, started_days_ago=17,
         planned_size_factor=0.7,
         # A caching bug serves the control page to part of the treatment traffic.
-        assignment_split=(0.6, 0.4)),
+        assignment_split=(0.7, 0.3)),
     ExperimentPlan(
         key="pipeline-badges", name="Pipeline Status Badges", status="stopped",
         description="Build status badges on every catalog entity page.",
         hypothesis="Visible pipeline status makes developers fix red builds sooner.",
-        variants=_ab(0.14, "badges", 0.22, {"badges": True}, (6.5, 6.0)),
+        variants=_ab(0.12, "badges", 0.30, {"badges": True}, (6.5, 6.0)),
         metrics=("pipeline_fixed",), created_days_ago=44, started_days_ago=40,
         stopped_days_ago=9, significance_level=0.01),
     ExperimentPlan(
@@ -284,7 +285,7 @@ DEMO_EXPERIMENTS: tuple[ExperimentPlan, ...] = (
         key="cost-insights", name="Cost Insights Panel", status="running",
         description="Per-service cloud cost panel on the entity page.",
         hypothesis="Showing cost next to the service prompts right-sizing.",
-        variants=_ab(0.12, "cost-panel", 0.15, {"cost_panel": True}, (12.0, 11.0)),
+        variants=_ab(0.12, "cost-panel", 0.26, {"cost_panel": True}, (12.0, 11.0)),
         metrics=("rightsizing_applied",), created_days_ago=22, started_days_ago=21,
         planned_size_factor=None),
     ExperimentPlan(
@@ -293,6 +294,7 @@ DEMO_EXPERIMENTS: tuple[ExperimentPlan, ...] = (
         hypothesis="Quick actions make common operations one click away.",
         variants=_ab(0.20, "quick-actions", 0.24, {"quick_actions": True}),
         metrics=("conversion",), created_days_ago=16, started_days_ago=15,
+        traffic_allocation=0.9,
         # Tracked without a value, so every event stores the default 1.0.
         unit_values=True),
 )
@@ -436,8 +438,8 @@ def _simulate_experiment(plan: ExperimentPlan, *, seed: int, now: datetime,
                      else np.round(rng.lognormal(np.log(medians), 0.5), 2))
 
     # Every assigned user also fires a non-metric exposure event (value 1.0) that the upstream
-    # stores but must not count; the metric events follow.
-    rows = np.concatenate([np.arange(users.size), metric_rows])
+    # stores but must not count; the metric events follow. Owners index ``users`` and ``arms``.
+    owners = np.concatenate([np.arange(users.size), metric_rows])
     event_at = np.concatenate([assigned_at, metric_at])
     event_is_metric = np.concatenate([np.zeros(users.size, bool), np.ones(metric_rows.size, bool)])
     event_value = np.concatenate([np.ones(users.size), metric_values])
@@ -454,7 +456,7 @@ def _simulate_experiment(plan: ExperimentPlan, *, seed: int, now: datetime,
         plan=plan, id=experiment_id, created_at=created_at, started_at=started_at,
         stopped_at=stopped_at, target_sample_size=target,
         assigned_user=users, assigned_variant=arms, assigned_at=assigned_at,
-        event_user=users[rows], event_variant=arms[rows], event_at=event_at,
+        event_user=users[owners], event_variant=arms[owners], event_at=event_at,
         event_is_metric=event_is_metric, event_value=event_value)
 
 
