@@ -392,11 +392,13 @@ def _plan_sessions(
     k = np.repeat(per_day, per_day)
     slot = np.arange(len(user)) - np.repeat(np.cumsum(per_day) - per_day, per_day)
 
-    # Slot j of k splits the working day evenly; starting early enough in the slot keeps
-    # consecutive sessions of a person at least _SESSION_SPACING apart.
+    # Slot j of k splits the person's working day evenly; starting early enough in the slot
+    # keeps consecutive sessions at least _SESSION_SPACING apart. The working day itself shifts
+    # by up to an hour from person-day to person-day.
     slot_length = _WORKDAY_LENGTH // k
     offset = (rng.random(len(user)) * (slot_length - _SESSION_SPACING)).astype(np.int64)
-    start = (start_day + day) * DAY + _WORKDAY_START + slot * slot_length + offset
+    day_shift = np.repeat(rng.integers(-HOUR, HOUR, size=len(users)), per_day)
+    start = (start_day + day) * DAY + _WORKDAY_START + day_shift + slot * slot_length + offset
 
     joined_in_window = first[user] > 0
     onboarding = joined_in_window & (day - first[user] < _ONBOARDING_DAYS)
