@@ -1,0 +1,1 @@
+"""Identified product events: the in-memory columnar log and the loaders that fill it."""
