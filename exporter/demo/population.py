@@ -162,8 +162,8 @@ TASKS: tuple[_Task, ...] = (
         (
             _view(c.DEPLOYMENTS),
             _do(c.DEPLOY_APPLICATION, 0.93, (10, 90)),
-            _do(c.BUILD_SUCCEEDED, 0.86, (120, 600)),
-            _do(c.DEPLOYMENT_COMPLETE, 0.93, (60, 300)),
+            _do(c.BUILD_SUCCEEDED, 0.80, (120, 600)),
+            _do(c.DEPLOYMENT_COMPLETE, 0.90, (60, 300)),
             _view(c.MONITORING, reach=0.25, delay=(30, 180)),
         ),
         (0.45, 0.15, 0.30, 0.00, 0.02, 0.08),
