@@ -1,0 +1,295 @@
+"""Ordered conversion funnels over identified events (methods.md section 2).
+
+Semantics are those of ClickHouse ``windowFunnel(W)`` with its ``strict_increase`` option, and
+of PostHog's ordered funnels:
+
+- Every step-1 event with ``range_start <= t < range_end`` starts an *attempt*.
+- From an attempt's step-k event at time ``t_k``, step k+1 is the **earliest** event named for
+  step k+1 with ``t_k < t <= t_1 + W`` (the window is inclusive, like ClickHouse's
+  ``timestamp <= first_timestamp + window``) and, when the funnel sets a per-step window ``w_k``,
+  also ``t - t_k <= w_k``. Timestamps must strictly increase from step to step: events in the
+  same second have no reliable order at one-second resolution, and this keeps one event from
+  counting for two steps named by the same event. (Plain ``windowFunnel`` also chains events with
+  equal timestamps; ``strict_increase`` is its mode that does not.)
+- A user's result is the furthest step reached over all of their attempts. Time statistics use
+  the timestamps of that attempt; when several attempts reach the same step, the earliest one.
+
+Without per-step windows the greedy earliest choice is optimal: no chain of events reaches
+further than the furthest greedy attempt. With per-step windows it is the definition (an
+early step-k event is taken even if a later one would have kept step k+1 within ``w_k``).
+
+Report fields follow contract section 4.5. For step k, ``users_entered`` is the number of users
+who reached step k, ``users_completed`` the number who reached step k+1 (for the last step:
+equal to ``users_entered``), and ``completion_rate = users_completed / users_entered`` -- the
+conversion *from* step k to the next, so the last step's rate is 1.0. ``drop_off_rate`` is
+``1 - completion_rate``; the interval is Wilson 95%. Time statistics are exact over the users who
+made the transition: mean, true median, and the 90th percentile by linear interpolation between
+order statistics (numpy's default, Hyndman-Fan type 7). An undefined number is ``null``, and
+``status_codes`` say why: ``no_entries`` (nobody reached the step / entered the funnel),
+``no_transitions`` (nobody went on from this step), ``last_step`` (no next step to time),
+``no_completions`` (nobody completed the funnel).
+
+Implementation: only the events of the funnel's steps are kept; each step's events become one
+sorted int64 key ``user << 32 | seconds since range_start``. All attempts advance together, one
+``searchsorted`` per step, and results are reduced per user with ``np.maximum.reduceat``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from exporter.analysis.intervals import wilson_interval
+from exporter.analysis.numbers import finite_or_none, safe_ratio
+from exporter.events.log import EventLog
+
+METHOD = "ordered_events"
+P90 = 0.9
+
+_TIME_BITS = 32
+_TIME_MASK = (1 << _TIME_BITS) - 1
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    """One step: its display name and the event that marks it."""
+
+    name: str
+    event: str
+
+
+@dataclass(frozen=True)
+class FunnelDefinition:
+    """A configured funnel.
+
+    ``window_seconds`` is the conversion window W measured from the step-1 event.
+    ``step_windows[k]``, when given and not None, is the most seconds allowed between step k+1 and
+    step k+2 (0-based: between ``steps[k]`` and ``steps[k + 1]``), on top of W.
+    """
+
+    name: str
+    description: str
+    steps: tuple[FunnelStep, ...]
+    window_seconds: int
+    step_windows: tuple[int | None, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError(f"funnel {self.name!r} has no steps")
+        if self.window_seconds <= 0:
+            raise ValueError(f"funnel {self.name!r}: window_seconds must be positive")
+        if self.step_windows is not None:
+            if len(self.step_windows) != len(self.steps) - 1:
+                raise ValueError(
+                    f"funnel {self.name!r}: step_windows needs one entry per transition "
+                    f"({len(self.steps) - 1}), got {len(self.step_windows)}"
+                )
+            if any(window is not None and window <= 0 for window in self.step_windows):
+                raise ValueError(f"funnel {self.name!r}: step windows must be positive")
+
+
+@dataclass(frozen=True)
+class FunnelReach:
+    """Per user who entered the funnel: the furthest step and that attempt's step timestamps.
+
+    ``users`` are the codes (ascending) of the users who entered; ``levels[i]`` is the number of
+    steps ``users[i]`` reached (1..n). ``step_times[k]`` holds the epoch seconds of step k
+    (0-based) for the users with ``levels > k``, in the same order.
+    """
+
+    users: np.ndarray
+    levels: np.ndarray
+    step_times: tuple[np.ndarray, ...]
+
+    def transition_seconds(self, step: int) -> np.ndarray:
+        """Seconds from step ``step`` to ``step + 1`` for the users who made that transition."""
+        reached_step = self.levels[self.levels > step]
+        went_on = reached_step > step + 1
+        return self.step_times[step + 1] - self.step_times[step][went_on]
+
+    def completion_seconds(self) -> np.ndarray:
+        """Seconds from step 1 to the last step for the users who completed the funnel."""
+        completed = self.levels == len(self.step_times)
+        return self.step_times[-1] - self.step_times[0][completed]
+
+
+def analyse_funnel(
+    log: EventLog, funnel: FunnelDefinition, *, range_start: int, range_end: int, now: int
+) -> dict:
+    """Contract section 4.5 report of ``funnel`` for entries in ``[range_start, range_end)``.
+
+    ``now`` (epoch seconds) only decides ``incomplete_cohort``: true when an entry's window may
+    still be open, i.e. ``range_end > now - window_seconds``.
+    """
+    reach = funnel_reach(log, funnel, range_start=range_start, range_end=range_end)
+    return _report(funnel, reach, incomplete_cohort=range_end > now - funnel.window_seconds)
+
+
+def funnel_reach(
+    log: EventLog, funnel: FunnelDefinition, *, range_start: int, range_end: int
+) -> FunnelReach:
+    """How far each user who entered in ``[range_start, range_end)`` got, and when."""
+    if range_end < range_start:
+        raise ValueError("range_end must not be before range_start")
+    window = funnel.window_seconds
+    step_windows = funnel.step_windows or (None,) * (len(funnel.steps) - 1)
+    # Keys hold seconds since range_start in 32 bits; the largest value formed is the latest
+    # start plus W plus a step window capped at W.
+    if (range_end - range_start) + 2 * window >= 1 << _TIME_BITS:
+        raise ValueError("funnel range plus twice the window must be under 2**32 seconds")
+
+    events = _StepEvents(log, range_start, range_end - 1 + window)
+    starts = events.keys(funnel.steps[0].event)
+    starts = starts[(starts & _TIME_MASK) < range_end - range_start]
+    if not len(starts):
+        nothing = np.empty(0, dtype=np.int64)
+        return FunnelReach(nothing, nothing, tuple(nothing for _ in funnel.steps))
+    # Equal (user, second) starts have equal outcomes; keep one so each is advanced once.
+    starts = starts[np.concatenate(([True], starts[1:] != starts[:-1]))]
+
+    level = np.ones(len(starts), dtype=np.int64)
+    alive = np.arange(len(starts))  # attempts still advancing, ascending
+    current, deadline = starts, starts + window
+    alive_at_step, times_at_step = [alive], [starts & _TIME_MASK]
+    for step, step_window in enumerate(step_windows, start=1):
+        candidates = events.keys(funnel.steps[step].event)
+        if not len(candidates) or not len(alive):
+            break
+        # The first event of this step after the current one, for every attempt at once. Keys
+        # order by user, then time, so "key > current" means same user and later, or a later
+        # user; "key <= limit" (limit carries the user bits) keeps only the same user in time.
+        found = np.searchsorted(candidates, current, side="right")
+        following = candidates[np.minimum(found, len(candidates) - 1)]
+        limit = deadline
+        if step_window is not None:
+            limit = np.minimum(deadline, current + min(step_window, window))
+        advanced = (following > current) & (following <= limit)
+        alive, current, deadline = alive[advanced], following[advanced], deadline[advanced]
+        level[alive] = step + 1
+        alive_at_step.append(alive)
+        times_at_step.append(current & _TIME_MASK)
+
+    return _reduce_per_user(
+        starts >> _TIME_BITS, level, alive_at_step, times_at_step, range_start, len(funnel.steps)
+    )
+
+
+class _StepEvents:
+    """Sorted ``user << 32 | seconds`` keys per event name, within the funnel's time span."""
+
+    def __init__(self, log: EventLog, range_start: int, last_second: int) -> None:
+        first = np.searchsorted(log.timestamps, range_start, side="left")
+        end = np.searchsorted(log.timestamps, last_second, side="right")
+        self._log = log
+        self._users = log.user_ids[first:end]
+        self._events = log.event_ids[first:end]
+        self._seconds = log.timestamps[first:end] - range_start
+        self._keys: dict[int, np.ndarray] = {}
+
+    def keys(self, event: str) -> np.ndarray:
+        code = self._log.event_code(event)
+        if code is None:
+            return np.empty(0, dtype=np.int64)
+        if code not in self._keys:
+            selected = self._events == code
+            keys = (self._users[selected].astype(np.int64) << _TIME_BITS) | self._seconds[selected]
+            keys.sort()
+            self._keys[code] = keys
+        return self._keys[code]
+
+
+def _reduce_per_user(
+    attempt_users: np.ndarray,
+    level: np.ndarray,
+    alive_at_step: list[np.ndarray],
+    times_at_step: list[np.ndarray],
+    range_start: int,
+    n_steps: int,
+) -> FunnelReach:
+    """Furthest level per user and the step times of the user's earliest attempt at that level."""
+    n_attempts = len(level)
+    new_user = np.concatenate(([True], attempt_users[1:] != attempt_users[:-1]))
+    first_of_user = np.flatnonzero(new_user)
+    user_level = np.maximum.reduceat(level, first_of_user)
+    attempts_per_user = np.diff(np.append(first_of_user, n_attempts))
+    is_furthest = level == np.repeat(user_level, attempts_per_user)
+    candidates = np.where(is_furthest, np.arange(n_attempts), n_attempts)
+    best = np.minimum.reduceat(candidates, first_of_user)
+
+    step_times = []
+    for step in range(n_steps):
+        users_here = best[user_level > step]
+        if step < len(alive_at_step):
+            position = np.searchsorted(alive_at_step[step], users_here)
+            step_times.append(times_at_step[step][position] + range_start)
+        else:
+            step_times.append(np.empty(0, dtype=np.int64))
+    return FunnelReach(attempt_users[first_of_user], user_level, tuple(step_times))
+
+
+def _report(funnel: FunnelDefinition, reach: FunnelReach, *, incomplete_cohort: bool) -> dict:
+    n_steps = len(funnel.steps)
+    reached = np.bincount(reach.levels, minlength=n_steps + 1)[::-1].cumsum()[::-1][1:]
+    entered = reached.tolist()
+    completed = entered[1:] + entered[-1:]
+    low, high = wilson_interval(np.array(completed), np.array(entered))
+
+    steps = []
+    for index, step in enumerate(funnel.steps):
+        rate = safe_ratio(completed[index], entered[index])
+        is_last = index == n_steps - 1
+        durations = None if is_last else reach.transition_seconds(index)
+        summary = _time_summary(durations)
+        codes = []
+        if not entered[index]:
+            codes.append("no_entries")
+        if is_last:
+            codes.append("last_step")
+        elif entered[index] and not completed[index]:
+            codes.append("no_transitions")
+        steps.append({
+            "step_name": step.name,
+            "step_number": index + 1,
+            "users_entered": entered[index],
+            "users_completed": completed[index],
+            "completion_rate": rate,
+            "completion_rate_ci": None if rate is None else [float(low[index]), float(high[index])],
+            "drop_off_rate": None if rate is None else 1.0 - rate,
+            "avg_time_to_next_step": summary["mean"],
+            "median_time_to_next_step": summary["median"],
+            "p90_time_to_next_step": summary["p90"],
+            "status_codes": codes,
+        })
+
+    total, finished = entered[0], entered[-1]
+    completion = _time_summary(reach.completion_seconds())
+    codes = []
+    if not total:
+        codes.append("no_entries")
+    elif not finished:
+        codes.append("no_completions")
+    return {
+        "funnel_name": funnel.name,
+        "description": funnel.description,
+        "method": METHOD,
+        "window_seconds": funnel.window_seconds,
+        "steps": steps,
+        "overall_conversion_rate": safe_ratio(finished, total),
+        "total_users": total,
+        "completed_users": finished,
+        "avg_completion_time": completion["mean"],
+        "median_completion_time": completion["median"],
+        "incomplete_cohort": bool(incomplete_cohort),
+        "status_codes": codes,
+    }
+
+
+def _time_summary(seconds: np.ndarray | None) -> dict[str, float | None]:
+    if seconds is None or not len(seconds):
+        return {"mean": None, "median": None, "p90": None}
+    return {
+        "mean": finite_or_none(np.mean(seconds)),
+        "median": finite_or_none(np.median(seconds)),
+        "p90": finite_or_none(np.quantile(seconds, P90)),
+    }
