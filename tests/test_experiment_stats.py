@@ -299,6 +299,8 @@ def test_reference_chance_to_beat_control():
         (50, 50, 49, 50),
         (0, 100, 30, 100),
         (400, 5000, 2, 30),  # shortest series: control successes
+        (50_500, 500_000, 50_000, 500_000),  # long series, summed over a window around its mode
+        (9_000, 10_000, 8_950, 10_000),
     ],
 )
 def test_bayesian_matches_numerical_integration(x_t, n_t, x_c, n_c):
@@ -314,6 +316,19 @@ def test_probability_greater_is_symmetric_and_complementary():
     forward = probability_greater(a, b, c, d)[0]
     assert forward + probability_greater(c, d, a, b)[0] == pytest.approx(1.0, abs=1e-13)
     assert forward == pytest.approx(probability_greater(d, c, b, a)[0], abs=1e-13)
+
+
+def test_probability_greater_is_the_beta_negative_binomial_cdf():
+    """Miller's series is the CDF of a beta-negative-binomial at a - 1 (scipy sums its pmf)."""
+    for a, b, c, d in [(121, 881, 101, 901), (7, 12, 9, 4), (40, 3, 35, 9)]:
+        expected = stats.betanbinom.cdf(a - 1, b, d, c)
+        assert probability_greater(a, b, c, d)[0] == pytest.approx(expected, abs=1e-11)
+
+
+def test_too_narrow_window_is_detected_and_summed_in_full(monkeypatch):
+    monkeypatch.setattr(bayesian, "_WINDOW_WIDTHS", 0.5)
+    params = (1501, 13501, 1401, 13601)
+    assert probability_greater(*params)[0] == pytest.approx(_chance_by_integration(*params), abs=1e-9)
 
 
 def test_bayesian_chunking_gives_the_same_answer(monkeypatch):

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from ..intervals import wilson_interval
-from ..numbers import finite_or_none
 from .bayesian import compare_beta_posteriors
 from .frequentist import (
     difference_test,
@@ -44,7 +43,7 @@ from .inputs import ExperimentInput, input_problem
 from .moments import arm_moments
 from .power import FORMULA_NAME, required_sample_size_array, sample_progress
 from .recommend import ExperimentOutcome, TreatmentOutcome, recommend
-from .report import experiment_header, unavailable_experiment, variant_row
+from .report import experiment_header, json_intervals, json_numbers, unavailable_experiment, variant_row
 from .sequential import always_valid_p_value, critical_value, mixing_rho_squared
 from .srm import sample_ratio_mismatch
 
@@ -128,36 +127,57 @@ def _compute(experiments: Sequence[ExperimentInput]) -> tuple[dict[str, list], d
         experiment_alpha / np.maximum(comparisons, 1),
     )
 
+    is_significant = compared & (adjusted < alpha)
+    status_codes = _status_codes(
+        empty=~arm.has_data,
+        control_empty=is_treatment & ~control.has_data,
+        zero_variance=test.zero_variance & compared,
+        baseline_zero=baseline_zero,
+        ratio_ci_unbounded=interval_defined & has_baseline & ~bounded,
+        normal_approximation=approximate,
+    )
+    absolute_low = np.where(interval_defined, np.maximum(absolute_low, -1.0), np.nan)
+    absolute_high = np.where(interval_defined, np.minimum(absolute_high, 1.0), np.nan)
     per_arm = {
-        "rate": arm.rate,
-        "wilson_low": wilson_low,
-        "wilson_high": wilson_high,
-        "absolute_lift": test.difference,
-        "absolute_low": np.where(interval_defined, np.maximum(absolute_low, -1.0), np.nan),
-        "absolute_high": np.where(interval_defined, np.minimum(absolute_high, 1.0), np.nan),
-        "relative_lift": np.where(has_baseline, relative_lift, np.nan),
-        "relative_low": np.where(relative_defined, relative_low, np.nan),
-        "relative_high": np.where(relative_defined, relative_high, np.nan),
-        "p_value": p_value,
-        "p_value_pooled": test.p_value_pooled,
-        "adjusted_p_value": adjusted,
-        "is_significant": compared & (adjusted < alpha),
-        "chance": chance,
-        "loss": loss,
-        "srm_expected": srm.expected,
-        "compared": compared,
-        "zero_variance": test.zero_variance & compared,
-        "baseline_zero": baseline_zero,
-        "ratio_ci_unbounded": interval_defined & has_baseline & ~bounded,
-        "normal_approximation": approximate,
+        "conversion_rate": json_numbers(arm.rate),
+        "confidence_interval_low": json_numbers(wilson_low),
+        "confidence_interval_high": json_numbers(wilson_high),
+        "absolute_lift": json_numbers(test.difference),
+        "absolute_lift_ci": json_intervals(absolute_low, absolute_high),
+        "relative_lift": json_numbers(np.where(has_baseline, relative_lift, np.nan)),
+        "relative_lift_ci": json_intervals(
+            np.where(relative_defined, relative_low, np.nan), np.where(relative_defined, relative_high, np.nan)
+        ),
+        "p_value": json_numbers(p_value),
+        "p_value_pooled": json_numbers(test.p_value_pooled),
+        "adjusted_p_value": json_numbers(adjusted),
+        "is_significant": is_significant.tolist(),
+        "chance_to_beat_control": json_numbers(chance),
+        "expected_loss": json_numbers(loss),
+        "compared": compared.tolist(),
+        "srm_expected": json_numbers(srm.expected),
+        "status_codes": status_codes,
     }
     per_experiment = {
-        "srm_p_value": srm.p_value.tolist(),
+        "srm_p_value": json_numbers(srm.p_value),
         "srm_level": srm.level,
         "srm_reason": srm.reason,
-        "required": required.tolist(),
+        "required": json_numbers(required),
     }
-    return {name: values.tolist() for name, values in per_arm.items()}, per_experiment
+    return per_arm, per_experiment
+
+
+def _status_codes(empty: np.ndarray, control_empty: np.ndarray, **flags: np.ndarray) -> list[list[str]]:
+    """Per arm: why numbers are null or qualified. An empty arm or an empty control says only
+    that; otherwise every raised flag is named (in the order given)."""
+    names = list(flags)
+    rows = zip(empty.tolist(), control_empty.tolist(), *(flag.tolist() for flag in flags.values()))
+    return [
+        ["no_assignments"] if is_empty
+        else ["control_no_assignments"] if no_control
+        else [name for name, raised in zip(names, raised_flags) if raised]
+        for is_empty, no_control, *raised_flags in rows
+    ]
 
 
 def _experiment_object(
@@ -169,13 +189,12 @@ def _experiment_object(
 ) -> dict[str, Any]:
     """Assemble one experiment's JSON object from the batch columns."""
     arms = experiment.arms
-    indices = range(arm_offset, arm_offset + len(arms))
-    variants = [variant_row(arm, per_arm, i, is_control=(k == 0)) for k, (arm, i) in enumerate(zip(arms, indices))]
+    variants = [variant_row(arm, per_arm, arm_offset + k, is_control=(k == 0)) for k, arm in enumerate(arms)]
     treatments = tuple(_treatment_outcome(row) for row in variants[1:])
-    srm_expected = [finite_or_none(per_arm["srm_expected"][i]) for i in indices]
+    srm_expected = per_arm["srm_expected"][arm_offset : arm_offset + len(arms)]
     srm_level = per_experiment["srm_level"][position]
-    srm_p_value = finite_or_none(per_experiment["srm_p_value"][position])
-    required_float = finite_or_none(per_experiment["required"][position])
+    srm_p_value = per_experiment["srm_p_value"][position]
+    required_float = per_experiment["required"][position]
     required = int(required_float) if required_float is not None else None
     smallest_arm = min(arm.assignments for arm in arms)
 

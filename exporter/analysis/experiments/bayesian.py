@@ -12,14 +12,20 @@ Implementation notes:
 * The sum has ``a`` terms, but ``P(X > Y)`` can equally be written with ``d``, ``c`` or ``b``
   terms (mirror ``p -> 1 - p`` and/or take the complement), so each comparison uses the shortest
   of the four: ``min(successes, failures) + 1`` of either arm.
-* Terms are evaluated in log space: the first one with ``scipy.special.betaln``
-  (``log B(c, b+d) - log B(c, d)``) and the rest through the exact term ratio
-  ``t_{i+1} / t_i = (c+i)(b+i) / ((c+b+d+i)(1+i))``, accumulated with a cumulative sum and added
-  with a per-comparison log-sum-exp. That is the same closed form at the cost of one ``log`` per
-  term instead of three ``betaln`` calls, and all comparisons share one flat, ragged array.
-* Above ``EXACT_TERMS_LIMIT`` terms (every arm has more than ~1e5 successes *and* failures) the
+* Terms are evaluated in log space: the first with ``scipy.special.betaln`` and the rest through
+  the exact term ratio ``t_{i+1} / t_i = (c+i)(b+i) / ((c+b+d+i)(1+i))``, accumulated with a
+  cumulative sum and added with a per-comparison log-sum-exp. That is the same closed form at
+  the cost of one ``log`` per term instead of three ``betaln`` calls, and all comparisons share
+  one flat, ragged array (no Python loop over comparisons).
+* The terms are unimodal and only a window of ``O(sqrt(successes))`` of them around the mode is
+  above double precision; only that window is added, and a window whose left-out terms could
+  reach 1e-17 of the sum (bounded from the terms at its edges) is redone in full. The cost per
+  comparison therefore grows with the square root of the counts, not with the counts.
+* Above ``EXACT_TERMS_LIMIT`` (every arm has more than ~1e5 successes *and* failures) the
   posteriors are indistinguishable from normals and the normal approximation on the difference
   of the posterior rates is used instead; the result says which comparisons took that path.
+* The series is the CDF of a beta-negative-binomial distribution at ``a - 1``, which the tests
+  use as an independent check (``scipy.stats.betanbinom``).
 
 Expected loss of shipping the treatment, ``E[max(p_c - p_t, 0)]`` in absolute rate units, follows
 from the same ``h`` and John D. Cook's recurrences ``h(a+1,b,c,d) = h + g/a`` and
@@ -32,6 +38,7 @@ where ``m`` are the posterior means: no integration, no Monte Carlo.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,10 +47,17 @@ from scipy import special
 from .moments import ArmMoments
 
 EXACT_TERMS_LIMIT = 100_000
-"""Largest number of series terms per comparison before the normal approximation is used."""
+"""Above this shortest series (min over both arms of successes and failures, plus 1) the normal
+approximation is used."""
 
 _TERMS_PER_CHUNK = 2_000_000
 """Series terms held in memory at once (16 MB per float array); bounds memory for huge counts."""
+
+_WINDOW_WIDTHS = 12.0
+"""Half-width of the summed window, in units of the terms' spread around their mode."""
+
+_NEGLIGIBLE_LOG = math.log(1e-17)
+"""Left-out terms must stay below this share of the sum (below double precision)."""
 
 
 @dataclass(frozen=True)
@@ -56,44 +70,92 @@ class BayesianComparison:
     """True where the posteriors were too large for the exact series (see module docstring)."""
 
 
-def _series_sum(a, b, c, d) -> np.ndarray:
-    """Evan Miller's series ``sum_{i<a} B(c+i, b+d) / ((b+i) B(1+i, b) B(c, d))``, ragged.
+def _log_term(i, b, c, d):
+    """log of the series term ``t_i = B(c+i, b+d) / ((b+i) B(1+i, b) B(c, d))``."""
+    return special.betaln(c + i, b + d) - special.betaln(c, d) - special.betaln(1.0 + i, b) - np.log(b + i)
 
-    ``a`` holds positive integers (the number of terms per comparison); b, c, d are positive.
+
+def _window(a, b, c, d):
+    """Per comparison, the index range ``[low, high]`` of the terms worth adding.
+
+    The terms are unimodal: ``t_{i+1} / t_i - 1`` has the sign of ``(cb - c - b - d) - i (d + 1)``,
+    so they rise up to ``mode = (cb - c - b - d) / (d + 1)`` and fall after it. Around the mode
+    ``log t_i`` is close to a parabola whose curvature gives a natural width; the window spans
+    ``_WINDOW_WIDTHS`` such widths on each side, clipped to ``[0, a - 1]``. Because ``low`` sits
+    below the mode and ``high`` above it, the terms left out are bounded by
+    ``low * t_low`` and ``(a - 1 - high) * t_high`` (checked after summing).
     """
-    terms = a.astype(np.int64)
-    starts = np.cumsum(terms) - terms
-    segment = np.repeat(np.arange(terms.size), terms)
-    i = np.arange(int(terms.sum()), dtype=float) - starts[segment]
-    b_i, c_i, d_i = (values[segment] for values in (b, c, d))
-    log_first = special.betaln(c, b + d) - special.betaln(c, d)
-    # log(t_{i+1} / t_i) for every i; shifted by one so position i holds log(t_i / t_{i-1}),
-    # then summed into log(t_i / t_0) by one cumulative sum over all segments. Each segment's
-    # start cancels the previous segment's total, keeping the running sum (and so its rounding)
-    # on the scale of the segment itself; the small residual left at the start is subtracted.
-    log_ratio = np.log((c_i + i) / (c_i + b_i + d_i + i) * ((b_i + i) / (1.0 + i)))
-    steps = np.empty_like(log_ratio)
-    steps[0] = 0.0
-    steps[1:] = log_ratio[:-1]
-    steps[starts] = 0.0
-    segment_totals = np.add.reduceat(steps, starts)
-    steps[starts[1:]] = -segment_totals[:-1]
+    top = a - 1.0
+    mode = (c * b - c - b - d) / (d + 1.0)
+    centre = np.clip(mode, 0.0, top)
+    curvature = 1.0 / (1.0 + centre) + 1.0 / (c + b + d + centre) - 1.0 / (c + centre) - 1.0 / (b + centre)
+    peaked = curvature > 0
+    half_width = _WINDOW_WIDTHS / np.sqrt(np.where(peaked, curvature, 1.0))
+    low = np.where(peaked, np.clip(np.floor(centre - half_width), 0.0, top), 0.0)
+    high = np.where(peaked, np.clip(np.ceil(centre + half_width), 0.0, top), top)
+    return low, high, np.rint(centre)
+
+
+def _window_sum(b, c, d, low, high, peak):
+    """``log sum_{i=low}^{high} t_i`` per comparison, plus ``log t_low`` and ``log t_high``.
+
+    ``peak`` (an index inside the window near the largest term) fixes the log-sum-exp shift.
+    All windows share one flat array: the first term of each comes from ``betaln``, the rest
+    from the exact ratio ``t_i / t_{i-1} = (c+i-1)(b+i-1) / ((c+b+d+i-1) i)``, accumulated by
+    one cumulative sum.
+    """
+    counts = (high - low + 1.0).astype(np.int64)
+    starts = np.cumsum(counts) - counts
+    position = np.arange(int(counts.sum()), dtype=float)
+
+    def per_term(per_window):  # per_window[k] + (i - low_k) at every term i of window k
+        return np.repeat(per_window - starts, counts) + position
+
+    previous = low - 1.0  # i - 1 at each window's first term
+    numerator = per_term(c + previous) * per_term(b + previous)
+    denominator = per_term(c + b + d + previous) * per_term(low)
+    # A window's first term needs no ratio (and i - 1 may be -1 there): its step is log 1 = 0.
+    numerator[starts] = denominator[starts] = 1.0
+    steps = np.log(numerator / denominator)
+    # Each window starts at 0 and cancels the previous window's total, so the running sum (and
+    # its rounding) stays on the scale of one window; the residual at each start is removed.
+    window_totals = np.add.reduceat(steps, starts)
+    steps[starts[1:]] = -window_totals[:-1]
     cumulative = np.cumsum(steps)
-    log_terms = cumulative - cumulative[starts][segment] + log_first[segment]
-    peak = np.maximum.reduceat(log_terms, starts)
-    scaled_sum = np.add.reduceat(np.exp(log_terms - peak[segment]), starts)
-    return np.exp(peak + np.log(scaled_sum))
+    log_low = _log_term(low, b, c, d)
+    log_terms = cumulative - np.repeat(cumulative[starts] - log_low, counts)
+    shift = log_terms[starts + (np.clip(peak, low, high) - low).astype(np.int64)]
+    scaled = np.add.reduceat(np.exp(log_terms - np.repeat(shift, counts)), starts)
+    return shift + np.log(scaled), log_low, log_terms[starts + counts - 1]
 
 
-def _chunked_series_sum(a, b, c, d) -> np.ndarray:
-    """``_series_sum`` over consecutive slices holding about ``_TERMS_PER_CHUNK`` terms each."""
-    chunk_of = (np.cumsum(a) - a) // _TERMS_PER_CHUNK
+def _series(a, b, c, d) -> np.ndarray:
+    """Evan Miller's series ``sum_{i<a} t_i`` (integer ``a >= 1``), summed over the window of
+    terms that matter; a window whose left-out terms could reach 1e-17 of the sum is redone in
+    full."""
+    low, high, peak = _window(a, b, c, d)
+    log_sum, log_low, log_high = _chunked(_window_sum, b, c, d, low, high, peak)
+    top = a - 1.0
+    with np.errstate(divide="ignore"):  # log(0) = -inf where nothing was left out
+        left_out = np.logaddexp(np.log(low) + log_low, np.log(top - high) + log_high)
+    redo = left_out - log_sum > _NEGLIGIBLE_LOG
+    if redo.any():
+        log_sum[redo] = _chunked(
+            _window_sum, b[redo], c[redo], d[redo], np.zeros(redo.sum()), top[redo], peak[redo]
+        )[0]
+    return np.exp(log_sum)
+
+
+def _chunked(function, b, c, d, low, high, peak):
+    """``function`` over consecutive slices of windows holding about ``_TERMS_PER_CHUNK`` terms."""
+    counts = high - low + 1.0
+    chunk_of = (np.cumsum(counts) - counts) // _TERMS_PER_CHUNK
     bounds = np.flatnonzero(np.diff(chunk_of)) + 1
     pieces = [
-        _series_sum(a[s], b[s], c[s], d[s])
-        for s in (slice(lo, hi) for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, a.size]))
+        function(b[s], c[s], d[s], low[s], high[s], peak[s])
+        for s in (slice(start, stop) for start, stop in zip(np.r_[0, bounds], np.r_[bounds, b.size]))
     ]
-    return np.concatenate(pieces) if pieces else np.empty(0)
+    return tuple(np.concatenate(parts) for parts in zip(*pieces))
 
 
 def probability_greater(a, b, c, d) -> np.ndarray:
@@ -114,7 +176,7 @@ def probability_greater(a, b, c, d) -> np.ndarray:
     choice = np.argmin(forms[:, 0, :], axis=0)
     columns = np.arange(a.size)
     chosen = forms[choice, :, columns].T
-    series = _chunked_series_sum(*chosen) if a.size else np.empty(0)
+    series = _series(*chosen) if a.size else np.empty(0)
     probability = np.where(choice >= 2, 1.0 - series, series)
     return np.clip(probability, 0.0, 1.0)
 

@@ -1,6 +1,7 @@
 """The JSON shape of one experiment (contract section 4.1): rows, headers, the unavailable case.
 
-Every number passes through ``finite_or_none``, so NaN and infinity can never reach the output.
+Every number passes through ``json_numbers`` / ``json_intervals`` / ``finite_or_none``, so NaN
+and infinity can never reach the output.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
+
+import numpy as np
 
 from ..numbers import finite_or_none
 from .power import FORMULA_NAME
@@ -49,12 +52,16 @@ def iso_utc(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def interval(low: float, high: float) -> list[float] | None:
-    """``[low, high]`` when both bounds are finite numbers, else None."""
-    low_value, high_value = finite_or_none(low), finite_or_none(high)
-    if low_value is None or high_value is None:
-        return None
-    return [low_value, high_value]
+def json_numbers(values: np.ndarray) -> list[float | None]:
+    """An array as a list of floats with every NaN or infinity replaced by None."""
+    finite = np.isfinite(values).tolist()
+    return [value if ok else None for value, ok in zip(values.tolist(), finite)]
+
+
+def json_intervals(low: np.ndarray, high: np.ndarray) -> list[list[float] | None]:
+    """``[low, high]`` pairs, None wherever either bound is not a finite number."""
+    finite = (np.isfinite(low) & np.isfinite(high)).tolist()
+    return [[lo, hi] if ok else None for lo, hi, ok in zip(low.tolist(), high.tolist(), finite)]
 
 
 def experiment_header(experiment: ExperimentMetadata) -> dict[str, Any]:
@@ -73,49 +80,27 @@ def experiment_header(experiment: ExperimentMetadata) -> dict[str, Any]:
     }
 
 
-def variant_row(arm: Any, values: Mapping[str, list], index: int, is_control: bool) -> dict[str, Any]:
-    """One variant's row from the per-arm result columns at ``index``; the control's comparison
-    fields are null."""
+def variant_row(arm: Any, columns: Mapping[str, list], index: int, is_control: bool) -> dict[str, Any]:
+    """One variant's row from JSON-clean per-arm columns (keyed by output field) at ``index``.
+
+    The control's comparison fields are null, and so are those of a treatment that could not be
+    compared (an empty arm or an empty control).
+    """
     row: dict[str, Any] = {
         "variant_id": arm.name,
         "name": arm.name,
         "assignments": int(arm.assignments),
         "conversions": int(arm.conversions),
-        "conversion_rate": finite_or_none(values["rate"][index]),
-        "confidence_interval_low": finite_or_none(values["wilson_low"][index]),
-        "confidence_interval_high": finite_or_none(values["wilson_high"][index]),
+        "conversion_rate": columns["conversion_rate"][index],
+        "confidence_interval_low": columns["confidence_interval_low"][index],
+        "confidence_interval_high": columns["confidence_interval_high"][index],
     }
-    compared = values["compared"][index]
-    if is_control or not compared:
+    if is_control or not columns["compared"][index]:
         row.update(dict.fromkeys(COMPARISON_FIELDS))
     else:
-        row.update(
-            {
-                "absolute_lift": finite_or_none(values["absolute_lift"][index]),
-                "absolute_lift_ci": interval(values["absolute_low"][index], values["absolute_high"][index]),
-                "relative_lift": finite_or_none(values["relative_lift"][index]),
-                "relative_lift_ci": interval(values["relative_low"][index], values["relative_high"][index]),
-                "p_value": finite_or_none(values["p_value"][index]),
-                "p_value_pooled": finite_or_none(values["p_value_pooled"][index]),
-                "adjusted_p_value": finite_or_none(values["adjusted_p_value"][index]),
-                "is_significant": bool(values["is_significant"][index]),
-                "chance_to_beat_control": finite_or_none(values["chance"][index]),
-                "expected_loss": finite_or_none(values["loss"][index]),
-            }
-        )
-    row["status_codes"] = _variant_status_codes(arm, values, index, is_control)
+        row.update({field: columns[field][index] for field in COMPARISON_FIELDS})
+    row["status_codes"] = columns["status_codes"][index]
     return row
-
-
-_FLAGGED_CODES = ("zero_variance", "baseline_zero", "ratio_ci_unbounded", "normal_approximation")
-
-
-def _variant_status_codes(arm: Any, values: Mapping[str, list], index: int, is_control: bool) -> list[str]:
-    if arm.assignments == 0:
-        return ["no_assignments"]
-    if not is_control and not values["compared"][index]:
-        return ["control_no_assignments"]
-    return [code for code in _FLAGGED_CODES if values[code][index]]
 
 
 def unavailable_experiment(experiment: ExperimentMetadata, status_code: str = "upstream_error") -> dict[str, Any]:
