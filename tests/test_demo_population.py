@@ -88,6 +88,14 @@ def test_columns_are_consistent(population):
     for session, start in first.items():
         assert p.session_start[session] == start
         assert start // 86_400 == last[session] // 86_400
+    # Plausible's rule: a person's next session on the same day starts after 30 idle minutes.
+    by_person = defaultdict(list)
+    for session, start in first.items():
+        by_person[p.session_user[session]].append((start, last[session]))
+    for spans in by_person.values():
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            assert start - end > 1800 or start // 86_400 != end // 86_400
 
 
 def test_every_event_name_page_and_source_is_used(population):

@@ -175,7 +175,8 @@ def resolve_v2_date_range(value: Any, now: int, stats_start: int) -> Span:
         if unit == "d" and 0 < n <= 5_000:
             return Span.of_days(today - timedelta(days=n), today - timedelta(days=1))
         if unit == "mo" and 0 < n <= 100:
-            return Span.of_days(_shift_months(today, -n), _shift_months(today, 0) - timedelta(days=1))
+            this_month = _shift_months(today, 0)
+            return Span.of_days(_shift_months(today, -n), this_month - timedelta(days=1))
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
         span = _explicit_range(value[0], value[1])
         if span is not None:
@@ -233,8 +234,8 @@ def resolve_v1_period(params: dict[str, str], now: int) -> tuple[str, Span]:
             anchor = date.fromisoformat(raw_date)
         except ValueError:
             raise _bad_request(
-                f"Error parsing `date` parameter: invalid date `{raw_date}`. Please specify a valid "
-                "date in ISO-8601 format."
+                f"Error parsing `date` parameter: invalid date `{raw_date}`. Please specify a "
+                "valid date in ISO-8601 format."
             ) from None
     if period == "day":
         return period, Span.of_days(anchor, anchor)
@@ -312,7 +313,16 @@ def _filters_on(filters: Iterable[Filter], dimension: str) -> bool:
 # v2
 
 
-_V2_KEYS = ("site_id", "metrics", "date_range", "dimensions", "filters", "order_by", "include", "pagination")
+_V2_KEYS = (
+    "site_id",
+    "metrics",
+    "date_range",
+    "dimensions",
+    "filters",
+    "order_by",
+    "include",
+    "pagination",
+)
 _V2_INCLUDE = {"time_labels": False, "total_rows": False, "imports": False}
 
 
@@ -431,7 +441,8 @@ def _parse_v2_filter(raw: Any) -> Filter:
             try:
                 re.compile(pattern)
             except re.error:
-                raise _bad_request(f"Invalid filter {_inspect(raw)}: bad regular expression") from None
+                message = f"Invalid filter {_inspect(raw)}: bad regular expression"
+                raise _bad_request(message) from None
     return Condition(op, dimension, tuple(values), bool(modifiers.get("case_sensitive", True)))
 
 
@@ -503,7 +514,8 @@ def _parse_v2_order_by(
         name = time_dimension if entry[0] == "time" and "time" in (requested or []) else entry[0]
         if name not in metrics and name not in dimensions:
             raise _bad_request(
-                f"Invalid order_by entry {_inspect(entry)}. Entry is not a queried metric or dimension."
+                f"Invalid order_by entry {_inspect(entry)}. Entry is not a queried metric or "
+                "dimension."
             )
         entries.append((name, entry[1]))
     return entries
@@ -665,7 +677,8 @@ def answer_v1_timeseries(params: dict[str, str], site: IndexedSite, now: float) 
     query = Query(span.first, span.last, tuple(metrics), (dimension,), tuple(filters))
     by_label = {row.dimensions[0]: row.metrics for row in site.evaluate(query, now)}
     labels = time_labels(dimension, span.first, span.last)
-    return {"results": [{"date": label, **by_label.get(label, _v1_empty(metrics))} for label in labels]}
+    empty = _v1_empty(metrics)
+    return {"results": [{"date": label, **by_label.get(label, empty)} for label in labels]}
 
 
 def _v1_empty(metrics: Sequence[str]) -> dict[str, int | float | None]:

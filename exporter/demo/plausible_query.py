@@ -172,6 +172,8 @@ def _utc(ts: int) -> datetime:
 
 @dataclass(frozen=True)
 class Goal:
+    """A goal configured on the site, by display name: a custom event or a page-view pattern."""
+
     name: str
     event: str | None = None  # custom-event goal
     path_pattern: str | None = None  # page-view goal
@@ -213,11 +215,10 @@ class IndexedSite:
         p = population
         self._is_pageview = p.event_name == 0
         self._goal_bits = self._event_goal_bits()
-        # Visitor id = (person, UTC day), dense from 0.
-        self._first_day = int(p.start_ts // DAY)
-        self._n_days = int(p.end_ts // DAY) - self._first_day + 1
-        self._visitor = p.event_user.astype(np.int64) * self._n_days + (p.event_ts // DAY - self._first_day)
-        self._team_label = np.where(p.event_name > 0, p.user_team[p.event_user], len(catalog.TEAMS))
+        # Plausible's visitor id: the person hashed with a salt that changes every UTC day.
+        first_day = int(p.start_ts // DAY)
+        n_days = int(p.end_ts // DAY) - first_day + 1
+        self._visitor = p.event_user.astype(np.int64) * n_days + (p.event_ts // DAY - first_day)
         # Each session's event timestamps, contiguous and in time order, to read the last
         # visible one without a per-query sort.
         by_session = np.argsort(p.event_session, kind="stable")
@@ -236,7 +237,8 @@ class IndexedSite:
             PAGE: p.event_path,
             NAME: p.event_name,
             SOURCE: p.event_source,
-            TEAM: self._team_label,
+            # The team is a custom property of custom events; page views do not carry it.
+            TEAM: np.where(p.event_name > 0, p.user_team[p.event_user], len(catalog.TEAMS)),
         }
 
     @property
@@ -246,10 +248,8 @@ class IndexedSite:
     @property
     def stats_start(self) -> int:
         """Timestamp of the site's first event (Plausible's stats start date for ``all``)."""
-        return int(self.population.event_ts[0]) if len(self.population.event_ts) else self.population.start_ts
-
-    def labels(self, dimension: str) -> tuple[str, ...]:
-        return self._labels[dimension]
+        ts = self.population.event_ts
+        return int(ts[0]) if len(ts) else self.population.start_ts
 
     def _event_goal_bits(self) -> np.ndarray:
         p = self.population
@@ -285,15 +285,14 @@ class IndexedSite:
         state = self._session_state(visible)
         mask = self._filter_all(query.filters, window)
         rows = self._rows(window[mask], GOAL in query.dimensions)
-        # Ratios are computed from visitors, asked for or not.
-        wanted = set(query.metrics) | ({"visitors"} if set(query.metrics) & set(RATIO_METRICS) else set())
+        wanted = set(query.metrics)
+        if wanted & set(RATIO_METRICS):
+            wanted.add("visitors")  # every ratio is a share of visitors
         table = self._aggregate(rows, query, wanted, state)
         if not query.dimensions and not table:
             table[()] = _empty_metrics(wanted)
         self._add_ratios(table, query, clock)
-        return [
-            Row(key, {name: metrics[name] for name in query.metrics}) for key, metrics in table.items()
-        ]
+        return [Row(key, {m: metrics[m] for m in query.metrics}) for key, metrics in table.items()]
 
     # -- evaluation steps ----------------------------------------------------------------------
 
@@ -402,7 +401,9 @@ class IndexedSite:
             n = len(groups)
             values = {
                 "events": np.bincount(group, minlength=n),
-                "pageviews": np.bincount(group, weights=self._is_pageview[rows.event], minlength=n),
+                "pageviews": np.bincount(
+                    group, weights=self._is_pageview[rows.event], minlength=n
+                ),
                 "visitors": _distinct_per_group(group, self._visitor[rows.event], n),
             }
             for g, value in enumerate(groups):
@@ -444,7 +445,7 @@ class IndexedSite:
                 query.last,
                 ("visitors",),
                 tuple(query.dimensions[i] for i in kept),
-                tuple(f for f in query.filters if not (isinstance(f, Condition) and f.dimension == GOAL)),
+                tuple(f for f in query.filters if not _is_goal_condition(f)),
             )
             totals = {row.dimensions: row.metrics["visitors"] for row in self.evaluate(base, clock)}
             for key, metrics in table.items():
@@ -456,7 +457,12 @@ class IndexedSite:
             total_query = replace(query, metrics=("visitors",), dimensions=())
             total = self.evaluate(total_query, clock)[0].metrics["visitors"]
             for metrics in table.values():
-                metrics["percentage"] = round(100.0 * metrics["visitors"] / total, 1) if total else 0.0
+                share = 100.0 * metrics["visitors"] / total if total else 0.0
+                metrics["percentage"] = round(share, 1)
+
+
+def _is_goal_condition(item: Filter) -> bool:
+    return isinstance(item, Condition) and item.dimension == GOAL
 
 
 def _empty_metrics(metrics: set[str]) -> dict[str, int | float]:

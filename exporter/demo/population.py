@@ -4,21 +4,22 @@ Everything the demo shows comes from this one population: the simulated Plausibl
 answers from the events, the identified events file is written from them, and the simulated
 Experimentation and Feedback services draw their users from :attr:`Population.user_ids`.
 
-How it is built (all vectorised; a few hundred users over 90 days take a few milliseconds):
+How it is built (all vectorised: a few hundred users over 90 days take tens of milliseconds):
 
 1. **Users** get a team and a behaviour archetype — power, core, casual, newcomer (first seen in
    the last 14 days), slipping (active before, fading over the last month), dormant (gone 29-56
-   days) and churned (gone more than 56 days) — plus a lifecycle: the day they first appear and the
-   day they leave. Some established users join during the window, so that churn does not make
-   the whole platform look like it is shrinking.
+   days) and churned (gone more than 56 days) — plus a lifecycle: the day they first appear and
+   the day they leave. Some established users join during the window, so that churn does not
+   make the whole platform look like it is shrinking.
 2. **Active days** are drawn per user and day: weekday-heavy, modulated by the lifecycle.
-3. **Sessions** (1-6 per active day) sit in working hours, at least 30 minutes apart so a real
-   Plausible would not merge them. Each session performs one *task* (browse docs, deploy, create a
-   service, ...) drawn from the user's preferences; over the window Configure Monitoring gains
-   favour, Run Pipeline loses it, and documentation stays level.
+3. **Sessions** (1-6 per active day) sit in working hours, well apart. Each session performs
+   one *task* (browse docs, deploy, create a service, ...) drawn from the user's preferences;
+   over the window Configure Monitoring gains favour, Run Pipeline loses it, and documentation
+   stays level.
 4. **Tasks** expand into page views and custom events with realistic drop-off and delays. A
    created service is deployed in a later session (hours or a day or two later), which is what
-   lets the onboarding and service-creation funnels complete.
+   lets the onboarding and service-creation funnels complete. Finally the events are cut into
+   sessions by Plausible's own rule (30 idle minutes, or UTC midnight).
 
 Timestamps are int64 epoch seconds; the columns are sorted by time. Events run to ``now +
 horizon`` so that data keeps "arriving" while a demo runs: consumers show only what is at or
@@ -80,9 +81,10 @@ _LOGIN_PROBABILITY = 0.5  # the portal's SSO session outlives a day about half t
 _MAX_SESSIONS_PER_DAY = 6
 _WORKDAY_START = 7 * HOUR
 _WORKDAY_LENGTH = 12 * HOUR
-# Sessions last at most ~20 minutes and start at least 75 minutes apart: more than Plausible's
-# 30-minute session timeout, so every generated session is a session in Plausible's sense.
+# Planned sessions last at most ~20 minutes and start at least 75 minutes apart, comfortably
+# more than Plausible's 30 idle minutes that end a session.
 _SESSION_SPACING = 75 * MINUTE
+_SESSION_TIMEOUT = 30 * MINUTE
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,12 @@ _TASK_RAMPS: dict[int, tuple[float, float]] = {
     _TASK["monitoring"]: (0.15, 1.0),
     _TASK["pipeline"]: (1.0, 0.25),
 }
-_ONBOARDING_BOOST: dict[int, float] = {_TASK["docs"]: 1.5, _TASK["create"]: 2.5, _TASK["glance"]: 0.6}
+# In their first two weeks people read and scaffold more, and glance around less.
+_ONBOARDING_BOOST: dict[int, float] = {
+    _TASK["docs"]: 1.5,
+    _TASK["create"]: 2.5,
+    _TASK["glance"]: 0.6,
+}
 _TEAM_BOOST: dict[tuple[str, int], float] = {
     ("platform", _TASK["monitoring"]): 1.8,
     ("data", _TASK["pipeline"]): 1.8,
@@ -486,7 +493,8 @@ def _expand_tasks(rng: np.random.Generator, sessions: _Sessions) -> _Events:
         reached = np.cumprod(rng.random((n, n_steps)) < reach, axis=1).astype(bool)
         low = np.array([step.delay[0] for step in task.steps])
         high = np.array([step.delay[1] for step in task.steps])
-        at = sessions.start[idx, None] + np.cumsum(rng.integers(low, high + 1, size=(n, n_steps)), axis=1)
+        delays = rng.integers(low, high + 1, size=(n, n_steps))
+        at = sessions.start[idx, None] + np.cumsum(delays, axis=1)
 
         page = np.zeros(n, dtype=np.int64)
         for j, step in enumerate(task.steps):
@@ -524,24 +532,40 @@ def _assemble(
     end_ts: int,
     team: np.ndarray,
     archetype: np.ndarray,
-    sessions: _Sessions,
+    planned: _Sessions,
     events: _Events,
 ) -> Population:
-    """Cut at ``end_ts``, number sessions by start time, sort events by time."""
-    in_time = events.ts <= end_ts
-    planned_id = events.session[in_time]
-    kept = np.unique(planned_id)
-    by_start = np.lexsort((sessions.user[kept], sessions.start[kept]))
-    kept = kept[by_start]
-    session_id = np.empty(len(sessions.user), dtype=np.int64)
-    session_id[kept] = np.arange(len(kept))
+    """Cut at ``end_ts``, form sessions the way Plausible does, sort everything by time.
 
-    event_session = session_id[planned_id]
-    event_ts = events.ts[in_time]
-    order = np.lexsort((event_session, event_ts))
-    event_session = event_session[order].astype(np.int32)
-    session_user = sessions.user[kept].astype(np.int32)
-    session_source = sessions.source[kept].astype(np.int8)
+    Planned sessions are already well apart, but a follow-up deploy can land close to another
+    session of the same person; cutting on 30 idle minutes (or UTC midnight, when Plausible's
+    visitor id changes) makes every session a session in Plausible's sense by construction.
+    A session keeps the traffic source of its first planned session.
+    """
+    in_time = events.ts <= end_ts
+    user = planned.user[events.session[in_time]]
+    by_person = np.lexsort((events.ts[in_time], user))
+    user = user[by_person]
+    ts = events.ts[in_time][by_person]
+    source = planned.source[events.session[in_time][by_person]]
+    name = events.name[in_time][by_person]
+    path = events.path[in_time][by_person]
+
+    opens = np.ones(len(ts), dtype=bool)
+    opens[1:] = (
+        (user[1:] != user[:-1])
+        | (ts[1:] - ts[:-1] > _SESSION_TIMEOUT)
+        | (ts[1:] // DAY != ts[:-1] // DAY)
+    )
+    first_event = np.flatnonzero(opens)
+    by_start = np.lexsort((user[first_event], ts[first_event]))
+    session_id = np.empty(len(first_event), dtype=np.int64)
+    session_id[by_start] = np.arange(len(first_event))
+    session = session_id[np.cumsum(opens) - 1]
+
+    order = np.lexsort((session, ts))
+    session_user = user[first_event][by_start].astype(np.int32)
+    session_source = source[first_event][by_start].astype(np.int8)
     return Population(
         seed=seed,
         now=now,
@@ -549,13 +573,13 @@ def _assemble(
         end_ts=end_ts,
         user_team=team,
         user_archetype=archetype,
-        event_user=session_user[event_session],
-        event_ts=event_ts[order].astype(np.int64),
-        event_name=events.name[in_time][order].astype(np.int16),
-        event_path=events.path[in_time][order].astype(np.int16),
-        event_session=event_session,
-        event_source=session_source[event_session],
+        event_user=user[order].astype(np.int32),
+        event_ts=ts[order].astype(np.int64),
+        event_name=name[order].astype(np.int16),
+        event_path=path[order].astype(np.int16),
+        event_session=session[order].astype(np.int32),
+        event_source=session_source[session[order]],
         session_user=session_user,
-        session_start=sessions.start[kept].astype(np.int64),
+        session_start=ts[first_event][by_start].astype(np.int64),
         session_source=session_source,
     )

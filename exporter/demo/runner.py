@@ -79,7 +79,11 @@ async def start_demo_upstreams(
     user_ids = population.user_ids
     apps = [
         build_plausible_app(
-            population, api_key=api_key, site_id=DEMO_SITE_ID, clock=simulated_epoch, latency_s=latency_s
+            population,
+            api_key=api_key,
+            site_id=DEMO_SITE_ID,
+            clock=simulated_epoch,
+            latency_s=latency_s,
         ),
         build_experimentation_app(seed=seed, now=now, user_ids=user_ids, latency_s=latency_s),
         build_feedback_app(
