@@ -26,6 +26,7 @@ Choices the method table leaves open, resolved here:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,10 +41,16 @@ from .frequentist import (
     wald_interval,
 )
 from .inputs import ExperimentInput, input_problem
-from .moments import arm_moments
+from .moments import ArmMoments, arm_moments
 from .power import FORMULA_NAME, required_sample_size_array, sample_progress
 from .recommend import ExperimentOutcome, TreatmentOutcome, recommend
-from .report import experiment_header, json_intervals, json_numbers, unavailable_experiment, variant_row
+from .report import (
+    experiment_header,
+    json_intervals,
+    json_numbers,
+    unavailable_experiment,
+    variant_row,
+)
 from .sequential import always_valid_p_value, critical_value, mixing_rho_squared
 from .srm import sample_ratio_mismatch
 
@@ -65,40 +72,68 @@ def analyse_experiments(experiments: Sequence[ExperimentInput]) -> list[dict]:
         if problem is not None:
             results.append(unavailable_experiment(experiment, problem))
             continue
-        results.append(_experiment_object(experiment, columns, per_experiment, position, arm_offset))
+        results.append(
+            _experiment_object(experiment, columns, per_experiment, position, arm_offset)
+        )
         position += 1
         arm_offset += len(experiment.arms)
     return results
 
 
-def _compute(experiments: Sequence[ExperimentInput]) -> tuple[dict[str, list], dict[str, list]]:
-    """Every statistic for every arm (first dict) and every experiment (second dict), as lists."""
-    sizes = np.array([len(e.arms) for e in experiments], dtype=np.int64)
-    first_arm = np.cumsum(sizes) - sizes
-    experiment = np.repeat(np.arange(len(experiments)), sizes)
-    control_of = first_arm[experiment]
-    arms = [arm for e in experiments for arm in e.arms]
-    experiment_alpha = np.array([e.alpha for e in experiments], dtype=float)
-    alpha = experiment_alpha[experiment]
-    sequential = np.array([e.planned_n_per_arm is None for e in experiments])[experiment]
+@dataclass(frozen=True)
+class _Batch:
+    """All arms of all experiments as flat arrays; ``control_of`` aligns each arm with its
+    experiment's control, and per-experiment settings are broadcast to the arms."""
 
-    arm = arm_moments([a.assignments for a in arms], [a.conversions for a in arms])
-    control = arm.take(control_of)
-    is_treatment = np.arange(len(arms)) != control_of
+    experiment: np.ndarray
+    first_arm: np.ndarray
+    control_of: np.ndarray
+    alpha: np.ndarray
+    sequential: np.ndarray
+    weight: np.ndarray
+    arm: ArmMoments
+    control: ArmMoments
+
+    @classmethod
+    def of(cls, experiments: Sequence[ExperimentInput]) -> "_Batch":
+        sizes = np.array([len(e.arms) for e in experiments], dtype=np.int64)
+        first_arm = np.cumsum(sizes) - sizes
+        experiment = np.repeat(np.arange(len(experiments)), sizes)
+        arms = [arm for e in experiments for arm in e.arms]
+        arm = arm_moments([a.assignments for a in arms], [a.conversions for a in arms])
+        return cls(
+            experiment=experiment,
+            first_arm=first_arm,
+            control_of=first_arm[experiment],
+            alpha=np.array([e.alpha for e in experiments], dtype=float)[experiment],
+            sequential=np.array([e.planned_n_per_arm is None for e in experiments])[experiment],
+            weight=np.array([np.nan if a.weight is None else a.weight for a in arms], dtype=float),
+            arm=arm,
+            control=arm.take(first_arm[experiment]),
+        )
+
+
+def _compute(experiments: Sequence[ExperimentInput]) -> tuple[dict[str, list], dict[str, list]]:
+    """Every statistic for every arm and every experiment, as JSON-clean lists keyed by field."""
+    batch = _Batch.of(experiments)
+    arm, control = batch.arm, batch.control
+    is_treatment = np.arange(arm.rate.size) != batch.control_of
 
     test = difference_test(arm, control)
     compared = is_treatment & np.isfinite(test.p_value)
     units = arm.assignments + control.assignments
-    rho_squared = mixing_rho_squared(alpha)
-    p_value = np.where(sequential, always_valid_p_value(test.z, units, rho_squared), test.p_value)
+    rho_squared = mixing_rho_squared(batch.alpha)
+    p_value = np.where(
+        batch.sequential, always_valid_p_value(test.z, units, rho_squared), test.p_value
+    )
     p_value = np.where(compared, p_value, np.nan)
     adjusted = np.full_like(p_value, np.nan)
-    adjusted[compared] = holm_adjust(p_value[compared], experiment[compared])
+    adjusted[compared] = holm_adjust(p_value[compared], batch.experiment[compared])
 
-    comparisons = np.bincount(experiment[compared], minlength=len(experiments))
-    family_alpha = alpha / np.maximum(comparisons[experiment], 1)
+    comparisons = np.bincount(batch.experiment[compared], minlength=len(experiments))
+    family_alpha = batch.alpha / np.maximum(comparisons[batch.experiment], 1)
     critical = np.where(
-        sequential,
+        batch.sequential,
         critical_value(units, family_alpha, rho_squared),
         normal_critical_value(family_alpha),
     )
@@ -109,54 +144,47 @@ def _compute(experiments: Sequence[ExperimentInput]) -> tuple[dict[str, list], d
     relative_lift = arm.rate / np.where(has_baseline, control.rate, 1.0) - 1.0
     relative_low, relative_high, bounded = fieller_relative_interval(arm, control, critical)
     relative_defined = interval_defined & has_baseline & bounded
-
-    chance = np.full_like(p_value, np.nan)
-    loss = np.full_like(p_value, np.nan)
-    approximate = np.zeros_like(compared)
-    bayes = compare_beta_posteriors(arm.take(compared), control.take(compared))
-    chance[compared] = bayes.chance_to_beat_control
-    loss[compared] = bayes.expected_loss
-    approximate[compared] = bayes.normal_approximation
-
+    chance, loss, approximate = _bayesian(arm, control, compared)
     wilson_low, wilson_high = wilson_interval(arm.conversions, arm.assignments)
-    weights = [np.nan if a.weight is None else a.weight for a in arms]
-    srm = sample_ratio_mismatch(arm.assignments, weights, experiment, len(experiments))
+    srm = sample_ratio_mismatch(arm.assignments, batch.weight, batch.experiment, len(experiments))
     required = required_sample_size_array(
-        arm.rate[first_arm],
+        arm.rate[batch.first_arm],
         np.array([e.mde_relative for e in experiments], dtype=float),
-        experiment_alpha / np.maximum(comparisons, 1),
+        batch.alpha[batch.first_arm] / np.maximum(comparisons, 1),
     )
 
-    is_significant = compared & (adjusted < alpha)
-    status_codes = _status_codes(
-        empty=~arm.has_data,
-        control_empty=is_treatment & ~control.has_data,
-        zero_variance=test.zero_variance & compared,
-        baseline_zero=baseline_zero,
-        ratio_ci_unbounded=interval_defined & has_baseline & ~bounded,
-        normal_approximation=approximate,
-    )
-    absolute_low = np.where(interval_defined, np.maximum(absolute_low, -1.0), np.nan)
-    absolute_high = np.where(interval_defined, np.minimum(absolute_high, 1.0), np.nan)
+    def only(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return np.where(mask, values, np.nan)
+
     per_arm = {
         "conversion_rate": json_numbers(arm.rate),
         "confidence_interval_low": json_numbers(wilson_low),
         "confidence_interval_high": json_numbers(wilson_high),
         "absolute_lift": json_numbers(test.difference),
-        "absolute_lift_ci": json_intervals(absolute_low, absolute_high),
-        "relative_lift": json_numbers(np.where(has_baseline, relative_lift, np.nan)),
+        "absolute_lift_ci": json_intervals(
+            only(interval_defined, np.maximum(absolute_low, -1.0)),
+            only(interval_defined, np.minimum(absolute_high, 1.0)),
+        ),
+        "relative_lift": json_numbers(only(has_baseline, relative_lift)),
         "relative_lift_ci": json_intervals(
-            np.where(relative_defined, relative_low, np.nan), np.where(relative_defined, relative_high, np.nan)
+            only(relative_defined, relative_low), only(relative_defined, relative_high)
         ),
         "p_value": json_numbers(p_value),
         "p_value_pooled": json_numbers(test.p_value_pooled),
         "adjusted_p_value": json_numbers(adjusted),
-        "is_significant": is_significant.tolist(),
+        "is_significant": (compared & (adjusted < batch.alpha)).tolist(),
         "chance_to_beat_control": json_numbers(chance),
         "expected_loss": json_numbers(loss),
         "compared": compared.tolist(),
         "srm_expected": json_numbers(srm.expected),
-        "status_codes": status_codes,
+        "status_codes": _status_codes(
+            empty=~arm.has_data,
+            control_empty=is_treatment & ~control.has_data,
+            zero_variance=test.zero_variance & compared,
+            baseline_zero=baseline_zero,
+            ratio_ci_unbounded=interval_defined & has_baseline & ~bounded,
+            bayes_normal_approximation=approximate,
+        ),
     }
     per_experiment = {
         "srm_p_value": json_numbers(srm.p_value),
@@ -167,11 +195,27 @@ def _compute(experiments: Sequence[ExperimentInput]) -> tuple[dict[str, list], d
     return per_arm, per_experiment
 
 
-def _status_codes(empty: np.ndarray, control_empty: np.ndarray, **flags: np.ndarray) -> list[list[str]]:
+def _bayesian(arm: ArmMoments, control: ArmMoments, compared: np.ndarray):
+    """Chance to beat control, expected loss and the normal-approximation flag per arm,
+    computed for the compared treatment arms only (NaN / False elsewhere)."""
+    chance = np.full(compared.size, np.nan)
+    loss = np.full(compared.size, np.nan)
+    approximate = np.zeros(compared.size, dtype=bool)
+    result = compare_beta_posteriors(arm.take(compared), control.take(compared))
+    chance[compared] = result.chance_to_beat_control
+    loss[compared] = result.expected_loss
+    approximate[compared] = result.normal_approximation
+    return chance, loss, approximate
+
+
+def _status_codes(
+    empty: np.ndarray, control_empty: np.ndarray, **flags: np.ndarray
+) -> list[list[str]]:
     """Per arm: why numbers are null or qualified. An empty arm or an empty control says only
     that; otherwise every raised flag is named (in the order given)."""
     names = list(flags)
-    rows = zip(empty.tolist(), control_empty.tolist(), *(flag.tolist() for flag in flags.values()))
+    columns = (flag.tolist() for flag in flags.values())
+    rows = zip(empty.tolist(), control_empty.tolist(), *columns)
     return [
         ["no_assignments"] if is_empty
         else ["control_no_assignments"] if no_control
@@ -189,7 +233,9 @@ def _experiment_object(
 ) -> dict[str, Any]:
     """Assemble one experiment's JSON object from the batch columns."""
     arms = experiment.arms
-    variants = [variant_row(arm, per_arm, arm_offset + k, is_control=(k == 0)) for k, arm in enumerate(arms)]
+    variants = [
+        variant_row(arm, per_arm, arm_offset + k, is_control=(k == 0)) for k, arm in enumerate(arms)
+    ]
     treatments = tuple(_treatment_outcome(row) for row in variants[1:])
     srm_expected = per_arm["srm_expected"][arm_offset : arm_offset + len(arms)]
     srm_level = per_experiment["srm_level"][position]

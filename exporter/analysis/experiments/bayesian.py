@@ -5,7 +5,8 @@ With ``x`` conversions out of ``n`` the posterior of a rate is ``Beta(x + 1, n -
 Chance to beat control, ``h = P(p_t > p_c)``, uses the exact finite sum (Evan Miller, "Formulas
 for Bayesian A/B testing"; integer first parameter ``a``)
 
-    P(X > Y) = sum_{i=0}^{a-1} B(c+i, b+d) / ((b+i) B(1+i, b) B(c, d)),  X ~ Beta(a,b), Y ~ Beta(c,d).
+    P(X > Y) = sum_{i=0}^{a-1} B(c+i, b+d) / ((b+i) B(1+i, b) B(c, d)),
+    X ~ Beta(a, b), Y ~ Beta(c, d).
 
 Implementation notes:
 
@@ -72,7 +73,12 @@ class BayesianComparison:
 
 def _log_term(i, b, c, d):
     """log of the series term ``t_i = B(c+i, b+d) / ((b+i) B(1+i, b) B(c, d))``."""
-    return special.betaln(c + i, b + d) - special.betaln(c, d) - special.betaln(1.0 + i, b) - np.log(b + i)
+    return (
+        special.betaln(c + i, b + d)
+        - special.betaln(c, d)
+        - special.betaln(1.0 + i, b)
+        - np.log(b + i)
+    )
 
 
 def _window(a, b, c, d):
@@ -88,7 +94,10 @@ def _window(a, b, c, d):
     top = a - 1.0
     mode = (c * b - c - b - d) / (d + 1.0)
     centre = np.clip(mode, 0.0, top)
-    curvature = 1.0 / (1.0 + centre) + 1.0 / (c + b + d + centre) - 1.0 / (c + centre) - 1.0 / (b + centre)
+    # -d/di log(t_{i+1} / t_i): the curvature of log t_i, positive around a proper peak.
+    curvature = (
+        1.0 / (1.0 + centre) + 1.0 / (c + b + d + centre) - 1.0 / (c + centre) - 1.0 / (b + centre)
+    )
     peaked = curvature > 0
     half_width = _WINDOW_WIDTHS / np.sqrt(np.where(peaked, curvature, 1.0))
     low = np.where(peaked, np.clip(np.floor(centre - half_width), 0.0, top), 0.0)
@@ -151,10 +160,8 @@ def _chunked(function, b, c, d, low, high, peak):
     counts = high - low + 1.0
     chunk_of = (np.cumsum(counts) - counts) // _TERMS_PER_CHUNK
     bounds = np.flatnonzero(np.diff(chunk_of)) + 1
-    pieces = [
-        function(b[s], c[s], d[s], low[s], high[s], peak[s])
-        for s in (slice(start, stop) for start, stop in zip(np.r_[0, bounds], np.r_[bounds, b.size]))
-    ]
+    slices = [slice(start, stop) for start, stop in zip(np.r_[0, bounds], np.r_[bounds, b.size])]
+    pieces = [function(b[s], c[s], d[s], low[s], high[s], peak[s]) for s in slices]
     return tuple(np.concatenate(parts) for parts in zip(*pieces))
 
 
@@ -187,7 +194,8 @@ def _normal_comparison(mean_t, var_t, mean_c, var_c):
     sigma = np.sqrt(var_t + var_c)
     standardised = mu / sigma
     chance = special.ndtr(standardised)
-    loss = sigma * np.exp(-0.5 * standardised**2) / np.sqrt(2.0 * np.pi) - mu * special.ndtr(-standardised)
+    density = np.exp(-0.5 * standardised**2) / np.sqrt(2.0 * np.pi)
+    loss = sigma * density - mu * special.ndtr(-standardised)
     return chance, loss
 
 
@@ -210,7 +218,9 @@ def compare_beta_posteriors(treatment: ArmMoments, control: ArmMoments) -> Bayes
     chance = np.empty_like(mean_t)
     loss = np.empty_like(mean_t)
     chance[exact] = probability_greater(a_t[exact], b_t[exact], a_c[exact], b_c[exact])
-    log_g = special.betaln(a_c + a_t, b_c + b_t) - special.betaln(a_c, b_c) - special.betaln(a_t, b_t)
+    log_g = (
+        special.betaln(a_c + a_t, b_c + b_t) - special.betaln(a_c, b_c) - special.betaln(a_t, b_t)
+    )
     correction = np.exp(log_g) * (1.0 / (a_c + b_c) + 1.0 / (a_t + b_t))
     loss[exact] = ((mean_c - mean_t) * (1.0 - chance) + correction)[exact]
 

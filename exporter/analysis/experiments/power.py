@@ -1,6 +1,6 @@
 """Required sample size per arm for a two-proportion comparison (Fleiss, no continuity correction).
 
-    n = ( z_{1-alpha/2} sqrt(2 pbar (1 - pbar)) + z_{power} sqrt(p1 (1-p1) + p2 (1-p2)) )^2 / (p2 - p1)^2
+    n = (z_{1-alpha/2} sqrt(2 pbar (1-pbar)) + z_{power} sqrt(p1 (1-p1) + p2 (1-p2)))^2 / (p2-p1)^2
 
 with ``pbar = (p1 + p2) / 2`` and equal arms (Fleiss, Levin & Paik, *Statistical Methods for
 Rates and Proportions*, 3rd ed., eq. 4.14 without the continuity correction of 4.15). ``p1`` is
@@ -19,7 +19,9 @@ FORMULA_NAME = "fleiss_no_cc"
 DEFAULT_POWER = 0.8
 
 
-def required_sample_size_array(p_control, mde_relative, alpha, power: float = DEFAULT_POWER) -> np.ndarray:
+def required_sample_size_array(
+    p_control, mde_relative, alpha, power: float = DEFAULT_POWER
+) -> np.ndarray:
     """Vectorised required units per arm (float, rounded up); NaN where undefined.
 
     Undefined when the control rate is unknown (NaN) or 0 (a relative change of 0 is no change),
@@ -36,7 +38,9 @@ def required_sample_size_array(p_control, mde_relative, alpha, power: float = DE
     z_alpha = special.ndtri(1.0 - np.asarray(alpha, dtype=float) / 2.0)
     z_beta = special.ndtri(power)
     p_bar = (p1 + p2) / 2.0
-    spread = z_alpha * np.sqrt(2.0 * p_bar * (1.0 - p_bar)) + z_beta * np.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    spread = z_alpha * np.sqrt(2.0 * p_bar * (1.0 - p_bar)) + z_beta * np.sqrt(
+        p1 * (1.0 - p1) + p2 * (1.0 - p2)
+    )
     n = spread**2 / np.where(defined, delta, 1.0) ** 2
     return np.where(defined, np.ceil(n), np.nan)
 

@@ -50,6 +50,7 @@ class ExperimentOutcome:
     assignments: tuple[int, ...]
     conversions: tuple[int, ...]
     treatments: tuple[TreatmentOutcome, ...]
+    """Every arm after the control; empty for a single-variant experiment."""
     srm_level: str
     srm_p_value: float | None
     srm_expected: tuple[float | None, ...]
@@ -61,6 +62,9 @@ class ExperimentOutcome:
 
 @dataclass(frozen=True)
 class Recommendation:
+    """The gate that matched (``code``), one sentence with the numbers behind it, and the
+    winning variant when the code is ``ship``."""
+
     code: str
     text: str
     winner: str | None = None
@@ -88,15 +92,13 @@ def _signed_percent(value: float) -> str:
 def _lift(outcome: TreatmentOutcome) -> str:
     """Relative lift with its interval, or the absolute lift in points when there is none."""
     if outcome.relative_lift is not None and outcome.relative_lift_ci is not None:
-        low, high = outcome.relative_lift_ci
-        return f"{_signed_percent(outcome.relative_lift)} ({_signed_percent(low)} to {_signed_percent(high)})"
-    if outcome.absolute_lift_ci is not None and outcome.absolute_lift is not None:
-        low, high = outcome.absolute_lift_ci
-        return (
-            f"{100 * outcome.absolute_lift:+.2f} points "
-            f"({100 * low:+.2f} to {100 * high:+.2f} points)"
-        )
-    return f"{100 * (outcome.absolute_lift or 0.0):+.2f} points"
+        low, high = (_signed_percent(bound) for bound in outcome.relative_lift_ci)
+        return f"{_signed_percent(outcome.relative_lift)} ({low} to {high})"
+    points = f"{100 * (outcome.absolute_lift or 0.0):+.2f} points"
+    if outcome.absolute_lift_ci is None:
+        return points
+    low, high = outcome.absolute_lift_ci
+    return f"{points} ({100 * low:+.2f} to {100 * high:+.2f} points)"
 
 
 def _winner_key(outcome: TreatmentOutcome) -> tuple[bool, float]:
@@ -131,7 +133,9 @@ def _insufficient_text(e: ExperimentOutcome) -> str | None:
     most_conversions = max(e.conversions)
     reasons = []
     if smallest < MIN_ARM_ASSIGNMENTS:
-        reasons.append(f"the smallest arm has {_count(smallest)} users (at least {MIN_ARM_ASSIGNMENTS} needed)")
+        reasons.append(
+            f"the smallest arm has {_count(smallest)} users (at least {MIN_ARM_ASSIGNMENTS} needed)"
+        )
     if most_conversions < MIN_CONVERSIONS:
         reasons.append(
             f"the best arm has {_count(most_conversions)} conversions "
@@ -147,7 +151,7 @@ def recommend(e: ExperimentOutcome) -> Recommendation:
     if not e.treatments:
         return Recommendation(
             "no_comparison",
-            f"Only one variant ({e.control}, {_count(e.assignments[0]) if e.assignments else 0} users): "
+            f"Only one variant ({e.control}, {_count(e.assignments[0])} users): "
             "there is no treatment to compare it with.",
         )
     if e.srm_level == "fail":
@@ -155,64 +159,76 @@ def recommend(e: ExperimentOutcome) -> Recommendation:
     if e.assignments[0] == 0 or not any(e.assignments):
         return Recommendation(
             "no_data",
-            f"No data yet: {e.control} has 0 users and the arms have {_count(sum(e.assignments))} in total.",
+            f"No data yet: {e.control} has {_count(e.assignments[0])} users and all arms together "
+            f"have {_count(sum(e.assignments))}.",
         )
     insufficient = _insufficient_text(e)
     if insufficient:
         return Recommendation("insufficient_data", insufficient)
+    return _significant_result(e) or _no_significant_result(e)
 
+
+def _significant_result(e: ExperimentOutcome) -> Recommendation | None:
+    """Rules 4-6: a treatment significantly worse or better than control."""
     losers = [t for t in e.treatments if _is_worse(t)]
     if losers:
         worst = min(losers, key=lambda t: t.adjusted_p_value or 0.0)
         return Recommendation(
             "roll_back",
-            f"{worst.name} is worse than {e.control}: {_lift(worst)}, adjusted {_p(worst.adjusted_p_value)}; "
-            "roll it back.",
+            f"{worst.name} is worse than {e.control}: {_lift(worst)}, "
+            f"adjusted {_p(worst.adjusted_p_value)}; roll it back.",
         )
-
-    smallest = min(e.assignments)
     winners = [t for t in e.treatments if _is_better(t)]
-    if winners:
-        best = max(winners, key=_winner_key)
-        planned_reached = e.planned_n_per_arm is not None and smallest >= e.planned_n_per_arm
-        strong = best.adjusted_p_value is not None and best.adjusted_p_value < STRONG_EVIDENCE_P
-        if e.sequential or planned_reached or strong:
-            chance = (
-                f", chance to beat control {_probability(best.chance_to_beat_control)}"
-                if best.chance_to_beat_control is not None
-                else ""
-            )
-            return Recommendation(
-                "ship",
-                f"{best.name} wins: {_lift(best)}, adjusted {_p(best.adjusted_p_value)}{chance}; ship it.",
-                winner=best.name,
-            )
-        return Recommendation(
-            "keep_running",
-            f"{best.name} leads with {_lift(best)}, adjusted {_p(best.adjusted_p_value)}, but only "
-            f"{_count(smallest)} of the {_count(e.planned_n_per_arm or 0)} planned users per arm are in: "
-            "early signal; avoid peeking and keep running.",
+    if not winners:
+        return None
+    best = max(winners, key=_winner_key)
+    smallest = min(e.assignments)
+    planned_reached = e.planned_n_per_arm is not None and smallest >= e.planned_n_per_arm
+    strong = best.adjusted_p_value is not None and best.adjusted_p_value < STRONG_EVIDENCE_P
+    if e.sequential or planned_reached or strong:
+        chance = (
+            ""
+            if best.chance_to_beat_control is None
+            else f", chance to beat control {_probability(best.chance_to_beat_control)}"
         )
+        return Recommendation(
+            "ship",
+            f"{best.name} wins: {_lift(best)}, adjusted {_p(best.adjusted_p_value)}{chance}; "
+            "ship it.",
+            winner=best.name,
+        )
+    return Recommendation(
+        "keep_running",
+        f"{best.name} leads with {_lift(best)}, adjusted {_p(best.adjusted_p_value)}, but only "
+        f"{_count(smallest)} of the {_count(e.planned_n_per_arm or 0)} planned users per arm "
+        "are in: early signal; avoid peeking and keep running.",
+    )
 
-    best_p = min((t.adjusted_p_value for t in e.treatments if t.adjusted_p_value is not None), default=None)
-    mde = f"{e.mde_relative:.0%} relative change"
-    if e.required_sample_size is None:
+
+def _no_significant_result(e: ExperimentOutcome) -> Recommendation:
+    """Rules 7-8: nothing significant, judged against the required sample size."""
+    adjusted = [t.adjusted_p_value for t in e.treatments if t.adjusted_p_value is not None]
+    best_p = _p(min(adjusted, default=None))
+    smallest = min(e.assignments)
+    mde = f"{100 * e.mde_relative:g}% relative change"
+    required = e.required_sample_size
+    if required is None:
         return Recommendation(
             "keep_running",
-            f"No significant difference yet (smallest adjusted {_p(best_p)}) with {_count(smallest)} users "
-            f"in the smallest arm; the size needed to detect a {mde} is unknown while the control "
-            "rate is 0, so keep running.",
+            f"No significant difference yet (smallest adjusted {best_p}) with {_count(smallest)} "
+            f"users in the smallest arm; the size needed to detect a {mde} cannot be computed "
+            "from the control's current rate, so keep running.",
         )
-    if smallest < e.required_sample_size:
+    if smallest < required:
         return Recommendation(
             "keep_running",
-            f"No significant difference yet (smallest adjusted {_p(best_p)}); about "
-            f"{_count(e.required_sample_size - smallest)} more users per arm are needed "
-            f"({_count(smallest)} of {_count(e.required_sample_size)}) to detect a {mde}.",
+            f"No significant difference yet (smallest adjusted {best_p}); about "
+            f"{_count(required - smallest)} more users per arm are needed "
+            f"({_count(smallest)} of {_count(required)}) to detect a {mde}.",
         )
     return Recommendation(
         "inconclusive",
-        f"No significant difference (smallest adjusted {_p(best_p)}) with {_count(smallest)} users in the "
-        f"smallest arm, past the {_count(e.required_sample_size)} needed to detect a {mde}: any effect "
+        f"No significant difference (smallest adjusted {best_p}) with {_count(smallest)} users "
+        f"in the smallest arm, past the {_count(required)} needed to detect a {mde}: any effect "
         "is likely smaller than that.",
     )

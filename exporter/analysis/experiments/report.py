@@ -75,12 +75,16 @@ def experiment_header(experiment: ExperimentMetadata) -> dict[str, Any]:
         "end_date": iso_utc(experiment.end_date),
         "control": arms[0].name if arms else None,
         "alpha": finite_or_none(getattr(experiment, "alpha", None)),
-        "analysis_mode": "fixed" if getattr(experiment, "planned_n_per_arm", None) else "sequential",
+        "analysis_mode": (
+            "sequential" if getattr(experiment, "planned_n_per_arm", None) is None else "fixed"
+        ),
         "multiple_testing": MULTIPLE_TESTING,
     }
 
 
-def variant_row(arm: Any, columns: Mapping[str, list], index: int, is_control: bool) -> dict[str, Any]:
+def variant_row(
+    arm: Any, columns: Mapping[str, list], index: int, is_control: bool
+) -> dict[str, Any]:
     """One variant's row from JSON-clean per-arm columns (keyed by output field) at ``index``.
 
     The control's comparison fields are null, and so are those of a treatment that could not be
@@ -103,7 +107,9 @@ def variant_row(arm: Any, columns: Mapping[str, list], index: int, is_control: b
     return row
 
 
-def unavailable_experiment(experiment: ExperimentMetadata, status_code: str = "upstream_error") -> dict[str, Any]:
+def unavailable_experiment(
+    experiment: ExperimentMetadata, status_code: str = "upstream_error"
+) -> dict[str, Any]:
     """The object for an experiment whose statistics could not be obtained or analysed.
 
     Variants come from the metadata with null numbers, SRM is ``not_computable`` and the
@@ -140,6 +146,8 @@ def unavailable_experiment(experiment: ExperimentMetadata, status_code: str = "u
         "required_sample_size_formula": FORMULA_NAME,
         "sample_progress": None,
         "recommendation": "no_data",
-        "recommendation_text": f"No statistics are available for this experiment ({status_code.replace('_', ' ')}).",
+        "recommendation_text": (
+            f"No statistics are available for this experiment ({status_code.replace('_', ' ')})."
+        ),
         "status_codes": [status_code],
     }

@@ -10,7 +10,8 @@ Theorem 2.2 / eq. 9), in the parametrisation GrowthBook and Eppo use: with ``N``
 comparison, ``V`` the variance of the estimated difference and the mixing parameter ``rho``
 tuned so the sequence is tightest at ``N = tuning_n``,
 
-    estimate -/+ sqrt(V) * c_N,   c_N = sqrt( 2 (N rho^2 + 1) / (N rho^2) * ln( sqrt(N rho^2 + 1) / alpha ) ),
+    estimate -/+ sqrt(V) * c_N,
+    c_N = sqrt( 2 (N rho^2 + 1) / (N rho^2) * ln( sqrt(N rho^2 + 1) / alpha ) ),
     rho^2 = ( -2 ln(alpha) + ln(-2 ln(alpha) + 1) ) / tuning_n          (paper, eq. 161).
 
 ``c_N`` plays the role of the normal critical value, so the same Wald and Fieller machinery gives
@@ -19,7 +20,8 @@ the sequential absolute- and relative-lift intervals.
 **Mapping to p-values.** Holding ``rho`` fixed (tuned at the experiment's alpha) and asking for
 the smallest level whose sequence excludes 0 gives the always-valid p-value
 
-    p_N = min(1, sqrt(N rho^2 + 1) * exp( -z^2 N rho^2 / (2 (N rho^2 + 1)) )),   z = estimate / sqrt(V),
+    p_N = min(1, sqrt(N rho^2 + 1) * exp( -z^2 N rho^2 / (2 (N rho^2 + 1)) )),
+    z = estimate / sqrt(V),
 
 which is the reciprocal of the normal-mixture likelihood ratio (mSPRT). By construction
 ``p_N < alpha`` exactly when the level-alpha sequence excludes 0, so significance, intervals and
