@@ -9,6 +9,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.service import AnalyticsService
+from exporter.sources.experimentation import STATUSES as EXPERIMENT_STATUSES
 
 from .errors import ApiError
 from .jsonio import json_response
@@ -22,6 +23,9 @@ SCRAPE_MARGIN_SECONDS = 0.5  # leave time to render and send before Prometheus g
 # path -> (area name, query parameters)
 SECTIONS: dict[str, tuple[str, dict[str, Param]]] = {
     "/api/v1/usage-trends": ("usage_trends", {"time_range": time_range("7d")}),
+    "/api/v1/experiment-results": ("experiment_results", {"status": Param(EXPERIMENT_STATUSES, None)}),
+    "/api/v1/feature-adoption": ("feature_adoption", {"time_range": time_range("30d")}),
+    "/api/v1/feedback": ("feedback", {"time_range": time_range("30d")}),
 }
 
 

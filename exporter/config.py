@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from .demo.catalog import FEATURE_GOALS
 from .secrets import Secret
 from .timeranges import TimeRange
 from .typed_mapping import MappingError, build, to_plain
@@ -57,15 +58,31 @@ class CacheConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     usage_windows: tuple[str, ...] = ("1d", "7d", "30d")
+    feature_windows: tuple[str, ...] = ("30d",)
+    feedback_windows: tuple[str, ...] = ("30d",)
+    # Feedback categories are free text: the label keeps the N largest and folds the rest into "other".
+    feedback_top_categories: int = 8
     default_scrape_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         _validate_windows("usage_windows", self.usage_windows)
+        _validate_windows("feature_windows", self.feature_windows)
+        _validate_windows("feedback_windows", self.feedback_windows)
+        if self.feedback_top_categories < 0:
+            raise ValueError(f"feedback_top_categories must be 0 or more (got {self.feedback_top_categories})")
         _positive(default_scrape_timeout_seconds=self.default_scrape_timeout_seconds)
 
     @property
     def usage_ranges(self) -> tuple[TimeRange, ...]:
         return tuple(TimeRange.parse(w) for w in self.usage_windows)
+
+    @property
+    def feature_ranges(self) -> tuple[TimeRange, ...]:
+        return tuple(TimeRange.parse(w) for w in self.feature_windows)
+
+    @property
+    def feedback_ranges(self) -> tuple[TimeRange, ...]:
+        return tuple(TimeRange.parse(w) for w in self.feedback_windows)
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,10 @@ class FeedbackConfig(HttpSourceConfig):
     url: str | None = "http://feedback-service.fawkes.svc:8000"
     admin_token: Secret | None = None
 
+    def missing_settings(self) -> list[str]:
+        # Every read of the Feedback Service needs the admin token; without it the source cannot run.
+        return super().missing_settings() + ([] if self.admin_token else ["admin_token"])
+
 
 @dataclass(frozen=True)
 class SourcesConfig:
@@ -150,12 +171,42 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class FeatureConfig:
+    """A product feature: its display name and how it is observed.
+
+    ``goal`` is a Plausible goal's display name; ``event`` an event name in the identified events
+    source, which gives exact per-person counts and takes precedence once that source is used.
+    """
+
+    name: str
+    goal: str | None = None
+    event: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("a feature needs a non-empty name")
+        if not (self.goal or self.event):
+            raise ValueError(f"feature {self.name!r} needs a goal (Plausible) or an event (events source)")
+
+
+# The platform's documented feature goals (upstreams.md §1.4), each with its tracker event name.
+DEFAULT_FEATURES = tuple(FeatureConfig(name=goal, goal=goal, event=event) for goal, event in FEATURE_GOALS.items())
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    features: tuple[FeatureConfig, ...] = DEFAULT_FEATURES
+
+    def __post_init__(self) -> None:
+        names = [feature.name for feature in self.features]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"features: the name {duplicates[0]!r} is used more than once")
 
 
 # Environment variable -> key path. ``*_FILE`` variants of secrets map to ``<key>_file``.

@@ -18,6 +18,8 @@ from .cache import Cached, Memo
 from .config import ENVIRONMENT_FOR_KEY, Config
 from .errors import SourceError
 from .health import HealthRegistry
+from .sources.experimentation import ExperimentationClient
+from .sources.feedback import FeedbackClient
 from .sources.http import counting_requests
 from .sources.plausible import PlausibleClient
 
@@ -35,6 +37,9 @@ class AnalyticsService:
         self._clients: list[Any] = []
         # One client per upstream for the life of the process; None when the source is disabled.
         self.plausible: PlausibleClient | None = self._register("plausible", config.sources.plausible, PlausibleClient)
+        self.experimentation: ExperimentationClient | None = self._register(
+            "experimentation", config.sources.experimentation, ExperimentationClient)
+        self.feedback: FeedbackClient | None = self._register("feedback", config.sources.feedback, FeedbackClient)
         self.areas: dict[str, Area] = build_areas(self)
 
     def _register(self, name: str, source_config: Any, factory: Callable[[Any, HealthRegistry], T]) -> T | None:

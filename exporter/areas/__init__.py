@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import Area
+from .experiments import ExperimentsArea
+from .feedback import FeedbackArea
+from .features import FeaturesArea
 from .usage import UsageArea
 
 if TYPE_CHECKING:
     from ..service import AnalyticsService
 
-AREA_TYPES: tuple[type[Area], ...] = (UsageArea,)
+AREA_TYPES: tuple[type[Area], ...] = (UsageArea, ExperimentsArea, FeaturesArea, FeedbackArea)
 
 
 def build_areas(service: "AnalyticsService") -> dict[str, Area]:

@@ -31,6 +31,10 @@ SERIES_METRICS = ("visitors", "pageviews")
 # v1 breakdown rows name their key after the property without its prefix.
 V1_BREAKDOWN_KEYS = {"event:page": "page", "visit:source": "source", "event:goal": "goal"}
 REALTIME_WINDOW = timedelta(minutes=5)  # Plausible's definition of "current visitors"
+GOAL = "event:goal"
+GOAL_METRICS = ("visitors", "events")
+GOAL_LIMIT = 1000  # v1's largest page; a site has far fewer goals than this
+WEEK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,14 @@ class SeriesPoint:
 class BreakdownRow:
     name: str
     metrics: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class GoalUses:
+    """One goal's conversions: unique visitors who completed it, and how many times it was completed."""
+
+    visitors: float
+    events: float
 
 
 class PlausibleClient(UpstreamClient):
@@ -132,6 +144,109 @@ class PlausibleClient(UpstreamClient):
                                             "metrics": ",".join(metrics)})
         results = _field(data, "results", dict)
         return {m: _number((results.get(m) or {}).get("value")) for m in metrics}
+
+    # -- goals (feature adoption) -----------------------------------------------------------------
+    # Plausible omits goals without conversions from goal breakdowns: a goal missing from a result
+    # had no uses in that range. Every question below costs one request unless it says otherwise.
+
+    async def goal_uses(self, window: ResolvedRange) -> tuple[dict[str, GoalUses], str | None]:
+        """Every goal with conversions in ``window`` (one breakdown), and v1's approximation note."""
+        rows, note = await self.breakdown(window, GOAL, limit=GOAL_LIMIT, metrics=GOAL_METRICS)
+        return {row.name: _goal_uses(row.metrics) for row in rows}, note
+
+    async def all_time_goal_uses(self, today: date) -> dict[str, GoalUses]:
+        """Every goal's conversions since the site's stats began (v1: custom from ``stats_start_date``)."""
+        return await self._goal_breakdown(date.fromisoformat(self.stats_start), today, all_time=True)
+
+    async def weekly_goal_visitors(self, first_week: date, weeks: int) -> dict[str, list[float]]:
+        """Unique visitors per goal in each of ``weeks`` whole weeks from Monday ``first_week``.
+
+        Each list is oldest week first; a week without conversions is 0. v2 asks once
+        (``event:goal`` x ``time:week``). v1 has neither weekly buckets nor a time dimension in
+        breakdowns, so it asks one goal breakdown per week: ``weeks`` requests, however many
+        features are configured, and with no goal filter that an unknown goal could fail.
+        """
+        series: dict[str, list[float]] = {}
+        if await self._version() == "v2":
+            rows = await self._v2_query({"metrics": ["visitors"], "date_range": _week_span(first_week, weeks),
+                                         "dimensions": [GOAL, "time:week"],
+                                         "pagination": {"limit": 10000, "offset": 0}})
+            for values, labels in rows:
+                _expect_labels(labels, 2)
+                week = self._week_index(str(labels[1]), first_week, weeks)
+                series.setdefault(str(labels[0]), [0.0] * weeks)[week] += values[0] or 0.0
+            return series
+        per_week = await asyncio.gather(*(self._goal_breakdown(start, start + WEEK - timedelta(days=1))
+                                          for start in (first_week + i * WEEK for i in range(weeks))))
+        for week, uses in enumerate(per_week):
+            for goal, use in uses.items():
+                series.setdefault(goal, [0.0] * weeks)[week] = use.visitors
+        return series
+
+    async def weekly_visitors(self, first_week: date, weeks: int) -> list[float]:
+        """Unique visitors of the whole site in each of ``weeks`` whole weeks from Monday ``first_week``.
+
+        v1 has no weekly interval, so its daily visitors are summed per week. That is the weekly
+        count Plausible itself would give: its visitor id changes every day, so a weekly count is
+        already the sum of the daily ones (up to sessions that run over midnight).
+        """
+        totals = [0.0] * weeks
+        if await self._version() == "v2":
+            rows = await self._v2_query({"metrics": ["visitors"], "date_range": _week_span(first_week, weeks),
+                                         "dimensions": ["time:week"]})
+            labelled = [(str(_expect_labels(labels, 1)[0]), values[0]) for values, labels in rows]
+        else:
+            first, last = _week_span(first_week, weeks)
+            data = await self._v1("timeseries", {"period": "custom", "date": f"{first},{last}", "interval": "day",
+                                                 "metrics": "visitors"})
+            labelled = [(str(row.get("date")), _number(row.get("visitors")))
+                        for row in (_expect(row, dict, "timeseries row") for row in _field(data, "results", list))]
+        for label, visitors in labelled:
+            totals[self._week_index(label, first_week, weeks)] += visitors or 0.0
+        return totals
+
+    async def goal_exists(self, goal: str) -> bool:
+        """Whether Plausible has a goal with this display name.
+
+        The Stats API lists no goals, and a goal without conversions is as absent from a breakdown
+        as one never configured. Only an ``is`` filter tells them apart: it fails with 400 when the
+        goal is unknown. So ask for today's visitors filtered on the goal.
+        """
+        try:
+            if await self._version() == "v2":
+                await self._v2_query({"metrics": ["visitors"], "date_range": "day",
+                                      "filters": [["is", GOAL, [goal]]]})
+            else:
+                await self._v1("aggregate", {"period": "day", "metrics": "visitors",
+                                             "filters": f"{GOAL}=={_v1_filter_value(goal)}"})
+        except SourceError as error:
+            if error.code == "bad_request":
+                return False
+            raise
+        return True
+
+    async def _goal_breakdown(self, first: date, last: date, *, all_time: bool = False) -> dict[str, GoalUses]:
+        """One goal breakdown over the days ``first..last`` (v2 says ``"all"`` for all time instead)."""
+        if await self._version() == "v2":
+            rows = await self._v2_query({"metrics": list(GOAL_METRICS),
+                                         "date_range": "all" if all_time else [first.isoformat(), last.isoformat()],
+                                         "dimensions": [GOAL], "pagination": {"limit": GOAL_LIMIT, "offset": 0}})
+            return {str(_expect_labels(labels, 1)[0]): _goal_uses(dict(zip(GOAL_METRICS, values)))
+                    for values, labels in rows}
+        data = await self._v1("breakdown", {"period": "custom", "date": f"{first.isoformat()},{last.isoformat()}",
+                                            "property": GOAL, "metrics": ",".join(GOAL_METRICS),
+                                            "limit": str(GOAL_LIMIT)})
+        rows = [_expect(row, dict, "breakdown row") for row in _field(data, "results", list)]
+        return {str(row.get(V1_BREAKDOWN_KEYS[GOAL])): _goal_uses({m: _number(row.get(m)) for m in GOAL_METRICS})
+                for row in rows}
+
+    def _week_index(self, label: str, first_week: date, weeks: int) -> int:
+        """Which week (0 = ``first_week``) a ``time:week`` label or a v1 day belongs to."""
+        day = self._label_time(label).date()
+        index = (day - first_week).days // 7
+        if not 0 <= index < weeks:
+            raise self.error(f"time label {label[:40]!r} lies outside the weeks asked for", code="invalid_response")
+        return index
 
     # -- v2 ---------------------------------------------------------------------------------------
 
@@ -235,6 +350,26 @@ def _v2_date_range(window: ResolvedRange) -> list[str]:
     if window.granularity == "day":
         return [window.first_day.isoformat(), window.last_day.isoformat()]
     return [window.start.isoformat(timespec="seconds"), window.end.isoformat(timespec="seconds")]
+
+
+def _week_span(first_week: date, weeks: int) -> list[str]:
+    return [first_week.isoformat(), (first_week + weeks * WEEK - timedelta(days=1)).isoformat()]
+
+
+def _v1_filter_value(value: str) -> str:
+    """A literal v1 filter value: there ``|`` separates alternatives unless escaped."""
+    return value.replace("|", "\\|")
+
+
+def _goal_uses(metrics: dict[str, float | None]) -> GoalUses:
+    return GoalUses(visitors=metrics.get("visitors") or 0.0, events=metrics.get("events") or 0.0)
+
+
+def _expect_labels(labels: list, count: int) -> list:
+    if len(labels) != count:
+        raise SourceError(SOURCE, f"unexpected response shape: {len(labels)} dimension labels, expected {count}",
+                          code="invalid_response")
+    return labels
 
 
 def _field(data: Any, name: str, kind: type) -> Any:

@@ -2,11 +2,16 @@
 
 Its data is a small table of daily and hourly visitors/pageviews; it answers v2 (omitting empty
 buckets) and v1 (zero-filling them) from that table, so the two generations can be compared.
+Goal conversions have a daily table of their own, answered as Plausible does: goal breakdowns
+(v2 ``event:goal``, optionally x ``time:week``; v1 ``property=event:goal``) omit goals without
+conversions, and an ``is`` filter on a goal the site does not have is a 400.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -15,6 +20,8 @@ from aiohttp import web
 
 API_KEY = "test-key-5f1c9a"
 SITE_ID = "backstage.fawkes.idp"
+GOAL = "event:goal"
+WEEK = "time:week"
 
 
 @dataclass
@@ -26,6 +33,10 @@ class FakePlausible:
     hourly: dict[datetime, tuple[int, int]] = field(default_factory=dict)  # naive hour -> (visitors, pageviews)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     realtime: int = 21
+    # goal -> day -> (visitors, events); None: the default goals below.
+    goals: dict[str, dict[date, tuple[int, int]]] | None = None
+    # Goals configured in Plausible besides those with conversions (never completed).
+    idle_goals: set[str] = field(default_factory=lambda: {"Configure Monitoring"})
 
     def __post_init__(self) -> None:
         if not self.daily:
@@ -39,6 +50,22 @@ class FakePlausible:
                 hour = datetime.combine(self.today, datetime.min.time()) + timedelta(hours=23 - back)
                 if back % 4 != 0:
                     self.hourly[hour] = (2 + back % 3, 5 + back % 2)
+        if self.goals is None:
+            # Conversions only on days with traffic: one goal rising, one falling, one flat, one too
+            # thin for a trend; "Configure Monitoring" (an idle goal) is configured but never completed.
+            self.goals = defaultdict(dict)
+            for day in self.daily:
+                back = (self.today - day).days
+                self.goals["Deploy Application"][day] = (1 + (120 - back) // 15, 2 + (120 - back) // 15 * 2)
+                self.goals["Create Service"][day] = (1 + back // 15, 3 + back // 15)
+                self.goals["View Documentation"][day] = (4, 9)
+                if back % 4 == 0:
+                    self.goals["Run Pipeline"][day] = (1, 1)
+            self.goals = dict(self.goals)
+
+    @property
+    def known_goals(self) -> set[str]:
+        return set(self.goals) | self.idle_goals
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -82,6 +109,8 @@ class FakePlausible:
         if unknown:
             return web.json_response({"error": f"Invalid request body: unknown key {sorted(unknown)[0]}"}, status=400)
         metrics, dims = body["metrics"], body.get("dimensions", [])
+        if GOAL in dims or WEEK in dims or body.get("filters"):
+            return self._v2_goals_and_weeks(body)
         rows = self._rows(body["date_range"], dims)
         if not dims:
             totals = self._totals(rows)
@@ -135,6 +164,8 @@ class FakePlausible:
             return web.json_response({"error": "Invalid API key or site ID."}, status=401)
         if endpoint == "realtime/visitors":
             return web.json_response(self.realtime)
+        if query.get("property") == GOAL or "filters" in query:
+            return self._v1_goals(endpoint, query)
         metrics = query["metrics"].split(",")
         if query["period"] == "day":
             day = date.fromisoformat(query["date"])
@@ -163,3 +194,85 @@ class FakePlausible:
         visitors, pageviews = value or (0, 0)
         known = {"visitors": visitors, "pageviews": pageviews, "visit_duration": 86 if value else None}
         return {m: known.get(m, 0) for m in metrics}
+
+    # -- goals and weeks -----------------------------------------------------------------------
+
+    def _v2_goals_and_weeks(self, body: dict[str, Any]) -> web.Response:
+        metrics, dims = body["metrics"], body.get("dimensions", [])
+        first, last = self._days(body["date_range"])
+        names = None
+        for op, dimension, values in body.get("filters", []):
+            if dimension == GOAL and op == "is":
+                if (unknown := self._unknown_goal_response(values)) is not None:
+                    return unknown
+                names = set(values)
+        if dims == [WEEK]:  # site visitors by week (labels: each week's Monday, or the range start)
+            weeks: dict[str, int] = defaultdict(int)
+            for day, (visitors, _) in self.daily.items():
+                if first <= day <= last:
+                    weeks[self._week_label(day, first)] += visitors
+            rows = [{"dimensions": [week], "metrics": [weeks[week] if m == "visitors" else 0 for m in metrics]}
+                    for week in sorted(weeks)]
+        elif dims == [GOAL]:
+            rows = [{"dimensions": [goal], "metrics": [uses.get(m, 0) for m in metrics]}
+                    for goal, uses in self._goal_uses(first, last, names).items()]
+        elif dims == [GOAL, WEEK]:
+            rows = []
+            for goal, days in self.goals.items():
+                weekly: dict[str, dict[str, int]] = defaultdict(lambda: {"visitors": 0, "events": 0})
+                for day, (visitors, events) in days.items():
+                    if first <= day <= last:
+                        weekly[self._week_label(day, first)]["visitors"] += visitors
+                        weekly[self._week_label(day, first)]["events"] += events
+                rows += [{"dimensions": [goal, week], "metrics": [uses.get(m, 0) for m in metrics]}
+                         for week, uses in sorted(weekly.items())]
+        else:  # an aggregate filtered on goals
+            uses = self._goal_uses(first, last, names).values()
+            rows = [{"dimensions": [], "metrics": [sum(u.get(m, 0) for u in uses) for m in metrics]}]
+        return web.json_response({"results": rows, "meta": {}, "query": body})
+
+    def _v1_goals(self, endpoint: str, query: dict[str, str]) -> web.Response:
+        metrics, names = query["metrics"].split(","), None
+        if "filters" in query:
+            dimension, _, raw = query["filters"].partition("==")
+            values = [v.replace("\\|", "|") for v in re.split(r"(?<!\\)\|", raw)]
+            if dimension == GOAL:
+                if (unknown := self._unknown_goal_response(values)) is not None:
+                    return unknown
+                names = set(values)
+        if query["period"] == "day":
+            first = last = self.today
+        else:
+            first, last = (date.fromisoformat(v) for v in query["date"].split(","))
+        uses = self._goal_uses(first, last, names)
+        if endpoint == "breakdown":
+            return web.json_response({"results": [{"goal": goal, **{m: u.get(m, 0) for m in metrics}}
+                                                  for goal, u in uses.items()]})
+        return web.json_response({"results": {m: {"value": sum(u.get(m, 0) for u in uses.values())} for m in metrics}})
+
+    def _goal_uses(self, first: date, last: date, names: set[str] | None) -> dict[str, dict[str, int]]:
+        """Conversions per goal in ``first..last``, largest first; goals without any are absent."""
+        out = {}
+        for goal, days in self.goals.items():
+            rows = [value for day, value in days.items() if first <= day <= last]
+            if (names is None or goal in names) and sum(v for v, _ in rows):
+                out[goal] = {"visitors": sum(v for v, _ in rows), "events": sum(e for _, e in rows)}
+        return dict(sorted(out.items(), key=lambda item: -item[1]["visitors"]))
+
+    def _unknown_goal_response(self, names: list[str]) -> web.Response | None:
+        unknown = [name for name in names if name not in self.known_goals]
+        if not unknown:
+            return None
+        return web.json_response({"error": f"The goal `{unknown[0]}` is not configured for this site."}, status=400)
+
+    def _days(self, date_range: Any) -> tuple[date, date]:
+        if date_range == "all":
+            return date(2000, 1, 1), self.today
+        if date_range == "day":
+            return self.today, self.today
+        first, last = (date.fromisoformat(value[:10]) for value in date_range)
+        return first, last
+
+    @staticmethod
+    def _week_label(day: date, first: date) -> str:
+        return max(day - timedelta(days=day.weekday()), first).isoformat()

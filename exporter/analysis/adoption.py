@@ -1,0 +1,146 @@
+"""Feature adoption: per-feature reach, weekly trends and the overall adoption series (contract §4.3).
+
+Inputs are counts the sources already produced; this module only divides, ranks and classifies.
+
+Definitions (published with the result, see ``DEFINITIONS``):
+
+* ``adoption_rate`` = unique users of the feature / active users of the platform in the same
+  window, clipped to 0..1 (two counts from different queries can disagree by a user or two).
+* The trend of a feature is :func:`~exporter.analysis.trends.classify_trend` over its unique
+  users per whole week, oldest first (methods.md §4).
+* ``adoption_trend`` is, for every whole week, the mean adoption rate of the observable features
+  in that week: one number that rises when features reach a larger share of the week's users.
+* ``most_adopted`` / ``least_adopted`` rank by adoption rate, then unique users, then name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+
+from ..timeranges import iso_z
+from .numbers import finite_or_none
+from .trends import classify_trend
+
+DEFINITIONS = {
+    "adoption_rate": "unique users of the feature / active users in the same window, 0..1",
+    "trend": "Mann-Kendall p < 0.05 and a Theil-Sen change of at least 10% over the feature's unique users "
+             "per whole week; insufficient_data below 6 weeks or a median under 5 users a week",
+    "adoption_trend": "per whole week: the mean over observable features of unique users of the feature / "
+                      "active users that week",
+}
+
+
+@dataclass(frozen=True)
+class FeatureUsage:
+    """What the sources say about one configured feature; ``None`` means it cannot be observed."""
+
+    name: str
+    unique_users: float | None
+    total_uses: float | None
+    all_time_uses: float | None
+    weekly_users: Sequence[float] | None  # one value per trend week, oldest first
+    status_codes: tuple[str, ...] = ()
+    first_seen: datetime | None = None  # only a per-event source knows these
+    last_used: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.observable and self.weekly_users is None:
+            raise ValueError(f"feature {self.name!r} is observable but has no weekly series")
+
+    @property
+    def observable(self) -> bool:
+        return self.unique_users is not None
+
+
+def first_complete_week(today: date, weeks: int) -> date:
+    """The Monday that starts the first of the ``weeks`` whole weeks before ``today``'s week."""
+    this_monday = today - timedelta(days=today.weekday())
+    return this_monday - timedelta(weeks=weeks)
+
+
+def feature_adoption(features: Sequence[FeatureUsage], *, active_users: float, week_starts: Sequence[datetime],
+                     weekly_active: Sequence[float]) -> dict:
+    """The contract §4.3 body (JSON-safe) for ``features`` in configuration order.
+
+    ``active_users`` is the window's active users; ``week_starts`` (tz-aware) and
+    ``weekly_active`` describe the trend weeks, which every ``weekly_users`` series must match.
+    Returns ``{"total_features", "features": [{"feature_name", "total_uses", "unique_users",
+    "adoption_rate", "all_time_uses", "trend", "trend_detail", "weekly_users", "first_seen",
+    "last_used", "status_codes"}], "most_adopted", "least_adopted", "adoption_trend",
+    "active_users", "definitions", "status_codes"}``. An ``adoption_trend`` value is null when
+    no feature can be observed (``no_observable_features``) or the week had no active users
+    (``weeks_without_active_users``).
+    """
+    for feature in features:
+        if feature.weekly_users is not None and len(feature.weekly_users) != len(week_starts):
+            raise ValueError(f"feature {feature.name!r}: {len(feature.weekly_users)} weekly values "
+                             f"for {len(week_starts)} weeks")
+    rows = [_feature_row(feature, active_users, week_starts) for feature in features]
+    observable = [feature for feature in features if feature.observable]
+    status_codes = []
+    if not observable:
+        status_codes.append("no_observable_features")
+    elif any(active <= 0 for active in weekly_active):
+        status_codes.append("weeks_without_active_users")
+    ranked = sorted((row for row in rows if row["adoption_rate"] is not None),
+                    key=lambda row: (-row["adoption_rate"], -row["unique_users"], row["feature_name"]))
+    return {
+        "total_features": len(rows),
+        "features": rows,
+        "most_adopted": ranked[0]["feature_name"] if ranked else None,
+        "least_adopted": ranked[-1]["feature_name"] if ranked else None,
+        "adoption_trend": _adoption_trend(observable, week_starts, weekly_active),
+        "active_users": int(active_users),
+        "definitions": DEFINITIONS,
+        "status_codes": status_codes,
+    }
+
+
+def _feature_row(feature: FeatureUsage, active_users: float, week_starts: Sequence[datetime]) -> dict:
+    status_codes = list(feature.status_codes)
+    rate = None
+    if feature.observable:
+        if active_users > 0:
+            rate = float(np.clip(feature.unique_users / active_users, 0.0, 1.0))
+        else:
+            status_codes.append("no_active_users")
+    if feature.first_seen is None and feature.last_used is None:
+        status_codes.append("usage_dates_unavailable")
+    trend = classify_trend(feature.weekly_users or ())
+    return {
+        "feature_name": feature.name,
+        "total_uses": _count(feature.total_uses),
+        "unique_users": _count(feature.unique_users),
+        "adoption_rate": rate,
+        "all_time_uses": _count(feature.all_time_uses),
+        "trend": trend.label,
+        "trend_detail": trend.detail(),
+        "weekly_users": [{"timestamp": iso_z(start), "value": _count(value)}
+                         for start, value in zip(week_starts, feature.weekly_users or ())],
+        "first_seen": iso_z(feature.first_seen),
+        "last_used": iso_z(feature.last_used),
+        "status_codes": status_codes,
+    }
+
+
+def _adoption_trend(features: Sequence[FeatureUsage], week_starts: Sequence[datetime],
+                    weekly_active: Sequence[float]) -> list[dict]:
+    """Mean weekly adoption rate of ``features``; ``None`` for a week without active users."""
+    if len(weekly_active) != len(week_starts):
+        raise ValueError(f"{len(weekly_active)} weekly active-user counts for {len(week_starts)} weeks")
+    points = []
+    for week, (start, active) in enumerate(zip(week_starts, weekly_active)):
+        value = None
+        if features and active > 0:
+            rates = np.clip([feature.weekly_users[week] / active for feature in features], 0.0, 1.0)
+            value = finite_or_none(np.mean(rates))
+        points.append({"timestamp": iso_z(start), "value": value})
+    return points
+
+
+def _count(value: float | None) -> int | None:
+    return None if value is None else int(round(value))

@@ -1,0 +1,121 @@
+"""Feature adoption: configured features observed through Plausible goals (contract §4.3).
+
+Plausible requests per refresh cycle, whatever the number of features (the budget is visible in
+``/health``):
+
+* per window: one goal breakdown (every goal at once);
+* shared by every window: one all-time goal breakdown (the usage counter) and the weekly series
+  for the trends, which cost 2 requests on v2 (goal x week, site visitors by week) and
+  ``TREND_WEEKS + 1`` on v1 (one goal breakdown per week, daily site visitors);
+* one probe per configured goal absent from the all-time breakdown, to tell "configured in
+  Plausible, never used" from "unknown to Plausible". A goal found to exist is remembered for the
+  life of the process (goals are rarely deleted, and a deleted one would read as unused, which
+  is what it has become), so in the steady state only goals still unknown are asked about again,
+  so that fixing one shows up within a TTL.
+
+The window's active users come from the usage area's snapshot of the same window, so that query
+is shared with ``/api/v1/usage-trends`` rather than asked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from ..analysis.adoption import FeatureUsage, feature_adoption, first_complete_week
+from ..collectors.features import FeaturesCollector
+from ..config import FeatureConfig
+from ..sources.plausible import GoalUses
+from ..timeranges import TimeRange, resolve
+from .base import Area
+from .usage import UsageArea
+
+log = logging.getLogger(__name__)
+
+TREND_WEEKS = 12  # methods.md §4: 8-12 weekly points
+NO_USES = GoalUses(visitors=0.0, events=0.0)  # a goal absent from a breakdown had no conversions
+
+
+class FeaturesArea(Area):
+    name = "feature_adoption"
+    sources = ("plausible",)
+
+    def __init__(self, service: Any) -> None:
+        super().__init__(service)
+        self._known_goals: set[str] = set()  # goals Plausible confirmed; never asked about again
+        self._reported_unknown: set[str] = set()  # goals already logged as unknown to Plausible
+
+    async def compute(self, params: dict[str, Any]) -> dict[str, Any]:
+        client = self.service.plausible
+        time_range: TimeRange = params["time_range"]
+        now = datetime.fromtimestamp(self.service.clock(), timezone.utc)
+        window = resolve(time_range, now, client.tz)
+        today = now.astimezone(client.tz).date()
+        first_week = first_complete_week(today, TREND_WEEKS)
+        usage, (window_uses, note), all_time, weekly = await asyncio.gather(
+            self.service.areas[UsageArea.name].section(UsageArea.params(time_range)),
+            client.goal_uses(window),
+            self.service.load(("plausible", "goals", "all_time"), "plausible",
+                              lambda: client.all_time_goal_uses(today)),
+            self.service.load(("plausible", "goals", "weekly", first_week.isoformat()), "plausible",
+                              lambda: self._weekly(first_week)),
+        )
+        goal_series, weekly_active = weekly.value
+        unknown = await self._unknown_goals(all_time.value)
+        features = [self._usage(feature, unknown, window_uses, all_time.value, goal_series)
+                    for feature in self.service.config.features]
+        week_starts = [datetime.combine(first_week + timedelta(weeks=i), time(), client.tz) for i in range(TREND_WEEKS)]
+        body = feature_adoption(features, active_users=usage.body["active_users"], week_starts=week_starts,
+                                weekly_active=weekly_active)
+        body["basis"] = "plausible_visitors"
+        body["unknown_goals"] = sorted(unknown)
+        if unknown:
+            body["status_codes"].append("unknown_goals")
+        if note:
+            body["approximation"] = note
+            body["status_codes"].append("approximated_range")
+        return body
+
+    async def _weekly(self, first_week: date) -> tuple[dict[str, list[float]], list[float]]:
+        client = self.service.plausible
+        goals, visitors = await asyncio.gather(client.weekly_goal_visitors(first_week, TREND_WEEKS),
+                                               client.weekly_visitors(first_week, TREND_WEEKS))
+        return goals, visitors
+
+    async def _unknown_goals(self, all_time: dict[str, GoalUses]) -> set[str]:
+        """Configured goals Plausible does not know. Only goals never converted need asking."""
+        client = self.service.plausible
+        self._known_goals.update(all_time)
+        never_used = sorted({f.goal for f in self.service.config.features
+                             if f.goal and f.goal not in self._known_goals})
+        known = await asyncio.gather(*(
+            self.service.load(("plausible", "goal_exists", goal), "plausible",
+                              lambda goal=goal: client.goal_exists(goal))
+            for goal in never_used))
+        unknown = {goal for goal, exists in zip(never_used, known) if not exists.value}
+        self._known_goals.update(set(never_used) - unknown)
+        for goal in sorted(unknown - self._reported_unknown):
+            log.warning("Plausible has no goal named %r: the features using it show no data until the goal is "
+                        "configured in Plausible or features[].goal is corrected", goal)
+        self._reported_unknown = unknown  # a goal that comes back after being fixed is reported again
+        return unknown
+
+    @staticmethod
+    def _usage(feature: FeatureConfig, unknown: set[str], window_uses: dict[str, GoalUses],
+               all_time: dict[str, GoalUses], goal_series: dict[str, list[float]]) -> FeatureUsage:
+        if feature.goal is None:
+            return FeatureUsage(feature.name, None, None, None, None, ("needs_events_source",))
+        if feature.goal in unknown:
+            return FeatureUsage(feature.name, None, None, None, None, ("unknown_goal",))
+        uses = window_uses.get(feature.goal, NO_USES)
+        return FeatureUsage(feature.name, unique_users=uses.visitors, total_uses=uses.events,
+                            all_time_uses=all_time.get(feature.goal, NO_USES).events,
+                            weekly_users=goal_series.get(feature.goal, [0.0] * TREND_WEEKS))
+
+    def metric_params(self) -> list[dict[str, Any]]:
+        return [{"time_range": tr} for tr in self.service.config.metrics.feature_ranges]
+
+    def collector(self) -> FeaturesCollector:
+        return FeaturesCollector(self)

@@ -1,0 +1,73 @@
+"""Feedback metrics (contract §5) from the feedback snapshots of each configured window.
+
+Category labels come from free text, so they are the capped ``by_category`` rows of the snapshot
+(the top N by volume plus ``other``); no comment, email or other free text reaches a label.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from ..timeranges import window_label
+from .base import contained, helptext
+
+if TYPE_CHECKING:
+    from ..areas.feedback import FeedbackArea
+
+WINDOWED = (
+    ("analytics_feedback_average_rating", "average_rating", "Mean rating (1-5 stars) of feedback in the window."),
+    ("analytics_feedback_csat_ratio", "csat", "Share of 4-5 star ratings in the window, 0..1."),
+)
+
+
+class FeedbackCollector:
+    def __init__(self, area: "FeedbackArea") -> None:
+        self.area = area
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(with_samples=False))
+
+    def collect(self) -> Iterator[Metric]:
+        return contained(self.area.name, lambda: self._families(with_samples=True))
+
+    def _families(self, with_samples: bool) -> list[Metric]:
+        ttl = self.area.service.config.cache.ttl_seconds
+        source = "the Feedback Service"
+        responses = GaugeMetricFamily(
+            "analytics_feedback_responses", helptext("Feedback items in the window by rating.", source, ttl),
+            labels=["window", "rating"])
+        windowed = {name: GaugeMetricFamily(name, helptext(text, source, ttl), labels=["window"])
+                    for name, _, text in WINDOWED}
+        sentiment = GaugeMetricFamily(
+            "analytics_feedback_sentiment_compound",
+            helptext("Mean sentiment compound score (-1..1) of feedback in the window.", source, ttl),
+            labels=["window"])
+        categories = GaugeMetricFamily(
+            "analytics_feedback_category_responses",
+            helptext("Feedback items in the window by category: the largest categories, the rest as 'other'.",
+                     source, ttl),
+            labels=["window", "category"])
+        open_items = GaugeMetricFamily(
+            "analytics_feedback_open_items",
+            helptext("Feedback items open or in progress, whenever submitted.", source, ttl))
+        families = [responses, *windowed.values(), sentiment, categories, open_items]
+        if not with_samples:
+            return families
+        snapshots = [(window_label(params["time_range"]), section.body)
+                     for params in self.area.metric_params()
+                     if (section := self.area.peek(params)) is not None]
+        for label, body in snapshots:
+            for rating, count in body["rating_distribution"].items():
+                responses.add_metric([label, rating], count)
+            for name, field, _ in WINDOWED:
+                if body[field] is not None:
+                    windowed[name].add_metric([label], body[field])
+            if body["sentiment"]["average_compound"] is not None:
+                sentiment.add_metric([label], body["sentiment"]["average_compound"])
+            for row in body["by_category"]:
+                categories.add_metric([label, row["category"]], row["count"])
+        if snapshots:
+            open_items.add_metric([], snapshots[0][1]["open_items_all_time"])
+        return [family for family in families if family.samples]
