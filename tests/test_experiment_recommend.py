@@ -10,6 +10,9 @@ from statsmodels.stats import proportion as sm_proportion
 from exporter.analysis.experiments import ArmInput, ExperimentInput, analyse_experiments
 
 
+ARM_NAMES = ("control", "variant-a", "variant-b", "variant-c")
+
+
 def analyse(*arms, planned=None, weights=None, alpha=0.05):
     """Analyse one experiment given ``(assignments, conversions)`` per arm (control first)."""
     weights = weights if weights is not None else [1.0 / len(arms)] * len(arms)
@@ -20,8 +23,8 @@ def analyse(*arms, planned=None, weights=None, alpha=0.05):
         start_date=None,
         end_date=None,
         arms=tuple(
-            ArmInput(name="control" if i == 0 else f"variant-{chr(96 + i)}", assignments=n, conversions=x, weight=w)
-            for i, ((n, x), w) in enumerate(zip(arms, weights))
+            ArmInput(name=name, assignments=n, conversions=x, weight=w)
+            for name, (n, x), w in zip(ARM_NAMES, arms, weights)
         ),
         alpha=alpha,
         planned_n_per_arm=planned,
@@ -115,7 +118,8 @@ def test_ship_in_sequential_mode_without_planned_size():
 
 
 def test_several_winners_ship_the_highest_lower_bound():
-    # variant-a: larger point estimate on fewer users (wide interval); variant-b: tighter, higher low.
+    # variant-a: larger point estimate on fewer users (wide interval);
+    # variant-b: smaller estimate, tighter interval with the higher lower bound.
     sizes = (20_000, 800, 20_000)
     weights = [n / sum(sizes) for n in sizes]
     result = analyse((20_000, 2000), (800, 112), (20_000, 2500), planned=2500, weights=weights)

@@ -71,19 +71,26 @@ def test_reference_two_proportion_z_test():
     assert pooled_z == pytest.approx(2.50196, abs=5e-6)
 
 
-@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # statsmodels' odds ratio at 5/5
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # statsmodels' odds ratio
 @pytest.mark.parametrize(
     "x_t, n_t, x_c, n_c",
-    [(250, 2000, 200, 2000), (3, 40, 9, 55), (700, 1000, 650, 1200), (1, 10_000, 9, 12_000), (5, 5, 2, 9)],
+    [
+        (250, 2000, 200, 2000),
+        (3, 40, 9, 55),
+        (700, 1000, 650, 1200),
+        (1, 10_000, 9, 12_000),
+        (5, 5, 2, 9),
+    ],
 )
 def test_z_tests_and_wald_interval_match_statsmodels(x_t, n_t, x_c, n_c):
     treatment, control = _pair(x_t, n_t, x_c, n_c)
     result = difference_test(treatment, control)
-    unpooled = sm_proportion.test_proportions_2indep(x_t, n_t, x_c, n_c, method="wald", compare="diff")
+    counts = (x_t, n_t, x_c, n_c)
+    unpooled = sm_proportion.test_proportions_2indep(*counts, method="wald", compare="diff")
     _, pooled_p = sm_proportion.proportions_ztest([x_t, x_c], [n_t, n_c])
     assert result.p_value[0] == pytest.approx(unpooled.pvalue, rel=1e-9)
     assert result.p_value_pooled[0] == pytest.approx(pooled_p, rel=1e-9)
-    low, high = sm_proportion.confint_proportions_2indep(x_t, n_t, x_c, n_c, method="wald", compare="diff")
+    low, high = sm_proportion.confint_proportions_2indep(*counts, method="wald", compare="diff")
     ours = wald_interval(result.difference, result.standard_error, normal_critical_value(0.05))
     assert ours[0][0] == pytest.approx(low, abs=1e-12)
     assert ours[1][0] == pytest.approx(high, abs=1e-12)
@@ -134,7 +141,12 @@ def _fieller_by_inversion(x_t, n_t, x_c, n_c, c):
 
 @pytest.mark.parametrize(
     "x_t, n_t, x_c, n_c, alpha",
-    [(250, 2000, 200, 2000, 0.05), (30, 300, 20, 310, 0.05), (500, 1000, 480, 1000, 0.01), (12, 100, 40, 100, 0.1)],
+    [
+        (250, 2000, 200, 2000, 0.05),
+        (30, 300, 20, 310, 0.05),
+        (500, 1000, 480, 1000, 0.01),
+        (12, 100, 40, 100, 0.1),
+    ],
 )
 def test_fieller_matches_brute_force_inversion(x_t, n_t, x_c, n_c, alpha):
     c = normal_critical_value(alpha)
@@ -147,7 +159,8 @@ def test_fieller_matches_brute_force_inversion(x_t, n_t, x_c, n_c, alpha):
 
 def test_fieller_unbounded_when_control_rate_is_not_distinguishable_from_zero():
     # Control 1/1000: z of the control rate itself ~ 1.0 < 1.96.
-    low, high, bounded = fieller_relative_interval(*_pair(10, 1000, 1, 1000), normal_critical_value(0.05))
+    arms = _pair(10, 1000, 1, 1000)
+    low, high, bounded = fieller_relative_interval(*arms, normal_critical_value(0.05))
     assert not bounded[0] and np.isnan(low[0]) and np.isnan(high[0])
 
 
@@ -220,7 +233,8 @@ def test_srm_unequal_weights_and_several_experiments():
     first = stats.chisquare([5000, 2600, 2400], f_exp=[5000, 2500, 2500])
     second = stats.chisquare([300, 310])
     third = stats.chisquare([100, 120])
-    np.testing.assert_allclose(result.p_value, [first.pvalue, second.pvalue, third.pvalue], rtol=1e-9)
+    expected = [first.pvalue, second.pvalue, third.pvalue]
+    np.testing.assert_allclose(result.p_value, expected, rtol=1e-9)
     assert result.level == ["ok" if first.pvalue >= 0.01 else "warn", "ok", "ok"]
     np.testing.assert_allclose(result.expected[:3], [5000, 2500, 2500])
 
@@ -306,8 +320,9 @@ def test_reference_chance_to_beat_control():
 def test_bayesian_matches_numerical_integration(x_t, n_t, x_c, n_c):
     result = compare_beta_posteriors(*_pair(x_t, n_t, x_c, n_c))
     params = (x_t + 1, n_t - x_t + 1, x_c + 1, n_c - x_c + 1)
-    assert result.chance_to_beat_control[0] == pytest.approx(_chance_by_integration(*params), abs=1e-9)
-    assert result.expected_loss[0] == pytest.approx(_loss_by_integration(*params), abs=1e-10, rel=1e-6)
+    chance, loss = _chance_by_integration(*params), _loss_by_integration(*params)
+    assert result.chance_to_beat_control[0] == pytest.approx(chance, abs=1e-9)
+    assert result.expected_loss[0] == pytest.approx(loss, abs=1e-10, rel=1e-6)
     assert not result.normal_approximation[0]
 
 
@@ -328,7 +343,8 @@ def test_probability_greater_is_the_beta_negative_binomial_cdf():
 def test_too_narrow_window_is_detected_and_summed_in_full(monkeypatch):
     monkeypatch.setattr(bayesian, "_WINDOW_WIDTHS", 0.5)
     params = (1501, 13501, 1401, 13601)
-    assert probability_greater(*params)[0] == pytest.approx(_chance_by_integration(*params), abs=1e-9)
+    expected = _chance_by_integration(*params)
+    assert probability_greater(*params)[0] == pytest.approx(expected, abs=1e-9)
 
 
 def test_bayesian_chunking_gives_the_same_answer(monkeypatch):
@@ -337,7 +353,9 @@ def test_bayesian_chunking_gives_the_same_answer(monkeypatch):
     whole = compare_beta_posteriors(arm_moments(n, x_t), arm_moments(n, x_c))
     monkeypatch.setattr(bayesian, "_TERMS_PER_CHUNK", 150)
     chunked = compare_beta_posteriors(arm_moments(n, x_t), arm_moments(n, x_c))
-    np.testing.assert_allclose(chunked.chance_to_beat_control, whole.chance_to_beat_control, rtol=1e-11)
+    np.testing.assert_allclose(
+        chunked.chance_to_beat_control, whole.chance_to_beat_control, rtol=1e-11
+    )
 
 
 def test_bayesian_normal_approximation_for_huge_counts():
@@ -345,7 +363,8 @@ def test_bayesian_normal_approximation_for_huge_counts():
     result = compare_beta_posteriors(*_pair(300_500, n, 300_000, n))
     assert result.normal_approximation[0]
     params = (300_501, n - 300_500 + 1, 300_001, n - 300_000 + 1)
-    assert result.chance_to_beat_control[0] == pytest.approx(_chance_by_integration(*params), abs=2e-3)
+    expected = _chance_by_integration(*params)
+    assert result.chance_to_beat_control[0] == pytest.approx(expected, abs=2e-3)
     assert result.expected_loss[0] == pytest.approx(_loss_by_integration(*params), rel=2e-2)
 
 
@@ -362,18 +381,21 @@ def _fleiss_textbook(p1, p2, alpha, power):
     z_a = stats.norm.ppf(1 - alpha / 2)
     z_b = stats.norm.ppf(power)
     p_bar = (p1 + p2) / 2
-    numerator = (z_a * math.sqrt(2 * p_bar * (1 - p_bar)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2
-    return math.ceil(numerator / (p2 - p1) ** 2)
+    null_part = z_a * math.sqrt(2 * p_bar * (1 - p_bar))
+    alternative_part = z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    return math.ceil((null_part + alternative_part) ** 2 / (p2 - p1) ** 2)
 
 
 @pytest.mark.parametrize(
-    "p, mde, alpha", [(0.10, 0.10, 0.05), (0.02, 0.2, 0.05), (0.5, 0.05, 0.01), (0.35, 0.1, 0.1), (0.001, 0.5, 0.05)]
+    "p, mde, alpha",
+    [(0.1, 0.1, 0.05), (0.02, 0.2, 0.05), (0.5, 0.05, 0.01), (0.35, 0.1, 0.1), (0.001, 0.5, 0.05)],
 )
 def test_required_sample_size_is_fleiss(p, mde, alpha):
     ours = required_sample_size(p, mde, alpha)
     assert ours == _fleiss_textbook(p, p * (1 + mde), alpha, 0.8)
     # Cohen's h (statsmodels) is a different approximation of the same quantity: close, not equal.
-    cohen = NormalIndPower().solve_power(sm_proportion.proportion_effectsize(p * (1 + mde), p), alpha=alpha, power=0.8)
+    effect = sm_proportion.proportion_effectsize(p * (1 + mde), p)
+    cohen = NormalIndPower().solve_power(effect, alpha=alpha, power=0.8)
     assert ours == pytest.approx(cohen, rel=0.03)
 
 
@@ -391,13 +413,16 @@ def _growthbook_half_width(variance, total_units, alpha, tuning_n):
     """The asymptotic CS half-width exactly as GrowthBook writes it (s2 = V * N)."""
     rho = math.sqrt((-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / tuning_n)
     s2 = variance * total_units
+    n_rho2 = total_units * rho**2
     width = math.sqrt(
-        2 * (total_units * rho**2 + 1) / (total_units**2 * rho**2) * math.log(math.sqrt(total_units * rho**2 + 1) / alpha)
+        2 * (n_rho2 + 1) / (total_units**2 * rho**2) * math.log(math.sqrt(n_rho2 + 1) / alpha)
     )
     return math.sqrt(s2) * width
 
 
-@pytest.mark.parametrize("variance, units, alpha", [(1e-4, 4000, 0.05), (2.5e-5, 20_000, 0.01), (3e-3, 300, 0.1)])
+@pytest.mark.parametrize(
+    "variance, units, alpha", [(1e-4, 4000, 0.05), (2.5e-5, 20_000, 0.01), (3e-3, 300, 0.1)]
+)
 def test_confidence_sequence_width_matches_reference_formula(variance, units, alpha):
     rho2 = mixing_rho_squared(alpha)
     ours = math.sqrt(variance) * critical_value(units, alpha, rho2)
@@ -425,9 +450,11 @@ def test_sequential_mode_controls_false_positives_under_repeated_looks():
     x_t = np.cumsum(rng.binomial(batch, rate, (paths, looks)), axis=1)
     x_c = np.cumsum(rng.binomial(batch, rate, (paths, looks)), axis=1)
     n = batch * np.arange(1, looks + 1)
-    treatment, control = arm_moments(np.broadcast_to(n, x_t.shape), x_t), arm_moments(np.broadcast_to(n, x_c.shape), x_c)
+    sizes = np.broadcast_to(n, x_t.shape)
+    treatment, control = arm_moments(sizes, x_t), arm_moments(sizes, x_c)
     z = difference_test(treatment, control).z
     fixed_ever = (2 * stats.norm.sf(np.abs(z)) < alpha).any(axis=1).mean()
-    sequential_ever = (always_valid_p_value(z, 2 * n, mixing_rho_squared(alpha)) < alpha).any(axis=1).mean()
+    always_valid = always_valid_p_value(z, 2 * n, mixing_rho_squared(alpha))
+    sequential_ever = (always_valid < alpha).any(axis=1).mean()
     assert fixed_ever > 0.15
     assert sequential_ever <= alpha + 0.01
