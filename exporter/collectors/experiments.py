@@ -1,0 +1,107 @@
+"""Experiment metrics (contract §5) from the experiment-results snapshot.
+
+Label values stay bounded: only experiments that are running, or stopped within the last 30
+days, get series. "Within" is measured from when the snapshot was made, so one snapshot always
+renders the same way (the rendered bytes are reused until the next refresh).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .base import contained, helptext
+
+if TYPE_CHECKING:
+    from ..areas.experiments import ExperimentsArea
+
+SOURCE = "the Experimentation Service (statistics computed by this service)"
+STOPPED_PUBLISHED_FOR = timedelta(days=30)
+RECOMMENDATIONS = ("ship", "roll_back", "keep_running", "inconclusive", "insufficient_data",
+                   "investigate_srm", "no_data", "no_comparison")
+
+# metric name, field of the variant row, HELP text
+PER_VARIANT = (
+    ("analytics_experiment_assignments", "assignments", "Users assigned to the variant."),
+    ("analytics_experiment_conversions", "conversions",
+     "Assigned users with at least one of the experiment's metric events."),
+    ("analytics_experiment_conversion_rate", "conversion_rate", "Conversions per assigned user, 0..1."),
+    ("analytics_experiment_relative_lift", "relative_lift",
+     "Variant conversion rate over the control's, minus 1 (0.1 = +10%); treatments only."),
+    ("analytics_experiment_p_value", "adjusted_p_value",
+     "Two-sided p-value of the variant against the control, Holm-adjusted across the experiment's "
+     "treatments (the value compared with the experiment's alpha; always-valid in sequential mode); "
+     "treatments only."),
+    ("analytics_experiment_chance_to_beat_control", "chance_to_beat_control",
+     "Posterior probability that the variant converts better than the control (Beta(1,1) priors); "
+     "treatments only."),
+)
+
+
+class ExperimentsCollector:
+    def __init__(self, area: "ExperimentsArea") -> None:
+        self.area = area
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(with_samples=False))
+
+    def collect(self) -> Iterator[Metric]:
+        return contained(self.area.name, lambda: self._families(with_samples=True))
+
+    def _families(self, with_samples: bool) -> list[Metric]:
+        ttl = self.area.service.config.cache.ttl_seconds
+        active = GaugeMetricFamily("analytics_active_experiments",
+                                   helptext("Experiments currently running.", SOURCE, ttl))
+        significant = GaugeMetricFamily(
+            "analytics_significant_results_total",
+            helptext("Published experiments (running or stopped within 30 days) with a significant result "
+                     "(a gauge; the name is kept for compatibility).", SOURCE, ttl))
+        info = GaugeMetricFamily("analytics_experiment_info",
+                                 helptext("Always 1; labels name the experiment, its status and control variant.",
+                                          SOURCE, ttl),
+                                 labels=["experiment_id", "name", "status", "control"])
+        recommendation = GaugeMetricFamily(
+            "analytics_experiment_recommendation",
+            helptext("1 for the experiment's current recommendation, 0 for the others.", SOURCE, ttl),
+            labels=["experiment_id", "recommendation"])
+        srm = GaugeMetricFamily(
+            "analytics_experiment_srm_p_value",
+            helptext("Sample-ratio-mismatch chi-square p-value of assignments against the configured "
+                     "allocation.", SOURCE, ttl),
+            labels=["experiment_id"])
+        per_variant = {name: GaugeMetricFamily(name, helptext(text, SOURCE, ttl), labels=["experiment_id", "variant"])
+                       for name, _, text in PER_VARIANT}
+        families = [active, significant, info, recommendation, srm, *per_variant.values()]
+        section = self.area.peek({}) if with_samples else None
+        if section is None:
+            return [] if with_samples else families
+
+        experiments = section.body["experiments"]
+        snapshot_time = datetime.fromtimestamp(section.generated_at, timezone.utc)
+        published = [e for e in experiments if is_published(e, snapshot_time)]
+        active.add_metric([], sum(e["status"] == "running" for e in experiments))
+        significant.add_metric([], sum(bool(e["is_significant"]) for e in published))
+        for experiment in published:
+            experiment_id = experiment["experiment_id"]
+            info.add_metric([experiment_id, experiment["experiment_name"], experiment["status"],
+                             experiment["control"] or ""], 1.0)
+            for code in RECOMMENDATIONS:
+                recommendation.add_metric([experiment_id, code], float(experiment["recommendation"] == code))
+            if experiment["srm"]["p_value"] is not None:
+                srm.add_metric([experiment_id], experiment["srm"]["p_value"])
+            for variant in experiment["variants"]:
+                for name, field, _ in PER_VARIANT:
+                    if variant[field] is not None:
+                        per_variant[name].add_metric([experiment_id, variant["name"]], variant[field])
+        return [f for f in families if f.samples]
+
+
+def is_published(experiment: dict[str, Any], now: datetime) -> bool:
+    """Running, or stopped within the last 30 days (a stopped one without a stop date is not)."""
+    if experiment["status"] == "running":
+        return True
+    if experiment["status"] != "stopped" or experiment["end_date"] is None:
+        return False
+    return now - datetime.fromisoformat(experiment["end_date"]) <= STOPPED_PUBLISHED_FOR
