@@ -434,7 +434,11 @@ def _parse_v2_filter(raw: Any) -> Filter:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise _bad_request(f"Invalid filter {_inspect(raw)}")
     modifiers = raw[3] if len(raw) == 4 else {}
-    if not isinstance(modifiers, dict) or set(modifiers) - {"case_sensitive"}:
+    if (
+        not isinstance(modifiers, dict)
+        or set(modifiers) - {"case_sensitive"}
+        or not isinstance(modifiers.get("case_sensitive", True), bool)
+    ):
         raise _bad_request(f"Invalid filter {_inspect(raw)}")
     if op.startswith("matches"):
         for pattern in values:
@@ -443,7 +447,7 @@ def _parse_v2_filter(raw: Any) -> Filter:
             except re.error:
                 message = f"Invalid filter {_inspect(raw)}: bad regular expression"
                 raise _bad_request(message) from None
-    return Condition(op, dimension, tuple(values), bool(modifiers.get("case_sensitive", True)))
+    return Condition(op, dimension, tuple(values), modifiers.get("case_sensitive", True))
 
 
 def _validate_v2_metrics(
@@ -477,8 +481,10 @@ def _parse_v2_include(raw: Any, dimensions: Sequence[str]) -> dict[str, bool]:
     for key, value in raw.items():
         if key == "comparisons":
             raise _bad_request("include.comparisons is not supported by this simulated Plausible.")
-        if key not in _V2_INCLUDE or not isinstance(value, bool):
+        if key not in _V2_INCLUDE:
             raise _bad_request(f"#/include/{key}: Schema does not allow additional properties.")
+        if not isinstance(value, bool):
+            raise _bad_request(f"#/include/{key}: Type mismatch. Expected Boolean.")
     include = {**_V2_INCLUDE, **raw}
     if include["time_labels"] and not any(d in TIME_DIMENSIONS for d in dimensions):
         raise _bad_request("Invalid include.time_labels: requires a time dimension.")
