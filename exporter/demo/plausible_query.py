@@ -26,6 +26,7 @@ Rounding follows Plausible: ``bounce_rate`` and ``visit_duration`` are whole num
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
@@ -142,7 +143,7 @@ def bucket_ids(dimension: str, ts: np.ndarray) -> np.ndarray:
     raise ValueError(f"not a time dimension: {dimension}")
 
 
-def bucket_label(dimension: str, bucket: int, first: int) -> str:
+def _bucket_label(dimension: str, bucket: int, first: int) -> str:
     """Plausible's label of a bucket; a week that began before the range is labelled by the
     range's first day, as Plausible does."""
     if dimension == "time:hour":
@@ -159,7 +160,7 @@ def bucket_label(dimension: str, bucket: int, first: int) -> str:
 def time_labels(dimension: str, first: int, last: int) -> list[str]:
     """Every bucket label of the range, empty or not, oldest first."""
     low, high = bucket_ids(dimension, np.array([first, last], dtype=np.int64))
-    return [bucket_label(dimension, bucket, first) for bucket in range(int(low), int(high) + 1)]
+    return [_bucket_label(dimension, bucket, first) for bucket in range(int(low), int(high) + 1)]
 
 
 def _utc(ts: int) -> datetime:
@@ -360,42 +361,47 @@ class IndexedSite:
         )
 
     def _keys(self, rows: _Rows, query: Query, session_time: bool) -> tuple[np.ndarray, Callable]:
-        """One int64 group key per row, and a decoder from key to dimension labels.
+        """One int64 group key per row, and a decoder from keys to dimension label tuples.
 
         Time buckets come from the event's timestamp, or for session metrics from the start
         of the session (never earlier than the range).
         """
         p = self.population
         key = np.zeros(len(rows.event), dtype=np.int64)
-        decoders: list[tuple[int, int, Callable[[int], str]]] = []  # stride, size, labeller
+        columns: list[tuple[int, int, Sequence[str]]] = []  # stride, size, labels by code
         stride = 1
         for dimension in reversed(query.dimensions):
             if dimension in TIME_DIMENSIONS:
                 ts = p.event_ts[rows.event]
                 if session_time:
                     ts = np.maximum(p.session_start[p.event_session[rows.event]], query.first)
-                low, high = bucket_ids(dimension, np.array([query.first, query.last]))
+                labels: Sequence[str] = time_labels(dimension, query.first, query.last)
+                low = bucket_ids(dimension, np.array([query.first]))[0]
                 codes = bucket_ids(dimension, ts) - low
-                size = int(high - low + 1)
-                label = _time_labeller(dimension, int(low), query.first)
             else:
+                labels = self._labels[dimension]
                 codes = rows.goal if dimension == GOAL else self._codes[dimension][rows.event]
-                size = len(self._labels[dimension])
-                label = self._labels[dimension].__getitem__
             key += codes.astype(np.int64) * stride
-            decoders.append((stride, size, label))
-            stride *= size
+            columns.append((stride, len(labels), labels))
+            stride *= len(labels)
 
-        def decode(value: int) -> tuple[str, ...]:
-            return tuple(label(int(value // s % n)) for s, n, label in reversed(decoders))
+        def decode(keys: np.ndarray) -> list[tuple[str, ...]]:
+            if not columns:
+                return [()] * len(keys)
+            decoded = [
+                [labels[code] for code in (keys // s % n).tolist()]
+                for s, n, labels in reversed(columns)
+            ]
+            return list(zip(*decoded))
 
         return key, decode
 
     def _aggregate(
         self, rows: _Rows, query: Query, wanted: set[str], state: _SessionState
     ) -> dict[tuple, dict]:
-        table: dict[tuple, dict] = {}
-        if wanted & set(EVENT_METRICS):
+        table: dict[tuple, dict] = defaultdict(dict)
+        event_metrics = wanted & set(EVENT_METRICS)
+        if event_metrics:
             key, decode = self._keys(rows, query, session_time=False)
             groups, group = np.unique(key, return_inverse=True)
             n = len(groups)
@@ -403,13 +409,12 @@ class IndexedSite:
                 "events": np.bincount(group, minlength=n),
                 "pageviews": np.bincount(
                     group, weights=self._is_pageview[rows.event], minlength=n
-                ),
+                ).astype(np.int64),
                 "visitors": _distinct_per_group(group, self._visitor[rows.event], n),
             }
-            for g, value in enumerate(groups):
-                metrics = table.setdefault(decode(value), {})
-                for name in wanted & set(EVENT_METRICS):
-                    metrics[name] = int(values[name][g])
+            columns = {name: values[name].tolist() for name in event_metrics}
+            for g, labels in enumerate(decode(groups)):
+                table[labels].update({name: column[g] for name, column in columns.items()})
         if wanted & set(SESSION_METRICS):
             key, decode = self._keys(rows, query, session_time=True)
             sessions = self.population.event_session[rows.event].astype(np.int64)
@@ -418,20 +423,19 @@ class IndexedSite:
             groups, group = np.unique(group_key, return_inverse=True)
             n = len(groups)
             visits = np.bincount(group, minlength=n)
-            bounces = np.bincount(group, weights=state.is_bounce[session], minlength=n)
-            duration = np.bincount(group, weights=state.duration[session], minlength=n)
-            pageviews = np.bincount(group, weights=state.pageviews[session], minlength=n)
-            for g, value in enumerate(groups):
-                metrics = table.setdefault(decode(value), {})
-                metrics["visits"] = int(visits[g])
-                metrics["bounce_rate"] = round(float(100.0 * bounces[g] / visits[g]))
-                metrics["visit_duration"] = round(float(duration[g] / visits[g]))
-                metrics["views_per_visit"] = round(float(pageviews[g] / visits[g]), 2)
+            columns = {
+                "visits": visits.tolist(),
+                "bounce_rate": _per_visit(group, state.is_bounce[session], visits, 100.0, 0),
+                "visit_duration": _per_visit(group, state.duration[session], visits, 1.0, 0),
+                "views_per_visit": _per_visit(group, state.pageviews[session], visits, 1.0, 2),
+            }
+            for g, labels in enumerate(decode(groups)):
+                table[labels].update({name: column[g] for name, column in columns.items()})
         defaults = _empty_metrics(wanted)
         for metrics in table.values():
             for name, default in defaults.items():
                 metrics.setdefault(name, default)
-        return table
+        return dict(table)
 
     def _add_ratios(self, table: dict[tuple, dict], query: Query, clock: float) -> None:
         """``conversion_rate`` / ``group_conversion_rate`` and ``percentage``: each row's
@@ -492,5 +496,10 @@ def _distinct_per_group(group: np.ndarray, item: np.ndarray, n_groups: int) -> n
     return np.bincount(pairs // span, minlength=n_groups)
 
 
-def _time_labeller(dimension: str, low: int, first: int) -> Callable[[int], str]:
-    return lambda code: bucket_label(dimension, low + code, first)
+def _per_visit(
+    group: np.ndarray, values: np.ndarray, visits: np.ndarray, scale: float, digits: int
+) -> list[int | float]:
+    """Per group, ``scale`` x the mean of ``values`` over its visits, rounded like Plausible:
+    to a whole number when ``digits`` is 0, else to ``digits`` decimals."""
+    means = (scale * np.bincount(group, weights=values, minlength=len(visits)) / visits).tolist()
+    return [round(m) for m in means] if digits == 0 else [round(m, digits) for m in means]
