@@ -86,9 +86,12 @@ async def _serve_async(args: argparse.Namespace, config: Config) -> None:
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         log.info("analytics-dashboard %s listening on http://%s:%d (metrics at /metrics)", __version__, host, port)
+        # Warm the cache so /health and the first scrape find data instead of cold sources.
+        warm_up = asyncio.create_task(service.refresh_metrics(config.server.request_timeout_seconds))
         try:
             await asyncio.Event().wait()
         finally:
+            warm_up.cancel()
             await runner.cleanup()
             if demo is not None:
                 await demo.close()

@@ -181,10 +181,10 @@ async def test_refresh_endpoint_reports_per_source(make_client, fake_plausible):
     assert (await response.json())["sources"]["plausible"] == "refreshed"
 
 
-async def test_request_budget_is_counted_and_fits_plausible_io(make_client):
+async def test_request_budget_is_counted_and_fits_plausible_io(make_client, fake_plausible):
     client, service = await make_client(**{"sources.plausible.api_version": "v2"})
-    await client.get("/metrics")
+    await client.get("/metrics")  # one full refresh cycle of everything /metrics publishes
     health = await (await client.get("/health")).json()
     per_cycle = health["sources"]["plausible"]["requests_per_refresh_cycle"]
-    assert per_cycle == 3 * 4 + 2  # four queries per window, realtime and all-time shared
+    assert per_cycle == len(fake_plausible.requests) > 0  # what the upstream really saw
     assert health["sources"]["plausible"]["projected_hourly_requests"] == per_cycle * 3600 / 300 <= 600
