@@ -25,14 +25,14 @@ Event = tuple[str, str, int]  # (user, event, epoch seconds)
 
 
 def make_log(events: list[Event]) -> EventLog:
-    users = sorted({user for user, _, _ in events})
-    names = sorted({name for _, name, _ in events})
+    users = {user: code for code, user in enumerate(dict.fromkeys(u for u, _, _ in events))}
+    names = {name: code for code, name in enumerate(dict.fromkeys(n for _, n, _ in events))}
     return EventLog.build(
-        np.array([users.index(user) for user, _, _ in events], dtype=np.int32),
-        np.array([names.index(name) for _, name, _ in events], dtype=np.int32),
+        np.array([users[user] for user, _, _ in events], dtype=np.int32),
+        np.array([names[name] for _, name, _ in events], dtype=np.int32),
         np.array([ts for _, _, ts in events], dtype=np.int64),
-        users,
-        names,
+        list(users),
+        list(names),
     )
 
 
@@ -145,8 +145,10 @@ def reach_by_user(log: EventLog, funnel, range_start, range_end) -> dict[str, li
     reach = funnel_reach(log, funnel, range_start=range_start, range_end=range_end)
     result = {}
     for index, (user, level) in enumerate(zip(reach.users.tolist(), reach.levels.tolist())):
+        # step_times[k] lists the users with levels > k in order: find this user's position.
+        positions = [np.count_nonzero(reach.levels[:index] > k) for k in range(level)]
         result[log.user_names[user]] = [
-            int(reach.step_times[k][np.count_nonzero(reach.levels[:index] > k)]) for k in range(level)
+            int(reach.step_times[k][position]) for k, position in enumerate(positions)
         ]
     return result
 

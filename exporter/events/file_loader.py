@@ -186,7 +186,9 @@ def _csv_rows(stream: Iterable[str], builder: _LogBuilder) -> Iterator[Row]:
     columns = [name.strip().lower() for name in header]
     missing = [name for name in CSV_REQUIRED_COLUMNS if name not in columns]
     if missing:
-        raise EventsFileError(f"CSV header lacks column(s) {', '.join(missing)}: {_excerpt(header)}")
+        raise EventsFileError(
+            f"CSV header lacks column(s) {', '.join(missing)}: {_excerpt(header)}"
+        )
     user_at, event_at, time_at = (columns.index(name) for name in CSV_REQUIRED_COLUMNS)
     width = len(columns)
     while True:
@@ -424,7 +426,8 @@ def _parse_common_iso(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     ).astype(np.int64).T
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     month = np.clip(month, 0, 12)
-    ok &= (year >= 1) & (month >= 1) & (day >= 1) & (day <= _DAYS_IN_MONTH[month] + ((month == 2) & leap))
+    month_days = _DAYS_IN_MONTH[month] + ((month == 2) & leap)
+    ok &= (year >= 1) & (month >= 1) & (day >= 1) & (day <= month_days)
     ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
 
     # "+HH:MM" occupies the last six tail characters; for "Z" these reads are masked out.

@@ -1,0 +1,397 @@
+"""Behavioural user segments, engagement score and power-user curve (methods.md section 3).
+
+Days are UTC calendar days counted back from the day holding ``now``: day 0 is today, day 1
+yesterday. Events after ``now`` are ignored. An *active day* is a day with at least one
+meaningful event (a configurable set of event names; default: every event).
+
+Per user, as of ``now``:
+
+- ``L28``: active days among days 0-27; ``L28_prev``: among days 28-55.
+- ``R``: days since the last active day (0 when active today), from the whole log.
+- ``B``: distinct features used in days 0-27 (``feature_events`` maps event name -> feature;
+  default: each meaningful event name is its own feature).
+- ``age``: days since the user's first event of any kind.
+- ``gap``: median distance in days between consecutive active days within days 0-89 (undefined
+  with fewer than two; it is only consulted for ``at_risk``, whose ``L28_prev >= 4`` guarantees it).
+
+The population is every user with at least one meaningful event up to ``now``; users only ever
+seen through non-meaningful events have never been active and belong to no segment.
+
+Rules, first match wins (thresholds in :class:`SegmentThresholds`):
+
+1. ``new``: age <= 14.
+2. ``churned``: R > 56. ``dormant``: 28 <= R <= 56 -- methods.md writes ``28 < R``, but with R
+   counted from 0 the L28 window is R = 0..27, so R = 28 already means "no active day in 28
+   days" and would otherwise match no rule.
+3. ``at_risk``: L28_prev >= 4 and (R >= max(14, 3 x gap) or L28 <= 0.5 x L28_prev).
+4. ``power``: L28 >= 12 and B >= 3.
+5. ``core``: L28 >= 6 (not power: L28 6-11, or more days with fewer than 3 features).
+6. ``casual``: everyone left, who has L28 1-5 (R <= 27 implies L28 >= 1).
+
+Together the rules put every user of the population in exactly one segment.
+
+Engagement score 0-100: ``100 (0.40 F + 0.25 Rs + 0.20 Bs + 0.15 Ts)`` with
+``F = min(L28/16, 1)``, ``Rs = exp(-R/7)``, ``Bs = min(B/4, 1)`` and
+``Ts = clip(0.5 + 0.5 (L28 - L28_prev) / max(L28_prev, 1), 0, 1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from exporter.events.log import EventLog
+
+SEGMENTATION_METHOD = "behavioral"
+SEGMENT_NAMES = ("power", "core", "casual", "new", "at_risk", "dormant", "churned")
+
+DAY_SECONDS = 86_400
+WINDOW_DAYS = 28
+LOOKBACK_DAYS = 90
+
+# Distinct-pair counting uses a dense bitmap when it costs at most this many bytes per key,
+# else a sort: a bitmap byte is ~1 ns to clear and scan, a sorted int64 key ~60 ns.
+_DENSE_BYTES_PER_KEY = 16
+_DENSE_MIN_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class SegmentThresholds:
+    """The configurable numbers of the segment rules (defaults from methods.md).
+
+    Every comparison is inclusive: methods.md's "R > 56" for churned is ``R >= 57`` here.
+    """
+
+    new_max_age_days: int = 14
+    dormant_min_recency_days: int = 28
+    churned_min_recency_days: int = 57  # "R > 56"
+    at_risk_min_previous_active_days: int = 4
+    at_risk_min_recency_days: int = 14
+    at_risk_gap_multiplier: float = 3.0
+    at_risk_max_activity_ratio: float = 0.5
+    power_min_active_days: int = 12
+    power_min_features: int = 3
+    core_min_active_days: int = 6
+
+    def __post_init__(self) -> None:
+        # A user inactive for dormant_min_recency_days must have L28 = 0, or a user could be
+        # neither dormant nor active enough for casual.
+        if not 1 <= self.dormant_min_recency_days <= WINDOW_DAYS:
+            raise ValueError(f"dormant_min_recency_days must be within 1..{WINDOW_DAYS}")
+        if self.churned_min_recency_days < self.dormant_min_recency_days:
+            raise ValueError("churned_min_recency_days must not be below dormant_min_recency_days")
+        if not 1 <= self.core_min_active_days <= self.power_min_active_days <= WINDOW_DAYS:
+            raise ValueError("need 1 <= core_min_active_days <= power_min_active_days <= 28")
+        numbers = asdict(self).values()
+        if any(value < 0 for value in numbers):
+            raise ValueError("segment thresholds must not be negative")
+
+
+@dataclass(frozen=True)
+class UserActivity:
+    """Per-user measures for the population (users with a meaningful event up to now).
+
+    All arrays are aligned with ``users`` (user codes, ascending). ``gap`` is NaN where fewer
+    than two active days fall in the 90-day lookback.
+    """
+
+    users: np.ndarray
+    l28: np.ndarray
+    l28_prev: np.ndarray
+    recency: np.ndarray
+    breadth: np.ndarray
+    age: np.ndarray
+    gap: np.ndarray
+
+
+def analyse_segments(
+    log: EventLog,
+    *,
+    now: int,
+    thresholds: SegmentThresholds = SegmentThresholds(),
+    meaningful_events: Collection[str] | None = None,
+    feature_events: Mapping[str, str] | None = None,
+) -> dict:
+    """Contract section 4.4 report: segment sizes, engagement, definitions, power-user curve."""
+    activity = user_activity(
+        log, now=now, meaningful_events=meaningful_events, feature_events=feature_events
+    )
+    segment = assign_segments(activity, thresholds)
+    score = engagement_score(activity)
+    total = len(activity.users)
+
+    segments = []
+    for index, name in enumerate(SEGMENT_NAMES):
+        members = segment == index
+        count = int(members.sum())
+        segments.append({
+            "segment_name": name,
+            "user_count": count,
+            "percentage": 100.0 * count / total if total else None,
+            "avg_engagement": float(score[members].mean()) if count else None,
+            "characteristics": _characteristics(activity, members),
+        })
+    curve = np.bincount(activity.l28, minlength=WINDOW_DAYS + 1)
+    return {
+        "total_users": total,
+        "segments": segments,
+        "segmentation_method": SEGMENTATION_METHOD,
+        "definitions": _definitions(thresholds, meaningful_events, feature_events),
+        "power_user_curve": [
+            {"days_active": days, "users": int(users)} for days, users in enumerate(curve.tolist())
+        ],
+        "last_updated": _iso_utc(now),
+        "status_codes": [] if total else ["no_users"],
+    }
+
+
+def user_activity(
+    log: EventLog,
+    *,
+    now: int,
+    meaningful_events: Collection[str] | None = None,
+    feature_events: Mapping[str, str] | None = None,
+) -> UserActivity:
+    """L28, L28_prev, R, B, age and gap for every user active at least once up to ``now``."""
+    end = int(np.searchsorted(log.timestamps, now, side="right"))
+    users = log.user_ids[:end].astype(np.int64)
+    events = log.event_ids[:end]
+    days_ago = now // DAY_SECONDS - log.timestamps[:end] // DAY_SECONDS
+    n_users = len(log.user_names)
+    never = np.iinfo(np.int64).max
+
+    first_seen_ago = np.zeros(n_users, dtype=np.int64)
+    np.maximum.at(first_seen_ago, users, days_ago)
+    meaningful = _event_mask(log, meaningful_events)[events]
+    active_users, active_days_ago = users[meaningful], days_ago[meaningful]
+    recency = np.full(n_users, never, dtype=np.int64)
+    np.minimum.at(recency, active_users, active_days_ago)
+    population = np.flatnonzero(recency != never)
+
+    recent = active_days_ago < LOOKBACK_DAYS
+    day_keys = _unique_keys(
+        active_users[recent] * LOOKBACK_DAYS + active_days_ago[recent], n_users * LOOKBACK_DAYS
+    )
+    day_user, day = np.divmod(day_keys, LOOKBACK_DAYS)
+    l28 = np.bincount(day_user[day < WINDOW_DAYS], minlength=n_users)
+    l28_prev = np.bincount(
+        day_user[(day >= WINDOW_DAYS) & (day < 2 * WINDOW_DAYS)], minlength=n_users
+    )
+    gap = _median_gap(day_user, day, n_users)
+
+    feature_of_event, n_features = _feature_codes(log, meaningful_events, feature_events)
+    feature = feature_of_event[events]
+    used = (feature >= 0) & (days_ago < WINDOW_DAYS)
+    feature_keys = _unique_keys(users[used] * n_features + feature[used], n_users * n_features)
+    breadth = np.bincount(feature_keys // max(n_features, 1), minlength=n_users)
+
+    return UserActivity(
+        users=population,
+        l28=l28[population],
+        l28_prev=l28_prev[population],
+        recency=recency[population],
+        breadth=breadth[population],
+        age=first_seen_ago[population],
+        gap=gap[population],
+    )
+
+
+def assign_segments(activity: UserActivity, thresholds: SegmentThresholds) -> np.ndarray:
+    """Index into :data:`SEGMENT_NAMES` per user, by the rules in order (first match wins)."""
+    t = thresholds
+    recency, l28, l28_prev = activity.recency, activity.l28, activity.l28_prev
+    # gap is NaN (fewer than two active days) only where L28_prev >= 4 fails anyway.
+    with np.errstate(invalid="ignore"):
+        overdue = np.maximum(t.at_risk_min_recency_days, t.at_risk_gap_multiplier * activity.gap)
+        stalled = recency >= overdue
+    rules = [
+        ("new", activity.age <= t.new_max_age_days),
+        ("churned", recency >= t.churned_min_recency_days),
+        ("dormant", recency >= t.dormant_min_recency_days),
+        ("at_risk", (l28_prev >= t.at_risk_min_previous_active_days)
+         & (stalled | (l28 <= t.at_risk_max_activity_ratio * l28_prev))),
+        ("power", (l28 >= t.power_min_active_days) & (activity.breadth >= t.power_min_features)),
+        ("core", l28 >= t.core_min_active_days),
+        ("casual", np.ones(len(recency), dtype=bool)),
+    ]
+    return np.select(
+        [condition for _, condition in rules],
+        [SEGMENT_NAMES.index(name) for name, _ in rules],
+    )
+
+
+def engagement_score(activity: UserActivity) -> np.ndarray:
+    """Engagement 0-100 per user (formula in the module docstring)."""
+    frequency = np.minimum(activity.l28 / 16.0, 1.0)
+    recency = np.exp(-activity.recency / 7.0)
+    breadth = np.minimum(activity.breadth / 4.0, 1.0)
+    trend = np.clip(
+        0.5 + 0.5 * (activity.l28 - activity.l28_prev) / np.maximum(activity.l28_prev, 1), 0.0, 1.0
+    )
+    return 100.0 * (0.40 * frequency + 0.25 * recency + 0.20 * breadth + 0.15 * trend)
+
+
+def active_user_count(
+    log: EventLog, start: int, end: int, *, meaningful_events: Collection[str] | None = None
+) -> int:
+    """Distinct users with at least one (meaningful) event in ``[start, end)``."""
+    first, stop = np.searchsorted(log.timestamps, [start, end], side="left")
+    users = log.user_ids[first:stop]
+    if meaningful_events is not None:
+        users = users[_event_mask(log, meaningful_events)[log.event_ids[first:stop]]]
+    return len(_unique_keys(users.astype(np.int64), len(log.user_names)))
+
+
+def total_user_count(log: EventLog, end: int) -> int:
+    """Distinct users seen (any event) before ``end``."""
+    stop = int(np.searchsorted(log.timestamps, end, side="left"))
+    return len(_unique_keys(log.user_ids[:stop].astype(np.int64), len(log.user_names)))
+
+
+def feature_unique_users(
+    log: EventLog, event_names: Collection[str], start: int, end: int
+) -> dict[str, int]:
+    """Distinct users per event name in ``[start, end)``; 0 for names absent from the log."""
+    names = list(dict.fromkeys(event_names))
+    slot_of_event = np.full(len(log.event_names), -1, dtype=np.int64)
+    for slot, name in enumerate(names):
+        code = log.event_code(name)
+        if code is not None:
+            slot_of_event[code] = slot
+    first, stop = np.searchsorted(log.timestamps, [start, end], side="left")
+    slot = slot_of_event[log.event_ids[first:stop]]
+    wanted = slot >= 0
+    n_users = len(log.user_names)
+    users = log.user_ids[first:stop][wanted]
+    keys = _unique_keys(slot[wanted] * n_users + users, len(names) * n_users)
+    counts = np.bincount(keys // max(n_users, 1), minlength=len(names))
+    return {name: int(count) for name, count in zip(names, counts.tolist())}
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _event_mask(log: EventLog, names: Collection[str] | None) -> np.ndarray:
+    """Boolean per event code: is it one of ``names`` (all events when ``names`` is None)."""
+    if names is None:
+        return np.ones(len(log.event_names), dtype=bool)
+    mask = np.zeros(len(log.event_names), dtype=bool)
+    codes = [code for code in map(log.event_code, names) if code is not None]
+    mask[codes] = True
+    return mask
+
+
+def _feature_codes(
+    log: EventLog,
+    meaningful_events: Collection[str] | None,
+    feature_events: Mapping[str, str] | None,
+) -> tuple[np.ndarray, int]:
+    """Feature code per event code (-1: no feature) and the number of features."""
+    if feature_events is None:
+        meaningful = _event_mask(log, meaningful_events)
+        feature_events = {name: name for name, keep in zip(log.event_names, meaningful) if keep}
+    features = {name: index for index, name in enumerate(dict.fromkeys(feature_events.values()))}
+    feature_of_event = np.full(len(log.event_names), -1, dtype=np.int64)
+    for event, feature in feature_events.items():
+        code = log.event_code(event)
+        if code is not None:
+            feature_of_event[code] = features[feature]
+    return feature_of_event, len(features)
+
+
+def _unique_keys(keys: np.ndarray, key_space: int) -> np.ndarray:
+    """Sorted distinct values of non-negative int64 ``keys``, all below ``key_space``."""
+    if key_space <= max(_DENSE_MIN_BYTES, _DENSE_BYTES_PER_KEY * len(keys)):
+        present = np.zeros(key_space, dtype=bool)
+        present[keys] = True
+        return np.flatnonzero(present)
+    keys = np.sort(keys)
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
+
+
+def _median_gap(day_user: np.ndarray, day: np.ndarray, n_users: int) -> np.ndarray:
+    """Per user, median days between consecutive active days (NaN with fewer than two).
+
+    ``day_user``/``day`` are distinct (user, days-ago) pairs sorted by user, then day.
+    """
+    gap = np.full(n_users, np.nan)
+    same_user = day_user[1:] == day_user[:-1]
+    gap_user = day_user[1:][same_user]
+    if not len(gap_user):
+        return gap
+    # Sorting (user, gap) keys orders each user's gaps (gaps are below LOOKBACK_DAYS). The keys
+    # are already in user order, which the stable sort (timsort) exploits: ~6x faster here.
+    keys = np.sort(gap_user * LOOKBACK_DAYS + (day[1:] - day[:-1])[same_user], kind="stable")
+    sorted_gap = keys % LOOKBACK_DAYS
+    first = np.flatnonzero(np.concatenate(([True], gap_user[1:] != gap_user[:-1])))
+    count = np.diff(np.append(first, len(keys)))
+    owner = keys[first] // LOOKBACK_DAYS
+    gap[owner] = (sorted_gap[first + (count - 1) // 2] + sorted_gap[first + count // 2]) / 2.0
+    return gap
+
+
+def _characteristics(activity: UserActivity, members: np.ndarray) -> dict[str, float | None]:
+    measures = {
+        "median_active_days_28d": activity.l28,
+        "median_active_days_previous_28d": activity.l28_prev,
+        "median_days_since_active": activity.recency,
+        "median_features_used_28d": activity.breadth,
+        "median_age_days": activity.age,
+    }
+    if not members.any():
+        return dict.fromkeys(measures)
+    return {name: float(np.median(values[members])) for name, values in measures.items()}
+
+
+def _definitions(
+    thresholds: SegmentThresholds,
+    meaningful_events: Collection[str] | None,
+    feature_events: Mapping[str, str] | None,
+) -> dict:
+    t = thresholds
+    return {
+        "day": "UTC calendar day; day 0 is the day of last_updated",
+        "active_day": "a day with at least one meaningful event",
+        "meaningful_events": (
+            "all events" if meaningful_events is None else sorted(meaningful_events)
+        ),
+        "features": (
+            "each meaningful event name" if feature_events is None else dict(feature_events)
+        ),
+        "population": "users with at least one meaningful event up to last_updated",
+        "measures": {
+            "L28": "active days in days 0-27",
+            "L28_prev": "active days in days 28-55",
+            "R": "days since the last active day (0 = active today)",
+            "B": "distinct features used in days 0-27",
+            "age": "days since the first event of any kind",
+            "gap": "median days between consecutive active days in days 0-89",
+        },
+        "rules": [
+            {"segment": "new", "rule": f"age <= {t.new_max_age_days}"},
+            {"segment": "churned", "rule": f"R >= {t.churned_min_recency_days}"},
+            {"segment": "dormant", "rule": f"R >= {t.dormant_min_recency_days}"},
+            {"segment": "at_risk", "rule": (
+                f"L28_prev >= {t.at_risk_min_previous_active_days} and "
+                f"(R >= max({t.at_risk_min_recency_days}, {t.at_risk_gap_multiplier:g} x gap) or "
+                f"L28 <= {t.at_risk_max_activity_ratio:g} x L28_prev)"
+            )},
+            {"segment": "power", "rule": (
+                f"L28 >= {t.power_min_active_days} and B >= {t.power_min_features}"
+            )},
+            {"segment": "core", "rule": f"L28 >= {t.core_min_active_days}"},
+            {"segment": "casual", "rule": "any other user (L28 >= 1)"},
+        ],
+        "rule_order": "first matching rule wins, in the order listed",
+        "thresholds": asdict(thresholds),
+        "engagement_score": (
+            "100 x (0.40 F + 0.25 Rs + 0.20 Bs + 0.15 Ts); F = min(L28/16, 1), Rs = exp(-R/7), "
+            "Bs = min(B/4, 1), Ts = clip(0.5 + 0.5 (L28 - L28_prev) / max(L28_prev, 1), 0, 1)"
+        ),
+    }
+
+
+def _iso_utc(epoch_seconds: int) -> str:
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
