@@ -425,9 +425,9 @@ def _parse_common_iso(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         (head.astype(np.float64) - ord("0")) @ _HEAD_FIELD_WEIGHTS
     ).astype(np.int64).T
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month = np.clip(month, 0, 12)
-    month_days = _DAYS_IN_MONTH[month] + ((month == 2) & leap)
-    ok &= (year >= 1) & (month >= 1) & (day >= 1) & (day <= month_days)
+    ok &= (year >= 1) & (month >= 1) & (month <= 12)
+    month = np.where(ok, month, 1)  # a valid index for the tables below
+    ok &= (day >= 1) & (day <= _DAYS_IN_MONTH[month] + ((month == 2) & leap))
     ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
 
     # "+HH:MM" occupies the last six tail characters; for "Z" these reads are masked out.
