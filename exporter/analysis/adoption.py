@@ -51,6 +51,11 @@ class FeatureUsage:
         if self.observable and self.weekly_users is None:
             raise ValueError(f"feature {self.name!r} is observable but has no weekly series")
 
+    @classmethod
+    def unobservable(cls, name: str, reason: str) -> "FeatureUsage":
+        """A feature no configured source can count; ``reason`` is its status code."""
+        return cls(name, None, None, None, None, (reason,))
+
     @property
     def observable(self) -> bool:
         return self.unique_users is not None

@@ -20,6 +20,7 @@ is shared with ``/api/v1/usage-trends`` rather than asked again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -28,8 +29,9 @@ from ..analysis.adoption import FeatureUsage, feature_adoption, first_complete_w
 from ..collectors.features import FeaturesCollector
 from ..config import FeatureConfig
 from ..sources.plausible import GoalUses
-from ..timeranges import TimeRange, resolve
+from ..timeranges import ResolvedRange, TimeRange, resolve
 from .base import Area
+from .identified import identified_feature_users
 from .usage import UsageArea
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class FeaturesArea(Area):
         super().__init__(service)
         self._known_goals: set[str] = set()  # goals Plausible confirmed; never asked about again
         self._reported_unknown: set[str] = set()  # goals already logged as unknown to Plausible
+        if service.events is not None:  # unique users come from the identified events
+            self.sources = (*self.sources, "events")
 
     async def compute(self, params: dict[str, Any]) -> dict[str, Any]:
         client = self.service.plausible
@@ -66,10 +70,15 @@ class FeaturesArea(Area):
         unknown = await self._unknown_goals(all_time.value)
         features = [self._usage(feature, unknown, window_uses, all_time.value, goal_series)
                     for feature in self.service.config.features]
+        basis, codes = usage.body["basis"], []
+        if basis == "identified_users":  # counted like the usage area's active users, the denominator
+            features, codes = await self._identified(features, window)
+            basis = "plausible_visitors" if codes else basis
         week_starts = [datetime.combine(first_week + timedelta(weeks=i), time(), client.tz) for i in range(TREND_WEEKS)]
         body = feature_adoption(features, active_users=usage.body["active_users"], week_starts=week_starts,
                                 weekly_active=weekly_active)
-        body["basis"] = "plausible_visitors"
+        body["basis"] = basis
+        body["status_codes"].extend(codes)
         body["unknown_goals"] = sorted(unknown)
         if unknown:
             body["status_codes"].append("unknown_goals")
@@ -78,7 +87,18 @@ class FeaturesArea(Area):
             body["status_codes"].append("approximated_range")
         return body
 
+    async def _identified(self, features: list[FeatureUsage], window: ResolvedRange
+                          ) -> tuple[list[FeatureUsage], list[str]]:
+        """``features`` with unique users from the events, for the observable ones naming an event."""
+        events = {f.name: f.event for f in self.service.config.features if f.event}
+        users, codes = await identified_feature_users(self.service, window, events.values())
+        if users is None:
+            return features, codes
+        return [dataclasses.replace(f, unique_users=float(users[events[f.name]]))
+                if f.observable and f.name in events else f for f in features], codes
+
     async def _weekly(self, first_week: date) -> tuple[dict[str, list[float]], list[float]]:
+        """Unique visitors per goal and of the whole site, for each trend week."""
         client = self.service.plausible
         goals, visitors = await asyncio.gather(client.weekly_goal_visitors(first_week, TREND_WEEKS),
                                                client.weekly_visitors(first_week, TREND_WEEKS))
@@ -106,9 +126,9 @@ class FeaturesArea(Area):
     def _usage(feature: FeatureConfig, unknown: set[str], window_uses: dict[str, GoalUses],
                all_time: dict[str, GoalUses], goal_series: dict[str, list[float]]) -> FeatureUsage:
         if feature.goal is None:
-            return FeatureUsage(feature.name, None, None, None, None, ("needs_events_source",))
+            return FeatureUsage.unobservable(feature.name, "needs_events_source")
         if feature.goal in unknown:
-            return FeatureUsage(feature.name, None, None, None, None, ("unknown_goal",))
+            return FeatureUsage.unobservable(feature.name, "unknown_goal")
         uses = window_uses.get(feature.goal, NO_USES)
         return FeatureUsage(feature.name, unique_users=uses.visitors, total_uses=uses.events,
                             all_time_uses=all_time.get(feature.goal, NO_USES).events,
