@@ -201,7 +201,10 @@ class FakePlausible:
         metrics, dims = body["metrics"], body.get("dimensions", [])
         first, last = self._days(body["date_range"])
         names = None
-        for op, dimension, values in body.get("filters", []):
+        for condition in body.get("filters", []):
+            if len(condition) != 3:  # and/or/not/has_done: beyond this fake, say so rather than crash
+                return web.json_response({"error": f"fake Plausible: unsupported filter {condition!r}"}, status=400)
+            op, dimension, values = condition
             if dimension == GOAL and op == "is":
                 if (unknown := self._unknown_goal_response(values)) is not None:
                     return unknown
