@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Iterator
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client.core import Metric
 
@@ -23,3 +24,25 @@ def contained(area_name: str, produce: Callable[[], Iterable[Metric]]) -> Iterat
         log.exception("collector for %s failed; its series are omitted from this scrape", area_name)
         return iter(())
     return iter(families)
+
+
+class AreaCollector(ABC):
+    """A collector over one area's snapshots: ``describe`` lists the families without samples,
+    ``collect`` fills them from the snapshots present, contained so a bug cannot blank /metrics."""
+
+    def __init__(self, area: Any) -> None:
+        self.area = area
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(with_samples=False))
+
+    def collect(self) -> Iterator[Metric]:
+        return contained(self.area.name, lambda: self._families(with_samples=True))
+
+    @property
+    def ttl(self) -> float:
+        return self.area.service.config.cache.ttl_seconds
+
+    @abstractmethod
+    def _families(self, with_samples: bool) -> list[Metric]:
+        """Fresh metric families; with samples only when ``with_samples``."""

@@ -8,11 +8,11 @@ renders the same way (the rendered bytes are reused until the next refresh).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .base import contained, helptext
+from .base import AreaCollector, helptext
 
 if TYPE_CHECKING:
     from ..areas.experiments import ExperimentsArea
@@ -40,15 +40,7 @@ PER_VARIANT = (
 )
 
 
-class ExperimentsCollector:
-    def __init__(self, area: "ExperimentsArea") -> None:
-        self.area = area
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(self._families(with_samples=False))
-
-    def collect(self) -> Iterator[Metric]:
-        return contained(self.area.name, lambda: self._families(with_samples=True))
+class ExperimentsCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
         ttl = self.area.service.config.cache.ttl_seconds

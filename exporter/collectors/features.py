@@ -8,12 +8,12 @@ observed (unknown goal, no source) has no series rather than a misleading zero.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..timeranges import window_label
-from .base import contained, helptext
+from .base import AreaCollector, helptext
 
 if TYPE_CHECKING:
     from ..areas.features import FeaturesArea
@@ -21,15 +21,7 @@ if TYPE_CHECKING:
 TRENDS = ("up", "down", "stable", "insufficient_data")
 
 
-class FeaturesCollector:
-    def __init__(self, area: "FeaturesArea") -> None:
-        self.area = area
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(self._families(with_samples=False))
-
-    def collect(self) -> Iterator[Metric]:
-        return contained(self.area.name, lambda: self._families(with_samples=True))
+class FeaturesCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
         ttl = self.area.service.config.cache.ttl_seconds

@@ -6,12 +6,12 @@ Category labels come from free text, so they are the capped ``by_category`` rows
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..timeranges import window_label
-from .base import contained, helptext
+from .base import AreaCollector, helptext
 
 if TYPE_CHECKING:
     from ..areas.feedback import FeedbackArea
@@ -22,15 +22,7 @@ WINDOWED = (
 )
 
 
-class FeedbackCollector:
-    def __init__(self, area: "FeedbackArea") -> None:
-        self.area = area
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(self._families(with_samples=False))
-
-    def collect(self) -> Iterator[Metric]:
-        return contained(self.area.name, lambda: self._families(with_samples=True))
+class FeedbackCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
         ttl = self.area.service.config.cache.ttl_seconds

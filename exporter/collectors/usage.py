@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..timeranges import window_label
-from .base import contained, helptext
+from .base import AreaCollector, helptext
 
 if TYPE_CHECKING:
     from ..areas.usage import UsageArea
@@ -20,15 +20,7 @@ WINDOWED = (
 )
 
 
-class UsageCollector:
-    def __init__(self, area: "UsageArea") -> None:
-        self.area = area
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(self._families(with_samples=False))
-
-    def collect(self) -> Iterator[Metric]:
-        return contained(self.area.name, lambda: self._families(with_samples=True))
+class UsageCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
         ttl = self.area.service.config.cache.ttl_seconds
