@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.demo.experimentation import (
+from exporter.demo.fastapi_emulation import (
     IntQuery,
     fastapi_json_response,
     naive_utc_iso,
