@@ -15,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from .base import AreaCollector, helptext
 
 if TYPE_CHECKING:
-    from ..areas.experiments import ExperimentsArea
+    pass
 
 SOURCE = "the Experimentation Service (statistics computed by this service)"
 STOPPED_PUBLISHED_FOR = timedelta(days=30)

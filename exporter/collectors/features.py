@@ -16,7 +16,7 @@ from ..timeranges import window_label
 from .base import AreaCollector, helptext
 
 if TYPE_CHECKING:
-    from ..areas.features import FeaturesArea
+    pass
 
 TRENDS = ("up", "down", "stable", "insufficient_data")
 

@@ -14,7 +14,7 @@ from ..timeranges import window_label
 from .base import AreaCollector, helptext
 
 if TYPE_CHECKING:
-    from ..areas.feedback import FeedbackArea
+    pass
 
 WINDOWED = (
     ("analytics_feedback_average_rating", "average_rating", "Mean rating (1-5 stars) of feedback in the window."),

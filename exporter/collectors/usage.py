@@ -10,7 +10,7 @@ from ..timeranges import window_label
 from .base import AreaCollector, helptext
 
 if TYPE_CHECKING:
-    from ..areas.usage import UsageArea
+    pass
 
 WINDOWED = (
     ("analytics_active_users", "active_users", "Unique active users in the window."),
