@@ -26,7 +26,9 @@ SECTIONS: dict[str, tuple[str, dict[str, Param]]] = {
     "/api/v1/experiment-results": ("experiment_results", {"status": Param(EXPERIMENT_STATUSES, None)}),
     "/api/v1/feature-adoption": ("feature_adoption", {"time_range": time_range("30d")}),
     "/api/v1/feedback": ("feedback", {"time_range": time_range("30d")}),
+    "/api/v1/user-segments": ("user_segments", {"time_range": time_range("30d")}),
 }
+FUNNEL_QUERY = {"time_range": time_range("30d")}
 
 
 async def health(request: web.Request) -> web.Response:
@@ -48,12 +50,30 @@ async def metrics(request: web.Request) -> web.Response:
 
 def section_handler(area_name: str, spec: dict[str, Param]):
     async def handler(request: web.Request) -> web.Response:
-        service = request.app[SERVICE]
-        params = parse_query(request, spec)
-        section = await _within_deadline(service, service.areas[area_name].section(params))
-        return json_response(section.to_json(service))
+        return await _section_response(request.app[SERVICE], area_name, parse_query(request, spec))
 
     return handler
+
+
+async def funnel(request: web.Request) -> web.Response:
+    """One configured funnel; the name is part of the path, so an unknown one is a 404."""
+    service = request.app[SERVICE]
+    name = request.match_info["funnel_name"]
+    if service.config.funnel(name) is None:
+        configured = ", ".join(f.name for f in service.config.funnels) or "none"
+        raise ApiError(404, "unknown_funnel", f"no funnel named {name[:64]!r}; configured funnels: {configured}")
+    return await _section_response(service, "funnels", {"funnel_name": name, **parse_query(request, FUNNEL_QUERY)})
+
+
+async def funnels(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    parse_query(request, {})
+    return json_response(service.areas["funnels"].catalogue())
+
+
+async def _section_response(service: AnalyticsService, area_name: str, params: dict[str, Any]) -> web.Response:
+    section = await _within_deadline(service, service.areas[area_name].section(params))
+    return json_response(section.to_json(service))
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -86,4 +106,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     for path, (area, spec) in SECTIONS.items():
         app.router.add_get(path, section_handler(area, spec))
+    app.router.add_get("/api/v1/funnel/{funnel_name}", funnel)
+    app.router.add_get("/api/v1/funnels", funnels)
     app.router.add_post("/api/v1/metrics/refresh", refresh)

@@ -14,6 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from .analysis.funnels import FunnelDefinition, FunnelStep
+from .analysis.segments import SegmentThresholds
+from .demo.catalog import DEFAULT_FUNNELS as CATALOG_FUNNELS
 from .demo.catalog import FEATURE_GOALS
 from .secrets import Secret
 from .timeranges import TimeRange
@@ -60,6 +63,7 @@ class MetricsConfig:
     usage_windows: tuple[str, ...] = ("1d", "7d", "30d")
     feature_windows: tuple[str, ...] = ("30d",)
     feedback_windows: tuple[str, ...] = ("30d",)
+    funnel_windows: tuple[str, ...] = ("30d",)
     # Feedback categories are free text: the label keeps the N largest and folds the rest into "other".
     feedback_top_categories: int = 8
     default_scrape_timeout_seconds: float = 10.0
@@ -68,6 +72,7 @@ class MetricsConfig:
         _validate_windows("usage_windows", self.usage_windows)
         _validate_windows("feature_windows", self.feature_windows)
         _validate_windows("feedback_windows", self.feedback_windows)
+        _validate_windows("funnel_windows", self.funnel_windows)
         if self.feedback_top_categories < 0:
             raise ValueError(f"feedback_top_categories must be 0 or more (got {self.feedback_top_categories})")
         _positive(default_scrape_timeout_seconds=self.default_scrape_timeout_seconds)
@@ -83,6 +88,10 @@ class MetricsConfig:
     @property
     def feedback_ranges(self) -> tuple[TimeRange, ...]:
         return tuple(TimeRange.parse(w) for w in self.feedback_windows)
+
+    @property
+    def funnel_ranges(self) -> tuple[TimeRange, ...]:
+        return tuple(TimeRange.parse(w) for w in self.funnel_windows)
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,76 @@ DEFAULT_FEATURES = tuple(FeatureConfig(name=goal, goal=goal, event=event) for go
 
 
 @dataclass(frozen=True)
+class FunnelStepConfig:
+    """One funnel step: a display name, the event that marks it, and optionally a Plausible goal.
+
+    The goal is only used without an events source, when funnels fall back to Plausible's
+    aggregate goal counts (methods.md section 2); that fallback needs a goal on every step.
+    """
+
+    name: str
+    event: str
+    goal: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("a funnel step needs a non-empty name")
+        if not self.event.strip():
+            raise ValueError(f"funnel step {self.name!r} needs a non-empty event")
+
+
+@dataclass(frozen=True)
+class FunnelConfig:
+    """An ordered funnel: steps in order, the conversion window from step 1, optional step windows."""
+
+    name: str
+    steps: tuple[FunnelStepConfig, ...]
+    window_seconds: int
+    description: str = ""
+    step_windows: tuple[int | None, ...] | None = None  # seconds between consecutive steps; None: no limit
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("a funnel needs a non-empty name")
+        names = [step.name for step in self.steps]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:  # step names are metric label values: they must tell the steps apart
+            raise ValueError(f"funnel {self.name!r}: the step name {duplicates[0]!r} is used more than once")
+        self.definition()  # the analysis' own checks (window, step windows) apply here too
+
+    def definition(self) -> FunnelDefinition:
+        """The funnel as the ordered-events analysis takes it."""
+        return FunnelDefinition(self.name, self.description, tuple(FunnelStep(s.name, s.event) for s in self.steps),
+                                self.window_seconds, self.step_windows)
+
+    @property
+    def goals(self) -> tuple[str, ...] | None:
+        """The Plausible goal of every step, or None when a step has none."""
+        goals = tuple(step.goal for step in self.steps)
+        return None if None in goals else goals
+
+
+def _catalog_funnel(funnel: Any) -> FunnelConfig:
+    # A tracker event is "{category}.{action}.{label}"; the label names the step.
+    steps = tuple(FunnelStepConfig(name=event.rsplit(".", 1)[-1], event=event) for event in funnel.steps)
+    return FunnelConfig(name=funnel.name, description=funnel.description, steps=steps,
+                        window_seconds=funnel.window_seconds)
+
+
+# onboarding (14 d), deployment (1 d) and service_creation (7 d) over the platform's event names.
+DEFAULT_FUNNELS = tuple(_catalog_funnel(funnel) for funnel in CATALOG_FUNNELS)
+
+
+@dataclass(frozen=True)
+class SegmentsConfig:
+    """Behavioural segments (methods.md section 3): rule thresholds and what counts as activity."""
+
+    thresholds: SegmentThresholds = field(default_factory=SegmentThresholds)
+    # Events that make a day active (and count a user as active in usage); None: every event.
+    meaningful_events: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
@@ -201,12 +280,19 @@ class Config:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     features: tuple[FeatureConfig, ...] = DEFAULT_FEATURES
+    funnels: tuple[FunnelConfig, ...] = DEFAULT_FUNNELS
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
 
     def __post_init__(self) -> None:
-        names = [feature.name for feature in self.features]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"features: the name {duplicates[0]!r} is used more than once")
+        for section, items in (("features", self.features), ("funnels", self.funnels)):
+            names = [item.name for item in items]
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            if duplicates:
+                raise ValueError(f"{section}: the name {duplicates[0]!r} is used more than once")
+
+    def funnel(self, name: str) -> FunnelConfig | None:
+        """The configured funnel called ``name``, if any."""
+        return next((funnel for funnel in self.funnels if funnel.name == name), None)
 
 
 # Environment variable -> key path. ``*_FILE`` variants of secrets map to ``<key>_file``.

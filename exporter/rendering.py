@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Hashable
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from .collectors.events import EventsCollector
 from .collectors.health import HealthCollector
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class MetricsRenderer:
             self.analytics.register(area.collector())
         self.health = CollectorRegistry(auto_describe=True)
         self.health.register(HealthCollector(service))
+        self.health.register(EventsCollector(service))
         self._rendered: dict[str, tuple[Hashable, bytes]] = {}
         self.analytics_renders = 0  # how often the analytics families were rendered (for tests/bench)
 

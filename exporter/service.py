@@ -15,9 +15,10 @@ from typing import Any, Awaitable, Callable, Hashable, TypeVar
 from .areas import build_areas
 from .areas.base import Area
 from .cache import Cached, Memo
-from .config import ENVIRONMENT_FOR_KEY, Config
+from .config import ENVIRONMENT_FOR_KEY, Config, EventsConfig
 from .errors import SourceError
 from .health import HealthRegistry
+from .sources.events import EventsFileSource
 from .sources.experimentation import ExperimentationClient
 from .sources.feedback import FeedbackClient
 from .sources.http import counting_requests
@@ -40,6 +41,7 @@ class AnalyticsService:
         self.experimentation: ExperimentationClient | None = self._register(
             "experimentation", config.sources.experimentation, ExperimentationClient)
         self.feedback: FeedbackClient | None = self._register("feedback", config.sources.feedback, FeedbackClient)
+        self.events: EventsFileSource | None = self._register_events(config.events)
         self.areas: dict[str, Area] = build_areas(self)
 
     def _register(self, name: str, source_config: Any, factory: Callable[[Any, HealthRegistry], T]) -> T | None:
@@ -51,6 +53,12 @@ class AnalyticsService:
         client = factory(source_config, self.health)
         self._clients.append(client)
         return client
+
+    def _register_events(self, events: EventsConfig) -> EventsFileSource | None:
+        """Register the identified events source (configured under ``events``, not ``sources``)."""
+        reason = _disabled_reason("events", events.enabled, events.missing_settings())
+        self.health.register("events", reason)
+        return None if reason is not None else EventsFileSource(events, self.health, clock=self.clock)
 
     async def close(self) -> None:
         for client in self._clients:
@@ -74,7 +82,10 @@ class AnalyticsService:
         return sum(count for key, count in live if self.memo.peek(key) is not None)
 
     def source_details(self, source: str) -> dict[str, Any]:
-        """Source-specific facts for ``/health`` (the Plausible API version and request budget)."""
+        """Source-specific facts for ``/health``: the Plausible API version and request budget, the
+        events file's size and malformed lines."""
+        if source == "events" and self.events is not None:
+            return self.events.details()
         if source != "plausible" or self.plausible is None:
             return {}
         return {"api_version": self.plausible.api_version or "auto (not yet detected)",

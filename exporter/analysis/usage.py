@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from ..timeranges import iso_z
 from .numbers import finite_or_none
+
+
+class UserCounts(NamedTuple):
+    """Exact per-person counts from the identified events source."""
+
+    total: int  # users ever seen
+    active: int  # users active in the window
 
 
 def series(points: Sequence, metric: str) -> list[dict]:
@@ -23,13 +30,15 @@ def top_list(rows: Sequence, *, limit: int) -> list[dict]:
 
 
 def usage_trends(*, aggregate: dict, all_time: dict, current_visitors: int, points: Sequence,
-                 pages: Sequence, traffic_sources: Sequence, approximation: str | None, top_n: int = 10) -> dict:
-    """The usage-trends body on Plausible's visitor basis.
+                 pages: Sequence, traffic_sources: Sequence, approximation: str | None, top_n: int = 10,
+                 identified_users: UserCounts | None = None) -> dict:
+    """The usage-trends body.
 
-    ``active_users`` is the window's unique visitors and ``total_users`` the all-time unique
-    visitors, both as Plausible counts them: its visitor id rotates daily, so multi-day counts
-    include returning people more than once. ``basis`` says so; an events source gives exact
-    per-person counts instead.
+    Without ``identified_users``, ``active_users`` is the window's unique visitors and
+    ``total_users`` the all-time unique visitors, both as Plausible counts them: its visitor id
+    rotates daily, so multi-day counts include returning people more than once. With them (from
+    the events source) the two are exact per-person counts. ``basis`` says which; Plausible's
+    own numbers stay in ``unique_visitors`` either way.
     """
     visitors = aggregate.get("visitors") or 0.0
     body = {
@@ -50,6 +59,9 @@ def usage_trends(*, aggregate: dict, all_time: dict, current_visitors: int, poin
         "basis": "plausible_visitors",
         "status_codes": [],
     }
+    if identified_users is not None:
+        body.update(total_users=identified_users.total, active_users=identified_users.active,
+                    basis="identified_users")
     if approximation:
         body["approximation"] = approximation
         body["status_codes"].append("approximated_range")

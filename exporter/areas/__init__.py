@@ -8,12 +8,15 @@ from .base import Area
 from .experiments import ExperimentsArea
 from .feedback import FeedbackArea
 from .features import FeaturesArea
+from .funnels import FunnelsArea
+from .segments import SegmentsArea
 from .usage import UsageArea
 
 if TYPE_CHECKING:
     from ..service import AnalyticsService
 
-AREA_TYPES: tuple[type[Area], ...] = (UsageArea, ExperimentsArea, FeaturesArea, FeedbackArea)
+AREA_TYPES: tuple[type[Area], ...] = (UsageArea, ExperimentsArea, FeaturesArea, FeedbackArea, FunnelsArea,
+                                      SegmentsArea)
 
 
 def build_areas(service: "AnalyticsService") -> dict[str, Area]:

@@ -10,6 +10,7 @@ from ..analysis.usage import usage_trends
 from ..collectors.usage import UsageCollector
 from ..timeranges import TimeRange, resolve
 from .base import Area
+from .identified import identified_user_counts
 
 TOP_N = 10
 
@@ -18,23 +19,31 @@ class UsageArea(Area):
     name = "usage_trends"
     sources = ("plausible",)
 
+    def __init__(self, service: Any) -> None:
+        super().__init__(service)
+        if service.events is not None:  # the user counts come from the identified events
+            self.sources = (*self.sources, "events")
+
     async def compute(self, params: dict[str, Any]) -> dict[str, Any]:
         client = self.service.plausible
         now = datetime.fromtimestamp(self.service.clock(), timezone.utc)
         window = resolve(params["time_range"], now, client.tz)
         # Everything of one window is asked concurrently; the realtime and all-time figures are
         # shared by every window, so they are memoized once for all of them.
-        aggregate, points, (pages, note), (sources, _), realtime, all_time = await asyncio.gather(
+        aggregate, points, (pages, note), (sources, _), realtime, all_time, (identified, codes) = await asyncio.gather(
             client.aggregate(window),
             client.timeseries(window),
             client.breakdown(window, "event:page", limit=TOP_N),
             client.breakdown(window, "visit:source", limit=TOP_N),
             self.service.load(("plausible", "realtime"), "plausible", lambda: client.realtime_visitors(now)),
             self.service.load(("plausible", "all_time"), "plausible", lambda: client.all_time(now.date())),
+            identified_user_counts(self.service, window),
         )
-        return usage_trends(aggregate=aggregate.metrics, all_time=all_time.value, current_visitors=realtime.value,
+        body = usage_trends(aggregate=aggregate.metrics, all_time=all_time.value, current_visitors=realtime.value,
                             points=points, pages=pages, traffic_sources=sources,
-                            approximation=aggregate.approximation or note, top_n=TOP_N)
+                            approximation=aggregate.approximation or note, top_n=TOP_N, identified_users=identified)
+        body["status_codes"].extend(codes)
+        return body
 
     def metric_params(self) -> list[dict[str, Any]]:
         return [{"time_range": tr} for tr in self.service.config.metrics.usage_ranges]

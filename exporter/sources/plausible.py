@@ -56,6 +56,15 @@ class BreakdownRow:
 
 
 @dataclass(frozen=True)
+class GoalSequenceVisitors:
+    """Visitors per step of a sequence of goals; ``same_session`` says how they were counted."""
+
+    visitors: list[float]
+    same_session: bool  # v2: step k = sessions that completed goals 1..k; v1: each goal on its own
+    approximation: str | None = None  # set when the API could not express the exact window
+
+
+@dataclass(frozen=True)
 class GoalUses:
     """One goal's conversions: unique visitors who completed it, and how many times it was completed."""
 
@@ -224,6 +233,26 @@ class PlausibleClient(UpstreamClient):
                 return False
             raise
         return True
+
+    async def goal_sequence_visitors(self, window: ResolvedRange, goals: Sequence[str]) -> GoalSequenceVisitors:
+        """Visitors reaching each of ``goals`` in order, as near as the API allows (no funnel endpoint).
+
+        v2 asks once per step: step k counts the visitors of sessions that completed goals 1..k
+        (``has_done`` filters). v1 cannot combine goals: one goal breakdown gives each goal's own
+        visitors, whatever else they did.
+        """
+        if await self._version() == "v2":
+            date_range = _v2_date_range(window)
+            answers = await asyncio.gather(*(
+                self._v2_query({"metrics": ["visitors"], "date_range": date_range,
+                                "filters": [["has_done", ["is", GOAL, [goal]]] for goal in goals[:step]]})
+                for step in range(1, len(goals) + 1)))
+            # An aggregate answers one row; its values are the metrics asked for, here only visitors.
+            return GoalSequenceVisitors([(rows[0][0][0] or 0.0) if rows else 0.0 for rows in answers],
+                                        same_session=True)
+        uses, note = await self.goal_uses(window)
+        return GoalSequenceVisitors([uses.get(goal, _goal_uses({})).visitors for goal in goals], same_session=False,
+                                    approximation=note)
 
     async def _goal_breakdown(self, first: date, last: date, *, all_time: bool = False) -> dict[str, GoalUses]:
         """One goal breakdown over the days ``first..last`` (v2 says ``"all"`` for all time instead)."""

@@ -1,0 +1,93 @@
+"""Funnels from Plausible's aggregate goal counts, when no identified events exist (methods.md section 2).
+
+Plausible cannot follow a person across days and has no funnel endpoint, so this is a weaker
+funnel than :mod:`exporter.analysis.funnels`, and the report says how it was counted:
+
+- ``same_session`` (Stats API v2): step k is the number of visitors whose session completed the
+  goals of steps 1..k (``has_done`` filters). The order within the session is not checked and
+  the funnel's window does not apply: the session is the window.
+- otherwise (Stats API v1, which cannot combine goals): step k is the goal's own unique
+  visitors, capped at step k-1's count so that no step converts above 1. That is an upper bound
+  on the visitors who did steps 1..k.
+
+Counts are whole visitors; there are no per-person timestamps, so every time field is ``null``
+and ``status_codes`` carries ``timings_unavailable``. The shape is that of contract section 4.5,
+with ``method: "aggregate_goals"`` and a ``method_note`` in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .funnels import FunnelDefinition
+from .intervals import wilson_interval
+from .numbers import safe_ratio
+
+METHOD = "aggregate_goals"
+NO_TIMINGS = "timings_unavailable"
+SAME_SESSION_NOTE = ("Plausible goal counts (no identified events source): step k counts visitors whose session "
+                     "completed the goals of steps 1..k, in any order; the funnel window does not apply, and "
+                     "times between steps are unknown.")
+PER_GOAL_NOTE = ("Plausible goal counts (no identified events source; Stats API v1 cannot combine goals): step k "
+                 "counts the goal's own unique visitors, capped at the previous step's count, an upper bound on "
+                 "those who did steps 1..k; times between steps are unknown.")
+
+
+def goal_funnel_report(funnel: FunnelDefinition, visitors: Sequence[float], *, same_session: bool,
+                       incomplete_cohort: bool) -> dict:
+    """Contract section 4.5 report from the visitors counted at each step (one count per step)."""
+    if len(visitors) != len(funnel.steps):
+        raise ValueError(f"funnel {funnel.name!r}: {len(visitors)} counts for {len(funnel.steps)} steps")
+    # v2's nested filters are already non-increasing; v1's independent counts are capped here.
+    entered = np.minimum.accumulate(np.round(np.asarray(visitors, dtype=float))).astype(np.int64).tolist()
+    completed = entered[1:] + entered[-1:]
+    low, high = wilson_interval(np.array(completed), np.array(entered))
+
+    steps = []
+    for index, step in enumerate(funnel.steps):
+        rate = safe_ratio(completed[index], entered[index])
+        is_last = index == len(funnel.steps) - 1
+        codes = [NO_TIMINGS]
+        if not entered[index]:
+            codes.append("no_entries")
+        if is_last:
+            codes.append("last_step")
+        elif entered[index] and not completed[index]:
+            codes.append("no_transitions")
+        steps.append({
+            "step_name": step.name,
+            "step_number": index + 1,
+            "users_entered": entered[index],
+            "users_completed": completed[index],
+            "completion_rate": rate,
+            "completion_rate_ci": None if rate is None else [float(low[index]), float(high[index])],
+            "drop_off_rate": None if rate is None else 1.0 - rate,
+            "avg_time_to_next_step": None,
+            "median_time_to_next_step": None,
+            "p90_time_to_next_step": None,
+            "status_codes": codes,
+        })
+
+    total, finished = entered[0], entered[-1]
+    codes = [NO_TIMINGS]
+    if not total:
+        codes.append("no_entries")
+    elif not finished:
+        codes.append("no_completions")
+    return {
+        "funnel_name": funnel.name,
+        "description": funnel.description,
+        "method": METHOD,
+        "method_note": SAME_SESSION_NOTE if same_session else PER_GOAL_NOTE,
+        "window_seconds": funnel.window_seconds,
+        "steps": steps,
+        "overall_conversion_rate": safe_ratio(finished, total),
+        "total_users": total,
+        "completed_users": finished,
+        "avg_completion_time": None,
+        "median_completion_time": None,
+        "incomplete_cohort": bool(incomplete_cohort),
+        "status_codes": codes,
+    }

@@ -1,0 +1,43 @@
+"""Segment metrics (contract §5) from the user-segments snapshot.
+
+Segment names are the fixed behavioural segments, so the label set is bounded. A segment's size
+is published even when it is empty (0 is a fact); its mean engagement only when it has members.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .base import AreaCollector, helptext
+
+if TYPE_CHECKING:
+    from ..areas.segments import SegmentsArea
+
+SOURCE = "the identified events"
+
+
+class SegmentsCollector(AreaCollector):
+    area: "SegmentsArea"
+
+    def _families(self, with_samples: bool) -> list[Metric]:
+        ttl = self.ttl
+        size = GaugeMetricFamily(
+            "analytics_segment_size",
+            helptext("Users in the behavioural segment as of now (rules in /api/v1/user-segments).", SOURCE, ttl),
+            labels=["segment_name"])
+        engagement = GaugeMetricFamily(
+            "analytics_segment_engagement",
+            helptext("Mean engagement score of the segment's users, 0..100.", SOURCE, ttl), labels=["segment_name"])
+        families = [size, engagement]
+        if not with_samples:
+            return families
+        sections = (self.area.peek(params) for params in self.area.metric_params())
+        section = next((s for s in sections if s is not None), None)
+        if section is not None:
+            for segment in section.body["segments"]:
+                size.add_metric([segment["segment_name"]], segment["user_count"])
+                if segment["avg_engagement"] is not None:
+                    engagement.add_metric([segment["segment_name"]], segment["avg_engagement"])
+        return [family for family in families if family.samples]
