@@ -36,10 +36,9 @@ import os
 import re
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from itertools import islice
 from typing import NamedTuple
 
 import numpy as np
@@ -94,9 +93,8 @@ def load_events_file(path: str | os.PathLike[str]) -> LoadResult:
     builder = _LogBuilder()
     try:
         with _open_text(path, compressed) as stream:
-            rows = _csv_rows(stream, builder) if is_csv else _json_lines_rows(stream, builder)
-            for chunk in _batched(rows, _CHUNK_LINES):
-                builder.add_chunk(chunk)
+            read = _read_csv if is_csv else _read_json_lines
+            read(stream, builder)
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise EventsFileError(f"{os.fspath(path)}: corrupt or truncated gzip stream") from error
     return builder.finish()
@@ -135,20 +133,19 @@ def _is_unicode(name: str) -> bool:
     return True
 
 
-# --- lines to rows --------------------------------------------------------------------------
+# --- lines to fields ------------------------------------------------------------------------
 #
-# A row is (line_number, user_id, event, raw_timestamp) with user_id and event already checked;
-# timestamps are checked a chunk at a time by _parse_timestamps. Lines rejected here are reported
-# to the builder straight away.
+# Readers check user_id and event and hand each line to the builder, accepted (timestamps are
+# checked later, a chunk at a time) or rejected.
 
-Row = tuple[int, str, str, object]
-
-
-def _json_lines_rows(stream: Iterable[str], builder: _LogBuilder) -> Iterator[Row]:
+def _read_json_lines(stream: Iterable[str], builder: _LogBuilder) -> None:
     # The decoder's C scanner is called directly: json.loads wraps it in BOM and whitespace
     # handling that costs twice the parse itself on one-line objects. Lines the scanner does not
     # take as a whole (leading whitespace, trailing garbage) get json.loads' verdict.
     scan = json.JSONDecoder().scan_once
+    line_numbers, users, events, timestamps = builder.pending
+    user_code, user_codes = builder.user_codes.setdefault, builder.user_codes
+    event_code, event_codes = builder.event_codes.setdefault, builder.event_codes
     for line_number, line in enumerate(stream, start=1):
         try:
             record, end = scan(line, 0)
@@ -175,10 +172,15 @@ def _json_lines_rows(stream: Iterable[str], builder: _LogBuilder) -> Iterator[Ro
         elif not (user.isascii() and event.isascii()) and not _is_unicode(user + event):
             builder.reject(line_number, "user_id or event is not valid UTF-8", None)
         else:
-            yield line_number, user, event, record.get("timestamp")
+            line_numbers.append(line_number)
+            users.append(user_code(user, len(user_codes)))
+            events.append(event_code(event, len(event_codes)))
+            timestamps.append(record.get("timestamp"))
+            if len(line_numbers) >= _CHUNK_LINES:
+                builder.flush()
 
 
-def _csv_rows(stream: Iterable[str], builder: _LogBuilder) -> Iterator[Row]:
+def _read_csv(stream: Iterable[str], builder: _LogBuilder) -> None:
     reader = csv.reader(stream)
     header = next(reader, None)
     if header is None:
@@ -191,6 +193,9 @@ def _csv_rows(stream: Iterable[str], builder: _LogBuilder) -> Iterator[Row]:
         )
     user_at, event_at, time_at = (columns.index(name) for name in CSV_REQUIRED_COLUMNS)
     width = len(columns)
+    line_numbers, users, events, timestamps = builder.pending
+    user_code, user_codes = builder.user_codes.setdefault, builder.user_codes
+    event_code, event_codes = builder.event_codes.setdefault, builder.event_codes
     while True:
         try:
             row = next(reader)
@@ -213,28 +218,39 @@ def _csv_rows(stream: Iterable[str], builder: _LogBuilder) -> Iterator[Row]:
         elif not (user.isascii() and event.isascii()) and not _is_unicode(user + event):
             builder.reject(line_number, "user_id or event is not valid UTF-8", None)
         else:
-            yield line_number, user, event, row[time_at]
-
-
-def _batched(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
-    while chunk := list(islice(rows, size)):
-        yield chunk
+            line_numbers.append(line_number)
+            users.append(user_code(user, len(user_codes)))
+            events.append(event_code(event, len(event_codes)))
+            timestamps.append(row[time_at])
+            if len(line_numbers) >= _CHUNK_LINES:
+                builder.flush()
 
 
 # --- rows to columns ------------------------------------------------------------------------
 
 class _LogBuilder:
-    """Accumulates dictionary-encoded columns chunk by chunk, and the rejected-line report."""
+    """Accumulates dictionary-encoded columns chunk by chunk, and the rejected-line report.
+
+    Readers dictionary-encode names with ``user_codes`` / ``event_codes`` (name -> code, codes
+    in order of first appearance; ``codes.setdefault(name, len(codes))``) while the string is
+    fresh, append accepted lines straight to the four ``pending`` lists (line number, user code,
+    event code, raw timestamp) and call :meth:`flush` when a chunk is full; flush empties the
+    lists in place. Plain per-field lists keep per-line cost down (no method call, no per-line
+    object for the garbage collector to track) and let a chunk's timestamps be parsed together.
+    A name whose only lines are later rejected for their timestamp keeps an unused code, which
+    :meth:`EventLog.build` drops.
+    """
 
     def __init__(self) -> None:
-        self._user_codes: dict[str, int] = {}
-        self._event_codes: dict[str, int] = {}
+        self.user_codes: dict[str, int] = {}
+        self.event_codes: dict[str, int] = {}
         self._users = array("i")
         self._events = array("i")
         self._timestamps = array("q")
         self._accepted = 0
         self._malformed = 0
         self._errors: list[tuple[int, str]] = []
+        self.pending: tuple[list[int], list[int], list[int], list[object]] = ([], [], [], [])
 
     def reject(self, line_number: int, reason: str, value: object) -> None:
         """Count a skipped line; keep the reasons of the earliest few (sorted by line)."""
@@ -246,30 +262,32 @@ class _LogBuilder:
         bisect.insort(self._errors, (line_number, f"line {line_number}: {reason}{detail}"))
         del self._errors[MAX_REPORTED_ERRORS:]
 
-    def add_chunk(self, rows: list[Row]) -> None:
-        """Encode the names of ``rows`` and append those whose timestamp is valid."""
-        line_numbers, users, events, raw_timestamps = zip(*rows)
+    def flush(self) -> None:
+        """Append the pending lines whose timestamp is valid."""
+        line_numbers, users, events, raw_timestamps = self.pending
         seconds, valid = _parse_timestamps(raw_timestamps)
+        users = np.array(users, dtype=np.int32)
+        events = np.array(events, dtype=np.int32)
         if not valid.all():
             for index in np.flatnonzero(~valid).tolist():
                 self.reject(line_numbers[index], _BAD_TIMESTAMP, raw_timestamps[index])
-            keep = valid.tolist()
-            users = [name for name, ok in zip(users, keep) if ok]
-            events = [name for name, ok in zip(events, keep) if ok]
-            seconds = seconds[valid]
-        self._users.extend(_encode(users, self._user_codes))
-        self._events.extend(_encode(events, self._event_codes))
+            users, events, seconds = users[valid], events[valid], seconds[valid]
+        for field in self.pending:
+            field.clear()
+        self._users.frombytes(users.tobytes())
+        self._events.frombytes(events.tobytes())
         self._timestamps.frombytes(seconds.tobytes())
         self._accepted += len(seconds)
 
     def finish(self) -> LoadResult:
         """Sort the columns into an :class:`EventLog` and report what was skipped."""
+        self.flush()
         log = EventLog.build(
             np.frombuffer(self._users, dtype=np.int32),
             np.frombuffer(self._events, dtype=np.int32),
             np.frombuffer(self._timestamps, dtype=np.int64),
-            list(self._user_codes),
-            list(self._event_codes),
+            list(self.user_codes),
+            list(self.event_codes),
         )
         return LoadResult(
             log=log,
@@ -277,18 +295,6 @@ class _LogBuilder:
             total_lines=self._accepted + self._malformed,
             first_errors=[message for _, message in self._errors],
         )
-
-
-def _encode(names: Iterable[str], codes: dict[str, int]) -> array:
-    encoded = array("i")
-    append = encoded.append
-    get = codes.get
-    for name in names:
-        code = get(name)
-        if code is None:
-            code = codes[name] = len(codes)
-        append(code)
-    return encoded
 
 
 def _excerpt(value: object) -> str:
@@ -381,13 +387,19 @@ _HEAD_CLASSES = _character_classes(separator=(" ", "T"))
 _TAIL_CLASSES = _character_classes(sign=("-", "+"))
 _HEAD_TEMPLATE = np.frombuffer(_ISO_HEAD.encode(), dtype=np.uint8)
 _TAIL_TEMPLATES = _tail_templates()
-# Year, month, day, hour, minute, second from the head's digit values, as one matrix product.
-_HEAD_FIELD_WEIGHTS = np.zeros((len(_ISO_HEAD), 6))
-for _field, (_first, _width) in enumerate(((0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2))):
-    _HEAD_FIELD_WEIGHTS[_first: _first + _width, _field] = 10.0 ** np.arange(_width - 1, -1, -1)
+# (first character, width) of year, month, day, hour, minute and second in the head.
+_HEAD_FIELDS = ((0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2))
 _DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 _DAYS_0001_TO_1970 = 719_162
+
+
+def _decimal(chars: np.ndarray, first: int, width: int) -> np.ndarray:
+    """The number written in columns ``first .. first + width - 1`` of each row (digits only)."""
+    value = np.zeros(len(chars), dtype=np.int64)
+    for column in range(first, first + width):
+        value = value * 10 + chars[:, column] - ord("0")
+    return value
 
 
 def _rows_equal(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -421,9 +433,7 @@ def _parse_common_iso(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     ok &= _rows_equal(np.take(_HEAD_CLASSES, head), _HEAD_TEMPLATE)
     ok &= _rows_equal(np.take(_TAIL_CLASSES, tail), _TAIL_TEMPLATES[kind, tail_length])
 
-    year, month, day, hour, minute, second = (
-        (head.astype(np.float64) - ord("0")) @ _HEAD_FIELD_WEIGHTS
-    ).astype(np.int64).T
+    year, month, day, hour, minute, second = (_decimal(head, *field) for field in _HEAD_FIELDS)
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     ok &= (year >= 1) & (month >= 1) & (month <= 12)
     month = np.where(ok, month, 1)  # a valid index for the tables below

@@ -5,12 +5,11 @@ int32 indices into tuples of names, i.e. dictionary encoding) and an int64 times
 seconds. Events are sorted by timestamp; :meth:`EventLog.build` sorts with a stable sort, so
 events sharing a second keep their input (file) order.
 
-Memory: the columns cost exactly 16 bytes per event (4 + 4 + 8). Names are stored once each,
-about 60-80 bytes per distinct user or event name (a short ``str`` plus its tuple slot and the
-lookup dictionary entry for event names). Measured on this machine with ``tracemalloc`` for a
-1,000,000-event JSON Lines file with 20,000 users and 20 event names: the finished log retains
-17.4 bytes per event (16.0 in columns, the rest names), and loading it peaks at about 60 bytes per
-event (one 65,536-line parsing chunk of Python objects plus the compact arrays being assembled).
+Memory: the columns cost exactly 16 bytes per event (4 + 4 + 8). Each distinct user or event
+name adds about 65 bytes (a short ``str`` and its tuple slot; event names also a lookup entry).
+Measured with ``tracemalloc`` on this machine for a 1,000,000-event JSON Lines file with 20,000
+users and 20 event names: the finished log retains 18.0 bytes per event, and loading it peaks at
+42 bytes per event (51 when the file is not in time order and has to be sorted).
 """
 
 from __future__ import annotations
