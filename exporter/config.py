@@ -18,6 +18,7 @@ from .analysis.funnels import FunnelDefinition, FunnelStep
 from .analysis.segments import SegmentThresholds
 from .demo.catalog import DEFAULT_FUNNELS as CATALOG_FUNNELS
 from .demo.catalog import FEATURE_GOALS
+from .demo.catalog import FunnelDefinition as CatalogFunnel
 from .secrets import Secret
 from .timeranges import TimeRange
 from .typed_mapping import MappingError, build, to_plain
@@ -221,6 +222,11 @@ class FunnelStepConfig:
             raise ValueError(f"funnel step {self.name!r} needs a non-empty event")
 
 
+# A conversion window longer than a year says nothing a 90-day range could show, and keeps the
+# analysis' 32-bit time keys far from overflowing.
+MAX_FUNNEL_WINDOW_SECONDS = 366 * 86_400
+
+
 @dataclass(frozen=True)
 class FunnelConfig:
     """An ordered funnel: steps in order, the conversion window from step 1, optional step windows."""
@@ -238,6 +244,9 @@ class FunnelConfig:
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:  # step names are metric label values: they must tell the steps apart
             raise ValueError(f"funnel {self.name!r}: the step name {duplicates[0]!r} is used more than once")
+        if self.window_seconds > MAX_FUNNEL_WINDOW_SECONDS:
+            raise ValueError(f"funnel {self.name!r}: window_seconds must be at most {MAX_FUNNEL_WINDOW_SECONDS} "
+                             f"(366 days; got {self.window_seconds})")
         self.definition()  # the analysis' own checks (window, step windows) apply here too
 
     def definition(self) -> FunnelDefinition:
@@ -252,7 +261,7 @@ class FunnelConfig:
         return None if None in goals else goals
 
 
-def _catalog_funnel(funnel: Any) -> FunnelConfig:
+def _catalog_funnel(funnel: CatalogFunnel) -> FunnelConfig:
     # A tracker event is "{category}.{action}.{label}"; the label names the step.
     steps = tuple(FunnelStepConfig(name=event.rsplit(".", 1)[-1], event=event) for event in funnel.steps)
     return FunnelConfig(name=funnel.name, description=funnel.description, steps=steps,

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from statsmodels.stats.proportion import proportion_confint
 
 import exporter.sources.events as events_module
+from exporter.config import ConfigError, load_config
 from exporter.demo import catalog
 from exporter.demo.events_file import write_events_file
 from exporter.demo.plausible import build_plausible_app
@@ -43,8 +44,10 @@ def clock() -> FakeClock:  # also the service's clock in make_client
 
 # --- the reference -----------------------------------------------------------------------------
 
-def reference_reach(events: list[Event], steps: list[str], window: int, start: int, end: int) -> dict[str, list[int]]:
+def reference_reach(events: list[Event], steps: list[str], window: int, start: int, end: int,
+                    step_windows: list[int | None] | None = None) -> dict[str, list[int]]:
     """Per user who entered in [start, end): the step times of the earliest furthest attempt."""
+    step_windows = step_windows or [None] * (len(steps) - 1)
     by_user = defaultdict(list)
     for e in events:
         by_user[e.user].append((e.ts, e.event))
@@ -55,8 +58,9 @@ def reference_reach(events: list[Event], steps: list[str], window: int, start: i
             if name != steps[0] or not start <= t0 < end:
                 continue
             times = [t0]
-            for step in steps[1:]:
-                later = [t for t, n in evs if n == step and times[-1] < t <= t0 + window]
+            for step, step_window in zip(steps[1:], step_windows):
+                limit = t0 + window if step_window is None else min(t0 + window, times[-1] + step_window)
+                later = [t for t, n in evs if n == step and times[-1] < t <= limit]
                 if not later:
                     break
                 times.append(min(later))
@@ -150,6 +154,28 @@ async def test_funnel_matches_the_per_user_reference_on_random_files(tmp_path, m
         assert body["incomplete_cohort"] is True  # the range ends now, less than a window ago
         reach = reference_reach(events, [f"app.{s}" for s in STEPS], 2 * DAY, day_range_start(days), NOW + 1)
         check_against_reference(body, reach, len(STEPS))
+
+
+async def test_step_windows_from_the_configuration_apply(tmp_path, make_client):
+    events = random_events(9)
+    path = write_events(tmp_path / "events.jsonl", events)
+    client, _ = await make_client(**{"events.path": str(path), "funnels": [FUNNEL | {"step_windows": [60, None]}]})
+    body = await funnel_json(client, "trial")
+    reach = reference_reach(events, [f"app.{s}" for s in STEPS], 2 * DAY, day_range_start(30), NOW + 1, [60, None])
+    check_against_reference(body, reach, len(STEPS))
+    assert all(times[1] - times[0] <= 60 for times in reach.values() if len(times) > 1)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"window_seconds": 400 * DAY}, "at most"),
+    ({"step_windows": [60]}, "one entry per transition"),
+    ({"steps": [{"name": "same", "event": "a"}, {"name": "same", "event": "b"}]}, "'same' is used more than once"),
+    ({"steps": []}, "has no steps"),
+])
+def test_invalid_funnel_configuration_is_a_clear_error(change, fragment):
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ={}, overrides={"funnels": [FUNNEL | change]})
+    assert "funnels[0]" in str(raised.value) and fragment in str(raised.value)
 
 
 async def test_demo_population_funnels_match_the_reference(tmp_path, make_client):
