@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..timeranges import window_label
 from .base import AreaCollector, helptext
 
-if TYPE_CHECKING:
-    pass
-
+# Where the user counts come from, by the snapshot's ``basis`` (HELP names the real source).
+USER_COUNT_SOURCE = {"identified_users": "the identified events source", "plausible_visitors": "Plausible"}
 WINDOWED = (
-    ("analytics_active_users", "active_users", "Unique active users in the window."),
     ("analytics_unique_visitors", "unique_visitors", "Unique visitors in the window (Plausible's daily-salted count)."),
     ("analytics_avg_session_duration_seconds", "avg_session_duration", "Mean visit duration in the window."),
     ("analytics_bounce_rate_percentage", "bounce_rate", "Share of single-page visits in the window, 0..100."),
@@ -23,8 +19,7 @@ WINDOWED = (
 class UsageCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
-        ttl = self.area.service.config.cache.ttl_seconds
-        source = "Plausible"
+        ttl, source = self.ttl, "Plausible"
         snapshots = []
         if with_samples:
             for params in self.area.metric_params():
@@ -33,11 +28,16 @@ class UsageCollector(AreaCollector):
                     snapshots.append((window_label(params["time_range"]), section.body))
         windowed = {name: GaugeMetricFamily(name, helptext(text, source, ttl), labels=["window"])
                     for name, _, text in WINDOWED}
-        total = GaugeMetricFamily("analytics_total_users", helptext("Users ever seen.", source, ttl))
+        basis = snapshots[0][1].get("basis") if snapshots else None
+        users_source = USER_COUNT_SOURCE.get(basis, "Plausible or the identified events source")
+        active = GaugeMetricFamily("analytics_active_users",
+                                   helptext("Unique active users in the window.", users_source, ttl), labels=["window"])
+        total = GaugeMetricFamily("analytics_total_users", helptext("Users ever seen.", users_source, ttl))
         pageviews = CounterMetricFamily("analytics_page_views", helptext("All-time pageviews.", source, ttl))
         current = GaugeMetricFamily("analytics_current_visitors",
                                     helptext("Visitors in the last 5 minutes.", source, ttl))
         for label, body in snapshots:
+            active.add_metric([label], body["active_users"])
             for name, field, _ in WINDOWED:
                 if body.get(field) is not None:
                     windowed[name].add_metric([label], body[field])
@@ -46,5 +46,5 @@ class UsageCollector(AreaCollector):
             total.add_metric([], body["total_users"])
             pageviews.add_metric([], body["page_views_all_time"])
             current.add_metric([], body["current_visitors"])
-        families = [total, *windowed.values(), pageviews, current]
+        families = [total, active, *windowed.values(), pageviews, current]
         return [f for f in families if f.samples] if with_samples else families
