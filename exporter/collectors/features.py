@@ -24,15 +24,22 @@ TRENDS = ("up", "down", "stable", "insufficient_data")
 class FeaturesCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
-        ttl = self.area.service.config.cache.ttl_seconds
-        source = "Plausible goals"
+        ttl, source = self.ttl, "Plausible goals"
+        snapshots = [(window_label(params["time_range"]), section.body)
+                     for params in self.area.metric_params()
+                     if with_samples and (section := self.area.peek(params)) is not None]
+        identified = bool(snapshots) and snapshots[0][1].get("basis") == "identified_users"
+        users_text, users_source = (("Unique identified users of the feature in the window.",
+                                     "the identified events source") if identified else
+                                    ("Unique users of the feature in the window (Plausible's daily-salted visitors).",
+                                     source))
         rate = GaugeMetricFamily(
             "analytics_feature_adoption_rate",
             helptext("Unique users of the feature / active users in the window, 0..1.", source, ttl),
             labels=["feature_name", "window"])
         users = GaugeMetricFamily(
             "analytics_feature_unique_users",
-            helptext("Unique users of the feature in the window (Plausible's daily-salted visitors).", source, ttl),
+            helptext(users_text, users_source, ttl),
             labels=["feature_name", "window"])
         usage = CounterMetricFamily(
             "analytics_feature_usage",
@@ -46,9 +53,6 @@ class FeaturesCollector(AreaCollector):
         families = [rate, users, usage, trend]
         if not with_samples:
             return families
-        snapshots = [(window_label(params["time_range"]), section.body)
-                     for params in self.area.metric_params()
-                     if (section := self.area.peek(params)) is not None]
         for label, body in snapshots:
             for feature in body["features"]:
                 if feature["adoption_rate"] is not None:
