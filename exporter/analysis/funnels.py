@@ -36,6 +36,7 @@ sorted int64 key ``user << 32 | seconds since range_start``. All attempts advanc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,7 +232,20 @@ def _reduce_per_user(
 def _report(funnel: FunnelDefinition, reach: FunnelReach, *, incomplete_cohort: bool) -> dict:
     n_steps = len(funnel.steps)
     reached = np.bincount(reach.levels, minlength=n_steps + 1)[::-1].cumsum()[::-1][1:]
-    entered = reached.tolist()
+    return funnel_report(funnel, reached.tolist(), method=METHOD, incomplete_cohort=incomplete_cohort,
+                         step_seconds=reach.transition_seconds, completion_seconds=reach.completion_seconds())
+
+
+def funnel_report(funnel: FunnelDefinition, entered: list[int], *, method: str, incomplete_cohort: bool,
+                  step_seconds: Callable[[int], np.ndarray] | None = None,
+                  completion_seconds: np.ndarray | None = None, codes: Sequence[str] = ()) -> dict:
+    """The contract section 4.5 report from the users who reached each step.
+
+    ``step_seconds(k)`` gives the seconds from step k to step k+1 of the users who made that
+    transition; without it (aggregate counts) every time is ``null``. ``codes`` are status codes
+    that apply to every step and to the funnel (e.g. why timings are missing).
+    """
+    n_steps = len(funnel.steps)
     completed = entered[1:] + entered[-1:]
     low, high = wilson_interval(np.array(completed), np.array(entered))
 
@@ -239,15 +253,14 @@ def _report(funnel: FunnelDefinition, reach: FunnelReach, *, incomplete_cohort: 
     for index, step in enumerate(funnel.steps):
         rate = safe_ratio(completed[index], entered[index])
         is_last = index == n_steps - 1
-        durations = None if is_last else reach.transition_seconds(index)
-        summary = _time_summary(durations)
-        codes = []
+        summary = _time_summary(None if is_last or step_seconds is None else step_seconds(index))
+        step_codes = list(codes)
         if not entered[index]:
-            codes.append("no_entries")
+            step_codes.append("no_entries")
         if is_last:
-            codes.append("last_step")
+            step_codes.append("last_step")
         elif entered[index] and not completed[index]:
-            codes.append("no_transitions")
+            step_codes.append("no_transitions")
         steps.append({
             "step_name": step.name,
             "step_number": index + 1,
@@ -259,20 +272,20 @@ def _report(funnel: FunnelDefinition, reach: FunnelReach, *, incomplete_cohort: 
             "avg_time_to_next_step": summary["mean"],
             "median_time_to_next_step": summary["median"],
             "p90_time_to_next_step": summary["p90"],
-            "status_codes": codes,
+            "status_codes": step_codes,
         })
 
     total, finished = entered[0], entered[-1]
-    completion = _time_summary(reach.completion_seconds())
-    codes = []
+    completion = _time_summary(completion_seconds)
+    funnel_codes = list(codes)
     if not total:
-        codes.append("no_entries")
+        funnel_codes.append("no_entries")
     elif not finished:
-        codes.append("no_completions")
+        funnel_codes.append("no_completions")
     return {
         "funnel_name": funnel.name,
         "description": funnel.description,
-        "method": METHOD,
+        "method": method,
         "window_seconds": funnel.window_seconds,
         "steps": steps,
         "overall_conversion_rate": safe_ratio(finished, total),
@@ -281,7 +294,7 @@ def _report(funnel: FunnelDefinition, reach: FunnelReach, *, incomplete_cohort: 
         "avg_completion_time": completion["mean"],
         "median_completion_time": completion["median"],
         "incomplete_cohort": bool(incomplete_cohort),
-        "status_codes": codes,
+        "status_codes": funnel_codes,
     }
 
 

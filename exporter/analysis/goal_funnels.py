@@ -21,9 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .funnels import FunnelDefinition
-from .intervals import wilson_interval
-from .numbers import safe_ratio
+from .funnels import FunnelDefinition, funnel_report
 
 METHOD = "aggregate_goals"
 NO_TIMINGS = "timings_unavailable"
@@ -42,52 +40,5 @@ def goal_funnel_report(funnel: FunnelDefinition, visitors: Sequence[float], *, s
         raise ValueError(f"funnel {funnel.name!r}: {len(visitors)} counts for {len(funnel.steps)} steps")
     # v2's nested filters are already non-increasing; v1's independent counts are capped here.
     entered = np.minimum.accumulate(np.round(np.asarray(visitors, dtype=float))).astype(np.int64).tolist()
-    completed = entered[1:] + entered[-1:]
-    low, high = wilson_interval(np.array(completed), np.array(entered))
-
-    steps = []
-    for index, step in enumerate(funnel.steps):
-        rate = safe_ratio(completed[index], entered[index])
-        is_last = index == len(funnel.steps) - 1
-        codes = [NO_TIMINGS]
-        if not entered[index]:
-            codes.append("no_entries")
-        if is_last:
-            codes.append("last_step")
-        elif entered[index] and not completed[index]:
-            codes.append("no_transitions")
-        steps.append({
-            "step_name": step.name,
-            "step_number": index + 1,
-            "users_entered": entered[index],
-            "users_completed": completed[index],
-            "completion_rate": rate,
-            "completion_rate_ci": None if rate is None else [float(low[index]), float(high[index])],
-            "drop_off_rate": None if rate is None else 1.0 - rate,
-            "avg_time_to_next_step": None,
-            "median_time_to_next_step": None,
-            "p90_time_to_next_step": None,
-            "status_codes": codes,
-        })
-
-    total, finished = entered[0], entered[-1]
-    codes = [NO_TIMINGS]
-    if not total:
-        codes.append("no_entries")
-    elif not finished:
-        codes.append("no_completions")
-    return {
-        "funnel_name": funnel.name,
-        "description": funnel.description,
-        "method": METHOD,
-        "method_note": SAME_SESSION_NOTE if same_session else PER_GOAL_NOTE,
-        "window_seconds": funnel.window_seconds,
-        "steps": steps,
-        "overall_conversion_rate": safe_ratio(finished, total),
-        "total_users": total,
-        "completed_users": finished,
-        "avg_completion_time": None,
-        "median_completion_time": None,
-        "incomplete_cohort": bool(incomplete_cohort),
-        "status_codes": codes,
-    }
+    report = funnel_report(funnel, entered, method=METHOD, incomplete_cohort=incomplete_cohort, codes=[NO_TIMINGS])
+    return {**report, "method_note": SAME_SESSION_NOTE if same_session else PER_GOAL_NOTE}
