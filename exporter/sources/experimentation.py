@@ -93,12 +93,7 @@ class ExperimentReading:
 
 class ExperimentationClient(UpstreamClient):
     def __init__(self, config: ExperimentationConfig, health: HealthRegistry, *, page_size: int = PAGE_SIZE) -> None:
-        super().__init__(
-            SOURCE,
-            ClientSettings(config.url or "", config.timeout_seconds, config.timeout_seconds * 2.5,
-                           config.max_concurrency, config.max_retries, config.max_response_bytes),
-            health,
-        )
+        super().__init__(SOURCE, ClientSettings.from_config(config), health)
         self.page_size = page_size
 
     async def read_experiments(self, status: str | None = None) -> list[ExperimentReading]:

@@ -35,15 +35,7 @@ class FeedbackWindow:
 
 class FeedbackClient(UpstreamClient):
     def __init__(self, config: FeedbackConfig, health: HealthRegistry) -> None:
-        token = config.admin_token
-        super().__init__(
-            SOURCE,
-            ClientSettings(config.url or "", config.timeout_seconds, config.timeout_seconds * 2.5,
-                           config.max_concurrency, config.max_retries, config.max_response_bytes),
-            health,
-            headers={"Authorization": f"Bearer {token.reveal()}"} if token else {},
-            secrets=[token],
-        )
+        super().__init__(SOURCE, ClientSettings.from_config(config), health, bearer=config.admin_token)
 
     async def items_since(self, start: datetime) -> FeedbackWindow:
         """Every item created at or after ``start`` (tz-aware): pages of 100 until one is older.

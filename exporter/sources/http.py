@@ -66,17 +66,27 @@ class ClientSettings:
     max_retries: int
     max_response_bytes: int
 
+    @classmethod
+    def from_config(cls, config: Any) -> "ClientSettings":
+        """Settings from a source's configuration section (``HttpSourceConfig``)."""
+        # The call's deadline leaves room for retries with back-off after a slow first attempt.
+        return cls(config.url or "", config.timeout_seconds, config.timeout_seconds * 2.5,
+                   config.max_concurrency, config.max_retries, config.max_response_bytes)
+
 
 class UpstreamClient:
     """Base class for one upstream. Subclasses add typed calls and their own error wording."""
 
     def __init__(self, name: str, settings: ClientSettings, health: HealthRegistry, *,
-                 headers: Mapping[str, str] | None = None, secrets: Iterable[Secret | None] = ()) -> None:
+                 headers: Mapping[str, str] | None = None, secrets: Iterable[Secret | None] = (),
+                 bearer: Secret | None = None) -> None:
         self.name = name
         self.settings = settings
         self.health = health
         self._headers = dict(headers or {})
-        self._secrets = [s.reveal() for s in secrets if s]
+        if bearer:
+            self._headers["Authorization"] = f"Bearer {bearer.reveal()}"
+        self._secrets = [s.reveal() for s in [*secrets, bearer] if s]
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._session: aiohttp.ClientSession | None = None
 

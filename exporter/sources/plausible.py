@@ -76,15 +76,7 @@ class PlausibleClient(UpstreamClient):
     """Speaks both API generations; ``api_version`` is resolved on first use when ``auto``."""
 
     def __init__(self, config: PlausibleConfig, health: HealthRegistry) -> None:
-        key = config.api_key
-        super().__init__(
-            SOURCE,
-            ClientSettings(config.url or "", config.timeout_seconds, config.timeout_seconds * 2.5,
-                           config.max_concurrency, config.max_retries, config.max_response_bytes),
-            health,
-            headers={"Authorization": f"Bearer {key.reveal()}"} if key else {},
-            secrets=[key],
-        )
+        super().__init__(SOURCE, ClientSettings.from_config(config), health, bearer=config.api_key)
         self.site_id = config.site_id or ""
         self.tz = ZoneInfo(config.timezone)
         self.stats_start = config.stats_start_date
