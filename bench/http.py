@@ -1,0 +1,78 @@
+"""Cached responses over HTTP against the ceiling: a bare aiohttp app sending the same bytes.
+
+The service runs as ``python -m exporter serve --demo`` in its own process; once its caches are
+warm, each endpoint's exact response bytes are handed to the ceiling app (``bench._ceiling``,
+another process), so both sides send identical bodies. wrk loads each side in turn with the same
+100 connections and 2 threads; the two sides alternate over a few rounds and each keeps its best
+round (noise from other processes on a shared machine only ever slows a run down).
+
+Targets (issue 9): at least 60% of the ceiling's requests per second, p99 under 20 ms. The issue
+names ``/metrics`` and ``/api/v1/dashboard``; ``/api/v1/usage-trends`` is held to the same.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from bench import BenchResult
+from bench._processes import (WRK_CONNECTIONS, WRK_THREADS, Load, Reply, free_port, get, serve_argv, started,
+                              wait_until_ok, wrk)
+
+ENDPOINTS = ("/metrics", "/api/v1/dashboard", "/api/v1/usage-trends")
+ROUNDS = 2
+SECONDS_PER_RUN = 3.0
+MIN_SHARE_OF_CEILING = 0.6
+MAX_P99_MS = 20.0
+
+
+def run() -> list[BenchResult]:
+    service_port, ceiling_port = free_port(), free_port()
+    ours = f"http://127.0.0.1:{service_port}"
+    with started(serve_argv(service_port, demo=True)) as service, tempfile.TemporaryDirectory() as scratch:
+        wait_until_ok(service, f"{ours}/metrics")
+        replies = {path: _warm(f"{ours}{path}") for path in ENDPOINTS}
+        routes = []
+        for number, (path, reply) in enumerate(replies.items()):
+            body = Path(scratch, f"body-{number}")
+            body.write_bytes(reply.body)
+            routes.append(f"{path}={body}:{reply.content_type}")
+        with started(["-m", "bench._ceiling", str(ceiling_port), *routes]) as ceiling:
+            ceiling_url = f"http://127.0.0.1:{ceiling_port}"
+            wait_until_ok(ceiling, f"{ceiling_url}/metrics")
+            best: dict[tuple[str, str], Load] = {}
+            for _ in range(ROUNDS):
+                for path in ENDPOINTS:
+                    for side, base in (("ceiling", ceiling_url), ("ours", ours)):
+                        load = wrk(f"{base}{path}", seconds=SECONDS_PER_RUN)
+                        if load.errors:
+                            raise RuntimeError(f"wrk saw {load.errors} errors on {side} {path}")
+                        kept = best.get((side, path))
+                        if kept is None or load.requests_per_second > kept.requests_per_second:
+                            best[(side, path)] = load
+    return [result for path in ENDPOINTS
+            for result in _results(path, len(replies[path].body), best[("ours", path)], best[("ceiling", path)])]
+
+
+def _warm(url: str) -> Reply:
+    """Ask twice: the first answer computes the snapshot, the second must come from the cache."""
+    for _ in range(2):
+        reply = get(url)
+        if reply.status != 200:
+            raise RuntimeError(f"{url} answered {reply.status}: {reply.body[:200]!r}")
+    return reply
+
+
+def _results(path: str, size: int, ours: Load, ceiling: Load) -> list[BenchResult]:
+    how = (f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{SECONDS_PER_RUN:g}s, best of {ROUNDS} alternating rounds; "
+           f"body {size:,} bytes on both sides")
+    return [
+        BenchResult(name=f"http: cached {path} throughput", ours=ours.requests_per_second,
+                    baseline=ceiling.requests_per_second, unit="req/s", better="higher",
+                    target=MIN_SHARE_OF_CEILING * ceiling.requests_per_second,
+                    notes=(f"{how}; target = {MIN_SHARE_OF_CEILING:.0%} of the ceiling "
+                           f"(a bare aiohttp app sending the same bytes)",)),
+        BenchResult(name=f"http: cached {path} p99 latency", ours=ours.p99_ms, baseline=ceiling.p99_ms,
+                    unit="ms", target=MAX_P99_MS,
+                    notes=("p99 of the best-throughput run of each side",)),
+    ]
