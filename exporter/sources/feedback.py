@@ -41,7 +41,8 @@ class FeedbackClient(UpstreamClient):
         """Every item created at or after ``start`` (tz-aware): pages of 100 until one is older.
 
         A submission arriving mid-walk shifts the list by one, so an item can show up again at
-        the top of the next page; items are de-duplicated by id.
+        the top of the next page; items are de-duplicated by id. Malformed items are skipped and
+        counted, but a page on which no item can be read is an invalid response.
         """
         items: list[FeedbackItem] = []
         seen: set[int | str] = set()
@@ -49,6 +50,7 @@ class FeedbackClient(UpstreamClient):
         for page in range(1, MAX_PAGES + 1):
             raw_items, total = self._page(await self.request_json(
                 "GET", "api/v1/feedback", params={"page": str(page), "page_size": str(PAGE_SIZE)}))
+            readable = unreadable = 0
             for raw in raw_items:
                 item_id = raw.get("id") if isinstance(raw, dict) else None
                 if isinstance(item_id, int | str):
@@ -57,11 +59,18 @@ class FeedbackClient(UpstreamClient):
                     seen.add(item_id)
                 item = parse_item(raw)
                 if item is None:
-                    skipped += 1
-                elif item.created_at < start:
-                    return FeedbackWindow(items, skipped, complete=True)
-                else:
-                    items.append(item)
+                    unreadable += 1
+                    continue
+                readable += 1
+                if item.created_at < start:
+                    return FeedbackWindow(items, skipped + unreadable, complete=True)
+                items.append(item)
+            if unreadable and not readable:
+                # One odd item is skipped; a page of nothing but odd items is a format this client
+                # does not speak, and summarising it as "no feedback" would be a lie.
+                raise self.error(f"unexpected response shape: none of the {unreadable} items on page {page} "
+                                 "could be read", code="invalid_response")
+            skipped += unreadable
             if len(raw_items) < PAGE_SIZE or (total is not None and page * PAGE_SIZE >= total):
                 return FeedbackWindow(items, skipped, complete=True)
         return FeedbackWindow(items, skipped, complete=False)

@@ -77,6 +77,9 @@ class ClientSettings:
 class UpstreamClient:
     """Base class for one upstream. Subclasses add typed calls and their own error wording."""
 
+    # Statuses worth another attempt within the same call; an upstream may know better.
+    retryable_statuses: frozenset[int] = RETRYABLE_STATUSES
+
     def __init__(self, name: str, settings: ClientSettings, health: HealthRegistry, *,
                  headers: Mapping[str, str] | None = None, secrets: Iterable[Secret | None] = (),
                  bearer: Secret | None = None) -> None:
@@ -163,7 +166,7 @@ class UpstreamClient:
         failure = HttpFailure(status, _json_detail(body, content_type))
         self.health.record_request(self.name, _status_outcome(status))
         error = self.error(self.describe_failure(failure), code=_status_code(status))
-        if status in RETRYABLE_STATUSES:
+        if status in self.retryable_statuses:
             raise _Retryable(error)
         raise error
 

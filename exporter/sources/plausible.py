@@ -21,7 +21,7 @@ from ..config import PlausibleConfig
 from ..errors import SourceError
 from ..health import HealthRegistry
 from ..timeranges import ResolvedRange
-from .http import ClientSettings, HttpFailure, RateLimited, UpstreamClient
+from .http import RETRYABLE_STATUSES, ClientSettings, HttpFailure, RateLimited, UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,10 @@ class GoalUses:
 
 class PlausibleClient(UpstreamClient):
     """Speaks both API generations; ``api_version`` is resolved on first use when ``auto``."""
+
+    # A 429 means the hourly budget is spent: another attempt within seconds cannot succeed, so the
+    # client backs off until the hour instead (see ``_call``).
+    retryable_statuses = RETRYABLE_STATUSES - {429}
 
     def __init__(self, config: PlausibleConfig, health: HealthRegistry) -> None:
         super().__init__(SOURCE, ClientSettings.from_config(config), health, bearer=config.api_key)

@@ -1,0 +1,486 @@
+"""Upstream faults, one upstream at a time and all at once (issue 8, item 1).
+
+Every HTTP upstream is its fake from ``tests/fakes`` on loopback, with a :class:`FaultSwitch`
+middleware in front: while a fault is armed it answers in place of the fake (or mangles the
+fake's answer), so the service meets each fault through real sockets and its real clients.
+
+Each scenario follows one upstream through a whole outage:
+
+1. warm: every source up;
+2. the fault starts and the cached data goes stale: the next scrape refreshes in the background
+   and fails. ``/metrics`` still answers 200 within the scrape deadline with every series, the
+   failing source's ``analytics_source_up`` is 0 and its last-success timestamp stays at the last
+   real success, its JSON sections are served marked ``stale``, ``/health`` is ``degraded``;
+3. past the hard limit (2 x TTL) its series and sections are gone (503 with the envelope and the
+   reason), every other source's series are still there;
+4. the fault ends: the next refresh restores everything, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+import exporter.sources.plausible as plausible_module
+from api.app import create_app
+from exporter import __version__
+from exporter.demo.catalog import START_SERVICE_CREATION, USER_LOGIN, VIEW_DOCUMENTATION
+from exporter.errors import SourceError
+from exporter.service import AnalyticsService
+from exporter.timeranges import TimeRange, iso_z, resolve
+from tests.conftest import service_config
+from tests.fakes.experimentation import FakeExperimentation, experiment_record
+from tests.fakes.feedback import ADMIN_TOKEN, FakeFeedback, make_items
+
+UPSTREAMS = ("plausible", "experimentation", "feedback")
+SCRAPE_DEADLINE = 2.0  # seconds, as Prometheus' X-Prometheus-Scrape-Timeout-Seconds
+ATTEMPT_TIMEOUT = 0.3  # each upstream's per-attempt timeout in these tests
+SIZE_LIMIT = 1024 * 1024  # max_response_bytes in these tests
+HUGE_BODY = 100 * 1024 * 1024  # what the "huge" faults would send if nobody stopped them
+SLOW_SECONDS = 10.0  # far beyond the attempt timeout and the scrape deadline
+
+# The JSON sections each upstream owns, and the metric families only it feeds.
+OWNED_SECTIONS = {
+    "plausible": ("/api/v1/usage-trends", "/api/v1/feature-adoption"),
+    "experimentation": ("/api/v1/experiment-results",),
+    "feedback": ("/api/v1/feedback",),
+    "events": ("/api/v1/user-segments", "/api/v1/funnel/onboarding"),
+}
+OWNED_METRIC_PREFIXES = {
+    "plausible": ("analytics_total_users", "analytics_active_users", "analytics_page_views",
+                  "analytics_unique_visitors", "analytics_avg_session_duration", "analytics_bounce_rate",
+                  "analytics_current_visitors", "analytics_feature_"),
+    "experimentation": ("analytics_experiment_", "analytics_active_experiments", "analytics_significant_results"),
+    "feedback": ("analytics_feedback_",),
+    "events": ("analytics_segment_", "analytics_funnel_"),
+}
+
+# fault -> (the envelope's error code, words the error message says)
+FAULTS: dict[str, tuple[str, str]] = {
+    "slow": ("timeout", "no answer within"),
+    "refused": ("connection_error", "cannot connect"),
+    "500": ("upstream_unavailable", "HTTP 500"),
+    "502": ("upstream_unavailable", "HTTP 502"),
+    "503": ("upstream_unavailable", "HTTP 503"),
+    "504": ("upstream_unavailable", "HTTP 504"),
+    "429": ("rate_limited", "429"),
+    "truncated": ("invalid_response", "not valid JSON"),
+    "wrong_shape": ("invalid_response", "unexpected response shape"),
+    "wrong_types": ("invalid_response", "unexpected response shape"),
+    "huge_streamed": ("invalid_response", "byte limit"),
+    "huge_declared": ("invalid_response", "byte limit"),
+}
+HTML_PAGE = "<html><head><title>{0}</title></head><body><h1>{0}</h1><hr>nginx</body></html>"
+
+
+@dataclass
+class FaultSwitch:
+    """A middleware in front of a fake: passes requests through, or answers with the armed fault."""
+
+    fault: str | None = None
+    requests: int = 0
+    streamed: list[int] = field(default_factory=list)  # bytes sent by each finished "huge" answer
+    streams_open: int = 0
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests += 1
+        fault = self.fault
+        if fault is None:
+            return await handler(request)
+        if fault == "slow":
+            await asyncio.sleep(SLOW_SECONDS)
+            return await handler(request)
+        if fault == "429":  # Plausible's answer: JSON, and no Retry-After header
+            return web.json_response({"error": "Too many API requests in the last hour"}, status=429)
+        if fault.isdigit():  # a proxy's error page
+            status = HTTPStatus(int(fault))
+            return web.Response(status=status, text=HTML_PAGE.format(f"{status.value} {status.phrase}"),
+                                content_type="text/html")
+        if fault == "truncated":
+            return web.Response(text='{"results": [{"metrics": [94, 1', content_type="application/json")
+        if fault == "wrong_shape":
+            return web.json_response({"message": "ok"})
+        if fault == "wrong_types":  # the fake's real answer, every number turned into a string
+            answer = await handler(request)
+            return web.json_response(_numbers_as_strings(json.loads(answer.body)), status=answer.status)
+        if fault.startswith("huge"):
+            return await self._huge(request, declared=fault == "huge_declared")
+        raise AssertionError(f"unknown fault {fault}")
+
+    async def _huge(self, request: web.Request, *, declared: bool) -> web.StreamResponse:
+        """100 MB of JSON whitespace, made chunk by chunk as the client reads it (never held whole)."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if declared:
+            response.content_length = HUGE_BODY
+        else:
+            response.enable_chunked_encoding()  # no length: the client must count as it reads
+        await response.prepare(request)
+        chunk, sent = b" " * 65536, 0
+        self.streams_open += 1
+        try:
+            while sent < HUGE_BODY:
+                await response.write(chunk)
+                sent += len(chunk)
+        except ConnectionError:
+            pass  # the client hung up: that is the behaviour under test
+        finally:
+            self.streams_open -= 1
+            self.streamed.append(sent)
+        return response
+
+    async def streams_finished(self) -> None:
+        async with asyncio.timeout(5):
+            while self.streams_open:
+                await asyncio.sleep(0.01)
+
+
+def _numbers_as_strings(data: Any) -> Any:
+    if isinstance(data, bool) or data is None:
+        return data
+    if isinstance(data, int | float):
+        return str(data)
+    if isinstance(data, dict):
+        return {key: _numbers_as_strings(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_numbers_as_strings(value) for value in data]
+    return data
+
+
+@dataclass
+class Upstream:
+    """One fake upstream on loopback behind its fault switch; it can go away and come back."""
+
+    fake: Any
+    start_server: Any  # the aiohttp_server fixture
+    switch: FaultSwitch = field(default_factory=FaultSwitch)
+    port: int | None = None
+    server: Any = None
+
+    async def serve(self) -> None:
+        """Serve the fake (on the same port as before, if it ran before)."""
+        app = self.fake.app()
+        app.middlewares.append(self.switch.middleware)
+        self.server = await self.start_server(app, port=self.port)
+        self.port = self.server.port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def arm(self, fault: str | None) -> None:
+        """Start a fault, or end it with None. Connection refused is the server really gone."""
+        if fault == "refused":
+            await self.server.close()
+        elif self.server.closed:
+            await self.serve()
+        self.switch.fault = None if fault == "refused" else fault
+
+
+@pytest.fixture
+async def upstreams(aiohttp_server, fake_plausible, clock) -> dict[str, Upstream]:
+    now = datetime.fromtimestamp(clock(), timezone.utc)
+    experiments = [experiment_record(n, started_at=(now - timedelta(days=10)).replace(tzinfo=None))
+                   for n in (1, 2, 3)]
+    fakes = {
+        "plausible": fake_plausible,
+        "experimentation": FakeExperimentation(experiments, {e["id"]: [(400, 40), (400, 61)] for e in experiments}),
+        "feedback": FakeFeedback(make_items(now, count=150)),
+    }
+    found = {name: Upstream(fake, aiohttp_server) for name, fake in fakes.items()}
+    for upstream in found.values():
+        await upstream.serve()
+    return found
+
+
+@pytest.fixture
+def start_service(aiohttp_client, upstreams, clock):
+    """``await start_service(urls, **overrides)`` -> (client, service) reading every fake upstream."""
+
+    async def start(urls: dict[str, str] | None = None, **overrides):
+        urls = {name: upstream.url for name, upstream in upstreams.items()} | (urls or {})
+        settings = {"sources.plausible.api_version": "v2", "sources.feedback.admin_token": ADMIN_TOKEN}
+        for name in UPSTREAMS:
+            settings |= {f"sources.{name}.timeout_seconds": ATTEMPT_TIMEOUT, f"sources.{name}.max_retries": 0,
+                         f"sources.{name}.max_response_bytes": SIZE_LIMIT}
+        settings |= {"sources.experimentation.url": urls["experimentation"], "sources.feedback.url": urls["feedback"]}
+        service = AnalyticsService(service_config(urls["plausible"], **settings, **overrides), clock=clock)
+        return await aiohttp_client(create_app(service)), service
+
+    return start
+
+
+# -- observing the service --------------------------------------------------------------------------
+
+
+async def scrape(client) -> dict[tuple[str, tuple], float]:
+    """``/metrics`` as Prometheus scrapes it: 200 within the deadline it announces, or a failure."""
+    try:
+        async with asyncio.timeout(SCRAPE_DEADLINE):
+            response = await client.get("/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds":
+                                                             str(SCRAPE_DEADLINE)})
+            text = await response.text()
+    except TimeoutError:
+        pytest.fail(f"/metrics did not answer within the {SCRAPE_DEADLINE} s scrape deadline")
+    assert response.status == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def owned_series(found: dict[tuple[str, tuple], float], source: str) -> set[tuple[str, tuple]]:
+    return {key for key in found if key[0].startswith(OWNED_METRIC_PREFIXES[source])}
+
+
+def source_value(found: dict[tuple[str, tuple], float], metric: str, source: str) -> float | None:
+    return found.get((metric, (("source", source),)))
+
+
+async def settle(service: AnalyticsService) -> None:
+    """Wait for every load under way, the background refreshes the last request started included."""
+    while loading := list(service.memo._loading.values()):
+        await asyncio.wait(loading)
+
+
+async def get_json(client, path: str) -> tuple[int, dict]:
+    response = await client.get(path)
+    return response.status, await response.json()
+
+
+def assert_up(found: dict, source: str, last_success: float | None = None) -> None:
+    """Up; with ``last_success``, its last-success timestamp is that moment."""
+    assert source_value(found, "analytics_source_up", source) == 1.0, source
+    if last_success is not None:
+        assert source_value(found, "analytics_source_last_success_timestamp_seconds", source) == last_success, source
+
+
+def assert_down(found: dict, source: str, last_success: float | None) -> None:
+    """Down, and the last-success timestamp is the last real success (absent when there was none)."""
+    assert source_value(found, "analytics_source_up", source) == 0.0, source
+    assert source_value(found, "analytics_source_last_success_timestamp_seconds", source) == last_success, source
+
+
+async def assert_health(client, down: set[str], words: str = "") -> None:
+    health = await (await client.get("/health")).json()
+    assert health["status"] == ("degraded" if down else "healthy")
+    for name, summary in health["sources"].items():
+        if summary["status"] == "disabled":
+            continue
+        assert summary["status"] == ("down" if name in down else "up"), (name, summary)
+        if name in down:
+            assert words in summary["error"] and "<html" not in summary["error"].lower(), summary
+
+
+async def assert_sections_unavailable(client, source: str, code: str, words: str) -> None:
+    """Every section of ``source`` answers 503 with the envelope, naming the source and the reason."""
+    for path in OWNED_SECTIONS[source]:
+        status, body = await get_json(client, path)
+        assert status == 503, (path, body)
+        assert body["error"]["code"] == code and words in body["error"]["message"], body
+        assert body["error"]["message"].startswith(f"source {source}:"), body
+
+
+async def assert_sections_served(client, source: str, *, stale: bool) -> None:
+    """Every section of ``source`` answers 200; a stale one says so, and says its source is down."""
+    for path in OWNED_SECTIONS[source]:
+        status, body = await get_json(client, path)
+        assert status == 200, (path, body)
+        assert body.get("stale", False) is stale, path
+        assert body["sources"][source]["status"] == ("down" if stale else "up"), body["sources"]
+
+
+def expected_error(name: str, fault: str) -> tuple[str, str]:
+    code, words = FAULTS[fault]
+    if name == "plausible" and fault == "429":
+        return code, "hourly request budget exhausted"
+    return code, words
+
+
+class _AnHourLater(datetime):
+    """The wall clock an hour from now: Plausible's rate-limit back-off has run out."""
+
+    @classmethod
+    def now(cls, tz=None):  # noqa: ANN001, ANN206 - datetime's own signature
+        return datetime.now(tz) + timedelta(hours=1)
+
+
+# -- one upstream at a time ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("name", UPSTREAMS)
+async def test_one_upstream_fails_then_recovers(start_service, upstreams, clock, monkeypatch, name, fault):
+    code, words = expected_error(name, fault)
+    upstream = upstreams[name]
+    others = [other for other in UPSTREAMS if other != name]
+    client, service = await start_service()
+    ttl = service.config.cache.ttl_seconds
+
+    warm = await scrape(client)
+    warmed_at = clock()
+    for source in UPSTREAMS:
+        assert_up(warm, source, warmed_at)
+        assert owned_series(warm, source), source
+
+    # The fault starts and the data goes stale: this scrape serves it and refreshes in the background.
+    await upstream.arm(fault)
+    clock.advance(ttl + 1)
+    assert set(await scrape(client)) >= set(warm)
+    await settle(service)
+    failed = await scrape(client)
+    assert_down(failed, name, warmed_at)
+    for other in others:
+        assert_up(failed, other, clock())
+    assert owned_series(failed, name) == owned_series(warm, name)  # the last good data, within 2 x TTL
+    await assert_sections_served(client, name, stale=True)
+    await assert_health(client, {name}, words)
+
+    # Past the hard limit the failing source's data is dropped, and nothing else.
+    clock.advance(ttl)
+    requests_before = upstream.switch.requests
+    dropped = await scrape(client)
+    await settle(service)
+    assert_down(dropped, name, warmed_at)
+    assert not owned_series(dropped, name)
+    for other in others:
+        assert owned_series(dropped, other) == owned_series(warm, other)
+        await assert_sections_served(client, other, stale=False)
+    await assert_sections_unavailable(client, name, code, words)
+    await assert_health(client, {name}, words)
+    if fault.startswith("huge"):  # refused by the size limit long before the 100 MB were sent
+        await upstream.switch.streams_finished()
+        assert upstream.switch.streamed and max(upstream.switch.streamed) < HUGE_BODY / 10
+    if name == "plausible" and fault == "429":
+        # Plausible's budget is hourly and its 429 has no Retry-After: not one request until the hour.
+        assert upstream.switch.requests == requests_before
+        monkeypatch.setattr(plausible_module, "datetime", _AnHourLater)
+
+    # The fault ends: the next refresh brings everything back, without a restart.
+    await upstream.arm(None)
+    clock.advance(service.memo.failure_backoff)
+    recovered = await scrape(client)
+    assert_up(recovered, name, clock())
+    for other in others:
+        assert_up(recovered, other)
+    assert owned_series(recovered, name) == owned_series(warm, name)
+    await assert_sections_served(client, name, stale=False)
+    await assert_health(client, set())
+
+
+async def test_plausible_429_is_final_at_once(aiohttp_server, fake_plausible, clock):
+    """Plausible's budget is hourly: a retry seconds after a 429 cannot succeed, so none is made."""
+    fake_plausible.fault = "429"
+    server = await aiohttp_server(fake_plausible.app())
+    config = service_config(str(server.make_url("/")), **{"sources.plausible.api_version": "v2",
+                                                           "sources.plausible.max_retries": 2})
+    service = AnalyticsService(config, clock=clock)
+    try:
+        with pytest.raises(SourceError) as raised:
+            await service.plausible.aggregate(resolve(TimeRange.D7, datetime.fromtimestamp(clock(), timezone.utc)))
+    finally:
+        await service.close()
+    assert raised.value.code == "rate_limited" and len(fake_plausible.requests) == 1
+
+
+async def test_an_unresolvable_upstream_at_start_up_then_resolvable(start_service, upstreams, clock, monkeypatch):
+    """DNS failure (a name under .invalid, RFC 6761) from the first refresh on, until the name resolves."""
+    name = "experimentation"
+    host = f"{name}.invalid"
+    client, service = await start_service({name: f"http://{host}:{upstreams[name].port}/"})
+
+    cold = await scrape(client)
+    assert_down(cold, name, None)  # never succeeded: no last-success timestamp at all
+    assert not owned_series(cold, name)
+    for other in ("plausible", "feedback"):
+        assert_up(cold, other, clock())
+        assert owned_series(cold, other)
+    await assert_sections_unavailable(client, name, "connection_error", "DNS lookup failed")
+    await assert_health(client, {name}, "DNS lookup failed")
+
+    resolve = socket.getaddrinfo
+
+    def resolving(host_name, *args, **kwargs):  # the DNS record appears
+        return resolve("127.0.0.1" if host_name == host else host_name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    clock.advance(service.memo.failure_backoff)
+    recovered = await scrape(client)
+    assert_up(recovered, name, clock())
+    assert owned_series(recovered, name)
+    await assert_sections_served(client, name, stale=False)
+    await assert_health(client, set())
+
+
+# -- every upstream at once --------------------------------------------------------------------------
+
+
+def write_events(path: Path, now: float) -> None:
+    """A small identified-events file: a dozen users, each some way into the onboarding funnel."""
+    steps = (USER_LOGIN, VIEW_DOCUMENTATION, START_SERVICE_CREATION)
+    lines = [json.dumps({"user_id": f"user-{user}", "event": event,
+                         "timestamp": iso_z(datetime.fromtimestamp(now - 86400 * (user + 1) + 600 * step,
+                                                                   timezone.utc))})
+             for user in range(12) for step, event in enumerate(steps[: 1 + user % len(steps)])]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+
+@pytest.mark.parametrize("fault", ["slow", "refused", "503", "truncated", "wrong_types", "huge_streamed"])
+async def test_every_upstream_fails_at_once_then_recovers(start_service, upstreams, clock, tmp_path, fault):
+    """The three HTTP upstreams fail alike while the events file disappears; all come back."""
+    code, words = FAULTS[fault]
+    sources = (*UPSTREAMS, "events")
+    events = tmp_path / "events.jsonl.gz"
+    write_events(events, clock())
+    client, service = await start_service(**{"events.path": str(events)})
+    ttl = service.config.cache.ttl_seconds
+
+    warm = await scrape(client)
+    warmed_at = clock()
+    for source in sources:
+        assert_up(warm, source, warmed_at)
+        assert owned_series(warm, source), source
+
+    for upstream in upstreams.values():
+        await upstream.arm(fault)
+    events.unlink()
+    clock.advance(ttl + 1)
+    await scrape(client)
+    await settle(service)
+    failed = await scrape(client)
+    for source in sources:
+        assert_down(failed, source, warmed_at)
+        assert owned_series(failed, source) == owned_series(warm, source)
+    await assert_health(client, set(sources))
+
+    clock.advance(ttl)
+    dropped = await scrape(client)
+    await settle(service)
+    assert ("analytics_build_info", (("version", __version__),)) in dropped
+    for source in sources:
+        assert_down(dropped, source, warmed_at)
+        assert not owned_series(dropped, source)
+    for source in UPSTREAMS:
+        await assert_sections_unavailable(client, source, code, words)
+    await assert_sections_unavailable(client, "events", "file_unreadable", "does not exist")
+    await assert_health(client, set(sources))
+
+    for upstream in upstreams.values():
+        await upstream.arm(None)
+    write_events(events, clock())
+    clock.advance(service.memo.failure_backoff)
+    recovered = await scrape(client)
+    for source in sources:
+        assert_up(recovered, source, clock())
+        assert owned_series(recovered, source) == owned_series(warm, source)
+        await assert_sections_served(client, source, stale=False)
+    await assert_health(client, set())
