@@ -191,6 +191,19 @@ def test_a_templated_prometheus_datasource_and_no_import_placeholders(name):
     assert "__inputs" not in dashboard, "import placeholders break file provisioning"
 
 
+def test_area_dashboards_select_windows_funnels_experiments_and_more():
+    chosen = {d["uid"]: [v["name"] for v in variables(d)] for d in DASHBOARDS.values()}
+    assert chosen == {
+        "analytics-overview": ["datasource", "job"],
+        "analytics-usage": ["datasource", "job", "window"],
+        "analytics-features": ["datasource", "job", "feature_window", "feature"],
+        "analytics-experiments": ["datasource", "job", "experiment"],
+        "analytics-segments-funnels": ["datasource", "job", "funnel", "funnel_window"],
+        "analytics-feedback": ["datasource", "job", "feedback_window"],
+        "analytics-service-health": ["datasource", "job", "source"],
+    }
+
+
 @pytest.mark.parametrize("name", DASHBOARDS)
 def test_query_variables_use_the_datasource_and_label_values(name):
     for variable in variables(DASHBOARDS[name]):
