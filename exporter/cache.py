@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Generic, Hashable, TypeVar
@@ -41,6 +42,9 @@ class Memo:
         self._loading: dict[Hashable, asyncio.Task[Cached[Any]]] = {}
         self.failure_backoff = min(ttl / 10.0, 30.0)
         self._failures: dict[Hashable, tuple[float, BaseException]] = {}
+        # Bumped whenever a value is stored or dropped: with next_change_at(), it tells a reader
+        # that caches something derived from the values (a rendered response) whether it still holds.
+        self.revision = 0
 
     async def get(self, key: Hashable, loader: Callable[[], Awaitable[T]]) -> Cached[T]:
         """The value for ``key``: fresh, stale-while-revalidating, or loaded now."""
@@ -69,8 +73,18 @@ class Memo:
         age = self.clock() - entry.fetched_at
         if age >= self.hard_limit:
             del self._entries[key]
+            self.revision += 1
             return None
         return Cached(entry.value, entry.fetched_at, stale=age >= self.ttl)
+
+    def next_change_at(self) -> float:
+        """The earliest clock time at which a value held now turns stale or is dropped (inf: none).
+
+        Until then, and while :attr:`revision` stays the same, every ``peek`` answers as it does now.
+        """
+        now = self.clock()
+        return min((entry.fetched_at + (self.ttl if now - entry.fetched_at < self.ttl else self.hard_limit)
+                    for entry in self._entries.values()), default=math.inf)
 
     def _recent_failure(self, key: Hashable) -> BaseException | None:
         failed = self._failures.get(key)
@@ -99,6 +113,7 @@ class Memo:
         else:
             entry = Cached(value, self.clock())
             self._entries[key] = entry
+            self.revision += 1
             self._failures.pop(key, None)
             return entry
         finally:

@@ -64,13 +64,18 @@ class HealthRegistry:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.sources: dict[str, SourceState] = {}
+        # Bumped on every change recorded here, so what is derived from the states (the health
+        # families of /metrics, the status JSON) is re-derived only when it can differ.
+        self.revision = 0
 
     def register(self, name: str, disabled_reason: str | None = None) -> SourceState:
         state = self.sources[name] = SourceState(name, disabled_reason)
+        self.revision += 1
         return state
 
     def record_request(self, name: str, outcome: str) -> None:
         self.sources[name].requests[outcome] += 1
+        self.revision += 1
 
     async def track(self, name: str, load: Callable[[], Awaitable[T]]) -> T:
         """Run one refresh of source ``name``, recording its duration and outcome."""
@@ -87,13 +92,19 @@ class HealthRegistry:
             return result
         finally:
             self._observe(state, time.perf_counter() - started)
+            self.revision += 1
 
     def summary(self, name: str) -> dict:
         """The contract's per-source object: status, last_success, age_seconds, error."""
         state = self.sources[name]
-        age = None if state.last_success is None else round(self.clock() - state.last_success, 3)
         last = None if state.last_success is None else iso_z(datetime.fromtimestamp(state.last_success, timezone.utc))
-        return {"status": state.status, "last_success": last, "age_seconds": age, "error": state.error}
+        return {"status": state.status, "last_success": last, "age_seconds": self.age_seconds(name, self.clock()),
+                "error": state.error}
+
+    def age_seconds(self, name: str, now: float) -> float | None:
+        """Seconds from the source's last success to ``now`` (ms resolution); None before one."""
+        last_success = self.sources[name].last_success
+        return None if last_success is None else round(now - last_success, 3)
 
     def overall_status(self) -> str:
         enabled = [s for s in self.sources.values() if s.enabled]

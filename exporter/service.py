@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Hashable, TypeVar
+from typing import Any, Awaitable, Callable, Hashable, Iterator, TypeVar
 
 from .areas import build_areas
 from .areas.base import Area
@@ -96,15 +96,26 @@ class AnalyticsService:
     def projected_hourly_requests(self, source: str) -> float:
         return self.requests_per_cycle(source) * 3600.0 / self.config.cache.ttl_seconds
 
+    def published_snapshots(self) -> Iterator[tuple[Area, dict[str, Any]]]:
+        """Every (area, params) whose snapshot ``/metrics`` publishes, for the areas that can run."""
+        for area in self.areas.values():
+            if area.disabled_reason() is None:
+                for params in area.metric_params():
+                    yield area, params
+
+    def published_snapshots_fresh(self) -> bool:
+        """Whether every snapshot ``/metrics`` publishes is held and within its TTL."""
+        return all(area.fresh(params) is not None for area, params in self.published_snapshots())
+
     async def refresh_metrics(self, timeout: float) -> None:
         """Bring every snapshot ``/metrics`` publishes up to date, waiting at most ``timeout`` s.
 
         Loads still running at the deadline go on in the background (the memo shields them), so
-        the next scrape finds them done; this scrape renders what is there now.
+        the next scrape finds them done; this scrape renders what is there now. Fresh snapshots
+        are skipped without a task: that is every snapshot on most scrapes.
         """
         pending = [asyncio.ensure_future(self._quietly(area.section(params)))
-                   for area in self.areas.values() if area.disabled_reason() is None
-                   for params in area.metric_params()]
+                   for area, params in self.published_snapshots() if area.fresh(params) is None]
         if pending:
             await asyncio.wait(pending, timeout=max(timeout, 0.0))
 

@@ -78,6 +78,11 @@ class Area(ABC):
         cached = self.service.memo.peek(self.key(params))
         return None if cached is None else self._as_section(cached, params)
 
+    def fresh(self, params: dict[str, Any]) -> Section | None:
+        """The current snapshot if it is within its TTL (asking would not refresh it); else None."""
+        section = self.peek(params)
+        return None if section is None or section.stale else section
+
     def key(self, params: dict[str, Any]) -> Hashable:
         return ("area", self.name, tuple(sorted(params.items())))
 
