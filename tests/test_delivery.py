@@ -47,7 +47,7 @@ def dockerfile_stages() -> list[list[Instruction]]:
     logical_lines: list[str] = []
     pending = ""
     for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines():
-        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+        if not line.strip() or line.lstrip().startswith("#"):  # also inside continuations, as Docker does
             continue
         if line.rstrip().endswith("\\"):
             pending += line.rstrip()[:-1] + " "
