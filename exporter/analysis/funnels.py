@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -90,6 +91,23 @@ class FunnelDefinition:
                 raise ValueError(f"funnel {self.name!r}: step windows must be positive")
 
 
+class FunnelProgress(Protocol):
+    """What the ordered-events report needs of a funnel's outcome, whichever backend computed it.
+
+    ``levels``: the furthest step (1..n) of every user who entered, in any order;
+    ``transition_seconds(k)``: seconds from step k to k+1 (0-based) of every user who made that
+    transition; ``completion_seconds()``: seconds from step 1 to the last of every user who
+    completed. :class:`FunnelReach` is one; the ClickHouse events backend returns another.
+    """
+
+    @property
+    def levels(self) -> np.ndarray: ...
+
+    def transition_seconds(self, step: int) -> np.ndarray: ...
+
+    def completion_seconds(self) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class FunnelReach:
     """Per user who entered the funnel: the furthest step and that attempt's step timestamps.
@@ -124,7 +142,7 @@ def analyse_funnel(
     still be open, i.e. ``range_end > now - window_seconds``.
     """
     reach = funnel_reach(log, funnel, range_start=range_start, range_end=range_end)
-    return _report(funnel, reach, incomplete_cohort=range_end > now - funnel.window_seconds)
+    return progress_report(funnel, reach, range_end=range_end, now=now)
 
 
 def funnel_reach(
@@ -229,7 +247,10 @@ def _reduce_per_user(
     return FunnelReach(attempt_users[first_of_user], user_level, tuple(step_times))
 
 
-def _report(funnel: FunnelDefinition, reach: FunnelReach, *, incomplete_cohort: bool) -> dict:
+def progress_report(funnel: FunnelDefinition, reach: FunnelProgress, *, range_end: int, now: int) -> dict:
+    """The ordered-events report of a funnel's outcome for entries before ``range_end`` (see
+    :func:`analyse_funnel` for ``now``)."""
+    incomplete_cohort = range_end > now - funnel.window_seconds
     n_steps = len(funnel.steps)
     reached = np.bincount(reach.levels, minlength=n_steps + 1)[::-1].cumsum()[::-1][1:]
     return funnel_report(funnel, reached.tolist(), method=METHOD, incomplete_cohort=incomplete_cohort,
