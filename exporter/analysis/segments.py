@@ -37,6 +37,7 @@ Engagement score 0-100: ``100 (0.40 F + 0.25 Rs + 0.20 Bs + 0.15 Ts)`` with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -119,6 +120,20 @@ def analyse_segments(
     activity = user_activity(
         log, now=now, meaningful_events=meaningful_events, feature_events=feature_events
     )
+    return segments_report(activity, now=now, thresholds=thresholds, meaningful_events=meaningful_events,
+                           feature_events=feature_events)
+
+
+def segments_report(
+    activity: UserActivity,
+    *,
+    now: int,
+    thresholds: SegmentThresholds = SegmentThresholds(),
+    meaningful_events: Collection[str] | None = None,
+    feature_events: Mapping[str, str] | None = None,
+) -> dict:
+    """The report of :func:`analyse_segments` from per-user measures, whichever backend computed
+    them. The numbers do not depend on the order of the users."""
     segment = assign_segments(activity, thresholds)
     score = engagement_score(activity)
     total = len(activity.users)
@@ -131,7 +146,8 @@ def analyse_segments(
             "segment_name": name,
             "user_count": count,
             "percentage": 100.0 * count / total if total else None,
-            "avg_engagement": float(score[members].mean()) if count else None,
+            # fsum is exact, so the mean does not depend on the order of the users as np.mean would.
+            "avg_engagement": math.fsum(score[members]) / count if count else None,
             "characteristics": _characteristics(activity, members),
         })
     curve = np.bincount(activity.l28, minlength=WINDOW_DAYS + 1)
