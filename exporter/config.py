@@ -19,6 +19,7 @@ from .analysis.segments import SegmentThresholds
 from .demo.catalog import DEFAULT_FUNNELS as CATALOG_FUNNELS
 from .demo.catalog import FEATURE_GOALS
 from .demo.catalog import FunnelDefinition as CatalogFunnel
+from .events.clickhouse_queries import quote_identifier
 from .secrets import Secret
 from .timeranges import TimeRange
 from .typed_mapping import MappingError, build, to_plain
@@ -167,12 +168,62 @@ class SourcesConfig:
 
 
 @dataclass(frozen=True)
+class EventColumnsConfig:
+    """The columns of a ClickHouse events table holding the user id, the event name and the time."""
+
+    user_id: str = "user_id"
+    event: str = "event"
+    timestamp: str = "timestamp"  # DateTime or DateTime64
+
+    def __post_init__(self) -> None:
+        for column in (self.user_id, self.event, self.timestamp):
+            quote_identifier(column, nested=True)  # names only: they are written into SQL
+
+
+@dataclass(frozen=True)
 class EventsConfig:
+    """The identified events source (upstreams.md section 4): a file, or a ClickHouse table."""
+
     enabled: bool = True
-    kind: Literal["file"] = "file"
-    path: str | None = None
+    kind: Literal["file", "clickhouse"] = "file"
+    path: str | None = None  # file
+    url: str | None = None  # clickhouse: its HTTP interface
+    database: str = "default"
+    table: str | None = None  # None: "events", or "events_v2" with the Plausible preset
+    user: str = "default"
+    password: Secret | None = None
+    columns: EventColumnsConfig = field(default_factory=EventColumnsConfig)
+    preset: Literal["plausible_events_v2"] | None = None
+    user_id_property: str | None = None  # the preset's custom property holding a stable user id
+    query_timeout_seconds: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
+        _positive(query_timeout_seconds=self.query_timeout_seconds)
+        quote_identifier(self.database)
+        quote_identifier(self.table_name)
+        other_kind = {"file": ("url", self.url), "clickhouse": ("path", self.path)}[self.kind]
+        if other_kind[1]:
+            raise ValueError(f"{other_kind[0]} is set, but kind is {self.kind}; set one of path (kind: file) "
+                             f"or url (kind: clickhouse)")
+        if self.preset is not None and self.kind != "clickhouse":
+            raise ValueError("preset needs kind: clickhouse")
+        if self.preset is not None and not self.user_id_property:
+            raise ValueError(f"preset {self.preset} needs user_id_property: the custom property that "
+                             "carries a stable user id")
+        if self.preset is None and self.user_id_property is not None:
+            raise ValueError("user_id_property is only used with preset: plausible_events_v2")
+        if self.preset is not None and self.columns != EventColumnsConfig():
+            raise ValueError(f"columns cannot be set with preset {self.preset}, which defines them")
+
+    @property
+    def table_name(self) -> str:
+        return self.table or ("events_v2" if self.preset == "plausible_events_v2" else "events")
 
     def missing_settings(self) -> list[str]:
+        if self.kind == "clickhouse":
+            return [] if self.url else ["url"]
         return [] if self.path else ["path"]
 
     @property
@@ -293,6 +344,11 @@ class Config:
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
 
     def __post_init__(self) -> None:
+        # A ClickHouse query that outlasts a scrape could only ever serve the next one.
+        if self.events.kind == "clickhouse" and \
+                self.events.query_timeout_seconds >= self.metrics.default_scrape_timeout_seconds:
+            raise ValueError(f"events.query_timeout_seconds ({self.events.query_timeout_seconds:g}) must be below "
+                             f"metrics.default_scrape_timeout_seconds ({self.metrics.default_scrape_timeout_seconds:g})")
         for section, items in (("features", self.features), ("funnels", self.funnels)):
             names = [item.name for item in items]
             duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -17,7 +17,9 @@ from .areas.base import Area
 from .cache import Cached, Memo
 from .config import ENVIRONMENT_FOR_KEY, Config, EventsConfig
 from .errors import SourceError
+from .events.backend import EventsBackend
 from .health import HealthRegistry
+from .sources.clickhouse import ClickHouseEventsSource
 from .sources.events import EventsFileSource
 from .sources.experimentation import ExperimentationClient
 from .sources.feedback import FeedbackClient
@@ -41,7 +43,7 @@ class AnalyticsService:
         self.experimentation: ExperimentationClient | None = self._register(
             "experimentation", config.sources.experimentation, ExperimentationClient)
         self.feedback: FeedbackClient | None = self._register("feedback", config.sources.feedback, FeedbackClient)
-        self.events: EventsFileSource | None = self._register_events(config.events)
+        self.events: EventsBackend | None = self._register_events(config.events)
         self.areas: dict[str, Area] = build_areas(self)
 
     def _register(self, name: str, source_config: Any, factory: Callable[[Any, HealthRegistry], T]) -> T | None:
@@ -54,11 +56,18 @@ class AnalyticsService:
         self._clients.append(client)
         return client
 
-    def _register_events(self, events: EventsConfig) -> EventsFileSource | None:
-        """Register the identified events source (configured under ``events``, not ``sources``)."""
+    def _register_events(self, events: EventsConfig) -> EventsBackend | None:
+        """Register the identified events source (configured under ``events``, not ``sources``):
+        a file read into memory, or a ClickHouse table queried where it is (``events.kind``)."""
         reason = _disabled_reason("events", events.enabled, events.missing_settings())
         self.health.register("events", reason)
-        return None if reason is not None else EventsFileSource(events, self.health, clock=self.clock)
+        if reason is not None:
+            return None
+        if events.kind == "clickhouse":
+            source = ClickHouseEventsSource(events, self.health)
+            self._clients.append(source)  # an HTTP client: closed with the others
+            return source
+        return EventsFileSource(events, self.health, clock=self.clock)
 
     async def close(self) -> None:
         for client in self._clients:

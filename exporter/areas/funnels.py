@@ -2,9 +2,9 @@
 
 With the events source, every configured funnel is analysed exactly (``method:
 "ordered_events"``): entries are the step-1 events from the start of the time range (UTC) up to
-now, and later steps may follow within the funnel's window. The analysis runs in a worker
-thread: on millions of events it takes a noticeable fraction of a second, and the event loop
-must keep serving meanwhile.
+now, and later steps may follow within the funnel's window. The events backend works out how far
+each user got (the file backend in a worker thread, ClickHouse on its server); the report is
+made here from that small outcome.
 
 Without it, a funnel whose every step names a Plausible goal is approximated from goal counts
 (``method: "aggregate_goals"``, methods.md section 2); a funnel lacking goals answers 503 naming
@@ -13,11 +13,10 @@ the settings that would make it work.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
-from ..analysis.funnels import analyse_funnel
+from ..analysis.funnels import progress_report
 from ..analysis.goal_funnels import goal_funnel_report
 from ..collectors.funnels import FunnelsCollector
 from ..config import FunnelConfig
@@ -57,13 +56,13 @@ class FunnelsArea(Area):
         return await self._aggregate_goals(funnel, time_range)
 
     async def _ordered_events(self, funnel: FunnelConfig, time_range: TimeRange) -> dict[str, Any]:
-        snapshot = await self.service.events.read()
         now = self.service.clock()
         window = resolve(time_range, datetime.fromtimestamp(now, timezone.utc), timezone.utc)
         start = int(window.start.timestamp())
         end = min(int(window.end.timestamp()), int(now) + 1)  # nobody enters after now
-        body = await asyncio.to_thread(analyse_funnel, snapshot.log, funnel.definition(),
-                                       range_start=start, range_end=end, now=int(now))
+        definition = funnel.definition()
+        progress = await self.service.events.funnel_reach(definition, range_start=start, range_end=end)
+        body = progress_report(definition, progress, range_end=end, now=int(now))
         body["entries_between"] = [iso_z(datetime.fromtimestamp(t, timezone.utc)) for t in (start, end)]
         return body
 

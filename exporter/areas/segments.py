@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Hashable
 
-from ..analysis.segments import analyse_segments
+from ..analysis.segments import segments_report
 from ..collectors.segments import SegmentsCollector
 from ..timeranges import TimeRange
 from .base import Area
@@ -26,13 +26,14 @@ class SegmentsArea(Area):
     sources = ("events",)
 
     async def compute(self, params: dict[str, Any]) -> dict[str, Any]:
-        snapshot = await self.service.events.read()
         settings = self.service.config.segments
         feature_events = {f.event: f.name for f in self.service.config.features if f.event} or None
-        # Pure numpy over every user: on a large log this takes a while, so off the event loop.
-        body = await asyncio.to_thread(analyse_segments, snapshot.log, now=int(self.service.clock()),
-                                       thresholds=settings.thresholds, meaningful_events=settings.meaningful_events,
-                                       feature_events=feature_events)
+        now = int(self.service.clock())
+        activity = await self.service.events.segment_activity(
+            now=now, meaningful_events=settings.meaningful_events, feature_events=feature_events)
+        # Rules, scores and medians over every user: a while on millions, so off the event loop.
+        body = await asyncio.to_thread(segments_report, activity, now=now, thresholds=settings.thresholds,
+                                       meaningful_events=settings.meaningful_events, feature_events=feature_events)
         body["time_range_note"] = TIME_RANGE_NOTE
         return body
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from ..sources.events import EventsFileSource
+
 if TYPE_CHECKING:
     from ..service import AnalyticsService
 
@@ -30,7 +32,8 @@ class EventsCollector:
             "Lines of the events file skipped as malformed at its last successful read (see /health and the log).")
         if not with_samples:
             return [malformed]
-        snapshot = None if self.service.events is None else self.service.events.snapshot
+        events = self.service.events  # only a file has lines to skip; ClickHouse rows are typed
+        snapshot = events.snapshot if isinstance(events, EventsFileSource) else None
         if snapshot is not None:
             malformed.add_metric([], snapshot.malformed_lines)
         return [malformed] if malformed.samples else []

@@ -1,5 +1,8 @@
 """The identified events source, file backend (upstreams.md section 4).
 
+It answers the questions of :class:`~exporter.events.backend.EventsBackend` from the events in
+memory: each reads the file (if it changed) and runs the pure numpy analysis in a worker thread.
+
 The file is read into a columnar :class:`~exporter.events.log.EventLog` in a worker thread, so
 the event loop keeps serving while a large file is parsed. Every :meth:`EventsFileSource.read`
 first compares the file's fingerprint (modification time and size) with the one last read, and
@@ -20,12 +23,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 import numpy as np
 
+from ..analysis.funnels import FunnelDefinition, FunnelReach, funnel_reach
+from ..analysis.segments import UserActivity, active_user_count, feature_unique_users, total_user_count, user_activity
+from ..analysis.usage import UserCounts
 from ..config import EventsConfig
 from ..errors import SourceError
 from ..events.file_loader import EventsFileError, FileFingerprint, LoadResult, file_fingerprint, load_events_file
@@ -50,6 +57,8 @@ class EventsSnapshot:
 
 class EventsFileSource:
     """One events file, parsed when it changes; ``read()`` is health-tracked as source ``events``."""
+
+    kind = "file"
 
     def __init__(self, config: EventsConfig, health: HealthRegistry, *, clock: Callable[[], float] = time.time) -> None:
         if not config.path:
@@ -87,6 +96,27 @@ class EventsFileSource:
             _log_load(self.path, loaded)
         return self._snapshot
 
+    # -- EventsBackend: the analyses run on the log in memory, off the event loop ---------------
+
+    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int) -> FunnelReach:
+        log = (await self.read()).log
+        return await asyncio.to_thread(funnel_reach, log, funnel, range_start=range_start, range_end=range_end)
+
+    async def segment_activity(self, *, now: int, meaningful_events: Collection[str] | None = None,
+                               feature_events: Mapping[str, str] | None = None) -> UserActivity:
+        log = (await self.read()).log
+        return await asyncio.to_thread(user_activity, log, now=now, meaningful_events=meaningful_events,
+                                       feature_events=feature_events)
+
+    async def user_counts(self, *, start: int, end: int,
+                          meaningful_events: Collection[str] | None = None) -> UserCounts:
+        log = (await self.read()).log
+        return await asyncio.to_thread(_user_counts, log, start, end, meaningful_events)
+
+    async def feature_users(self, event_names: Collection[str], *, start: int, end: int) -> dict[str, int]:
+        log = (await self.read()).log
+        return await asyncio.to_thread(feature_unique_users, log, event_names, start, end)
+
     def details(self) -> dict[str, Any]:
         """Facts for ``/health``: what the last good read held and how many lines it skipped."""
         facts: dict[str, Any] = {"kind": "file", "path": self.path}
@@ -100,6 +130,11 @@ class EventsFileSource:
                         "total_lines": snapshot.total_lines, "malformed_lines": snapshot.malformed_lines,
                         "events_after_now": future,
                         "loaded_at": iso_z(datetime.fromtimestamp(snapshot.loaded_at, timezone.utc))}
+
+
+def _user_counts(log: EventLog, start: int, end: int, meaningful: Collection[str] | None) -> UserCounts:
+    return UserCounts(total=total_user_count(log, end),
+                      active=active_user_count(log, start, end, meaningful_events=meaningful))
 
 
 class _Unparsable(Exception):

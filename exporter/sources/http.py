@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import aiohttp
 
@@ -55,6 +55,19 @@ class HttpFailure:
 
     status: int
     detail: str | None  # the upstream's JSON ``error``/``detail`` text, if it sent JSON
+    text: str = ""  # the start of the body as text, for upstreams that answer errors in plain text
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """How a 2xx body becomes the call's result; ``decode`` raises ValueError on a malformed body."""
+
+    name: str
+    decode: Callable[[bytes], Any]
+
+
+JSON = ResponseFormat("JSON", json.loads)
+ERROR_TEXT_BYTES = 2048  # of a non-2xx body kept for HttpFailure.text
 
 
 @dataclass(frozen=True)
@@ -108,7 +121,17 @@ class UpstreamClient:
 
     async def request_json(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                            json_body: Any = None, retry: bool = True) -> Any:
-        """One logical call: attempts with retries until success, a final error, or the deadline."""
+        """One logical call answered with JSON (see :meth:`request`)."""
+        return await self.request(method, path, params=params, json_body=json_body, retry=retry)
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                      json_body: Any = None, data: bytes | None = None, retry: bool = True,
+                      response_format: ResponseFormat = JSON) -> Any:
+        """One logical call: attempts with retries until success, a final error, or the deadline.
+
+        The body is ``json_body`` as JSON or the raw ``data``; a 2xx answer is decoded as
+        ``response_format`` says.
+        """
         deadline = time.monotonic() + self.settings.deadline_seconds
         attempts = 1 + (self.settings.max_retries if retry else 0)
         for attempt in range(attempts):
@@ -116,7 +139,7 @@ class UpstreamClient:
             if remaining <= 0:
                 break
             try:
-                return await self._attempt(method, path.lstrip("/"), params, json_body,
+                return await self._attempt(method, path.lstrip("/"), params, json_body, data, response_format,
                                            min(self.settings.timeout_seconds, remaining))
             except _Retryable as retryable:
                 last_error = retryable.error
@@ -126,8 +149,8 @@ class UpstreamClient:
                 await asyncio.sleep(backoff)
         raise last_error if "last_error" in locals() else self.error("deadline passed before any attempt")
 
-    async def _attempt(self, method: str, path: str, params: Mapping[str, str] | None,
-                       json_body: Any, timeout: float) -> Any:
+    async def _attempt(self, method: str, path: str, params: Mapping[str, str] | None, json_body: Any,
+                       data: bytes | None, response_format: ResponseFormat, timeout: float) -> Any:
         session = self._client_session()
         tally = _attempts.get()
         if tally is not None:
@@ -135,7 +158,7 @@ class UpstreamClient:
         outcome = "success"
         try:
             async with self._semaphore:
-                async with session.request(method, path, params=params, json=json_body,
+                async with session.request(method, path, params=params, json=json_body, data=data,
                                            timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                     body = await self._read_limited(response)
                     status, content_type = response.status, response.content_type
@@ -157,13 +180,14 @@ class UpstreamClient:
         log.debug("%s %s %s -> %s (%d bytes)", self.name, method, path, status, len(body))
         if 200 <= status < 300:
             try:
-                data = json.loads(body)
+                result = response_format.decode(body)
             except ValueError:
                 self.health.record_request(self.name, "invalid_response")
-                raise self.error("the response is not valid JSON", code="invalid_response") from None
+                raise self.error(f"the response is not valid {response_format.name}", code="invalid_response") from None
             self.health.record_request(self.name, "success")
-            return data
-        failure = HttpFailure(status, _json_detail(body, content_type))
+            return result
+        failure = HttpFailure(status, _json_detail(body, content_type),
+                              body[:ERROR_TEXT_BYTES].decode("utf-8", errors="replace"))
         self.health.record_request(self.name, _status_outcome(status))
         error = self.error(self.describe_failure(failure), code=_status_code(status))
         if status in self.retryable_statuses:
@@ -211,7 +235,7 @@ def _status_outcome(status: int) -> str:
 
 def _status_code(status: int) -> str:
     """The error code a status maps to (the envelope's ``code`` and the auto-detection key)."""
-    return {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}.get(
+    return {401: "unauthorized", 403: "forbidden", 404: "not_found", 408: "timeout", 429: "rate_limited"}.get(
         status, "upstream_unavailable" if status >= 500 else "bad_request")
 
 

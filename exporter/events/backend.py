@@ -1,0 +1,40 @@
+"""The questions the areas ask the identified events source, whatever holds the events.
+
+Two backends answer them: the file (:class:`~exporter.sources.events.EventsFileSource`: the
+events in memory, analysed with numpy) and ClickHouse
+(:class:`~exporter.sources.clickhouse.ClickHouseEventsSource`: the heavy work pushed down, only
+small results brought back). Each answer is what the pure report code takes, and on the same
+events both backends give the same numbers. Times are epoch seconds; ranges are ``[start, end)``.
+Every call is health-tracked as source ``events`` and raises
+:class:`~exporter.errors.SourceError` when the events cannot be read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any, Protocol
+
+from ..analysis.funnels import FunnelDefinition, FunnelProgress
+from ..analysis.segments import UserActivity
+from ..analysis.usage import UserCounts
+
+
+class EventsBackend(Protocol):
+    kind: str  # "file" or "clickhouse", as configured (events.kind)
+
+    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int) -> FunnelProgress:
+        """How far the users entering ``funnel`` in ``[range_start, range_end)`` got, and how fast."""
+
+    async def segment_activity(self, *, now: int, meaningful_events: Collection[str] | None = None,
+                               feature_events: Mapping[str, str] | None = None) -> UserActivity:
+        """The segment measures of every user active at least once up to ``now``."""
+
+    async def user_counts(self, *, start: int, end: int,
+                          meaningful_events: Collection[str] | None = None) -> UserCounts:
+        """Users seen before ``end``, and users with a meaningful event in ``[start, end)``."""
+
+    async def feature_users(self, event_names: Collection[str], *, start: int, end: int) -> dict[str, int]:
+        """Distinct users per event name in ``[start, end)`` (0 for a name without events)."""
+
+    def details(self) -> dict[str, Any]:
+        """Facts about the backend for ``/health``."""

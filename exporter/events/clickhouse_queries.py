@@ -1,0 +1,372 @@
+"""ClickHouse SQL for the identified events: funnels, segments and user counts, pushed down.
+
+Each builder returns a :class:`Query`: SQL text, its parameters, and the function that turns the
+rows ClickHouse answers into the same structure the in-memory analysis produces, so the pure
+report code downstream cannot tell the backends apart. Every query aggregates in ClickHouse and
+brings back small results: a few rows per funnel level plus one row per distinct set of step
+durations of the users who went past step 1; one row per distinct combination of segment
+measures; one row of user counts; one row per feature event.
+
+**Nothing from the configuration or a request is ever formatted into SQL as a value.** The SQL
+text consists of this module's constants and of configured identifiers (database, table,
+columns) that must match :data:`IDENTIFIER` and are quoted with backticks. Every value (event
+names, times, windows, the Plausible property name) is a ClickHouse query parameter
+``{name:Type}``, sent apart from the SQL (HTTP ``param_<name>``) and parsed by the server as a
+value of that type, never as SQL: a hostile event name is just a string that no event matches.
+
+Semantics match the numpy analyses exactly (``exporter.analysis.funnels`` and ``.segments``;
+read their docstrings first):
+
+- Events are ``(user_id, event, t)`` with ``t`` whole epoch seconds, fractions floored as the file
+  loader does; rows with an empty user id or event name are not events (the file loader rejects
+  them). Time filters are half-open ``[start, end)`` on whole seconds, which floored and raw
+  timestamps satisfy alike, so they compare the raw column and the table's index applies.
+- Funnels: the file backend advances every attempt at once with one ``searchsorted`` per step;
+  here one ``ASOF LEFT JOIN ... ON user AND current < next`` per step finds the same event (the
+  earliest of the step strictly after the current one) for every attempt at once. ClickHouse's
+  ``windowFunnel(W, 'strict_increase')`` would give the furthest level, but neither the step times
+  of the attempt that got there nor per-step windows; the joins give both, in one query.
+- Segments: per user, the distinct active days of the last 90 and the measures derived from
+  them, aggregated in ClickHouse; the segment rules and the engagement score stay in Python
+  (:func:`~exporter.analysis.segments.assign_segments`, ...), applied to the same measures.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from exporter.analysis.funnels import FunnelDefinition
+from exporter.analysis.segments import DAY_SECONDS, LOOKBACK_DAYS, WINDOW_DAYS, UserActivity
+from exporter.analysis.usage import UserCounts
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+# A configured database, table or column name: a plain identifier, or ``nested.column`` (the
+# subcolumns of a ClickHouse Nested column, such as Plausible's ``meta.key``).
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+PLAUSIBLE_PAGEVIEW = "pageview"
+# Plausible (v2.2 and later) records an "engagement" event when a page is left: a measurement of
+# the page view before it, not something the user did, so it is not an event of the preset.
+PLAUSIBLE_NON_EVENTS = ("engagement",)
+
+
+def quote_identifier(name: str, *, nested: bool = False) -> str:
+    """``name`` backtick-quoted; ValueError unless it is an identifier (``a.b`` only if ``nested``)."""
+    pattern = IDENTIFIER if nested else PLAIN_IDENTIFIER
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        nested_note = " (and one . between a nested column and its subcolumn)" if nested else ""
+        raise ValueError(f"{name!r} is not a ClickHouse name this service accepts: letters, digits and _, "
+                         f"not starting with a digit{nested_note}")
+    return f"`{name}`"
+
+
+# --- parameters ---------------------------------------------------------------------------------
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"}
+_ESCAPE = re.compile("[\\\\\t\n\r\0]")
+
+
+def _escaped(text: str) -> str:
+    """``text`` in ClickHouse's escaped text format, the one a String query parameter is parsed from:
+    a raw tab or newline would end the value, and a backslash starts an escape sequence."""
+    return _ESCAPE.sub(lambda match: _ESCAPES[match.group()], text)
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a quoted string literal inside an array parameter's text."""
+    return "'" + _escaped(text).replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A typed query parameter: the SQL names it ``{name:<type>}``; the value travels apart."""
+
+    type: str
+    text: str  # the value in the text form ClickHouse parses it from
+
+    @classmethod
+    def string(cls, value: str) -> Parameter:
+        return cls("String", _escaped(value))
+
+    @classmethod
+    def int64(cls, value: int) -> Parameter:
+        return cls("Int64", str(int(value)))
+
+    @classmethod
+    def strings(cls, values: Sequence[str]) -> Parameter:
+        return cls("Array(String)", "[" + ",".join(map(_quoted, values)) + "]")
+
+    @classmethod
+    def uint32s(cls, values: Sequence[int]) -> Parameter:
+        return cls("Array(UInt32)", "[" + ",".join(str(int(v)) for v in values) + "]")
+
+
+@dataclass(frozen=True)
+class Query(Generic[T]):
+    """SQL (without FORMAT), its parameters by name, and how to read the answer's rows."""
+
+    sql: str
+    parameters: Mapping[str, Parameter]
+    read: Callable[[list[Row]], T]
+
+
+class _Parameters:
+    """Collects the parameters of one query and hands out their ``{name:Type}`` placeholders."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Parameter] = {}
+
+    def __call__(self, name: str, parameter: Parameter) -> str:
+        if name in self.values and self.values[name] != parameter:
+            raise ValueError(f"query parameter {name!r} bound twice")  # a bug in this module
+        self.values[name] = parameter
+        return f"{{{name}:{parameter.type}}}"
+
+
+# --- the events relation ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EventsTable:
+    """Where the events are and how a row becomes ``(user_id, event, t)``.
+
+    ``user_id`` and ``event`` are SQL expressions over the row (alias ``src``), ``timestamp`` the
+    DateTime or DateTime64 column, ``condition`` which rows are events at all. Build instances
+    with :meth:`mapped` or :meth:`plausible_events_v2`, which quote and check every identifier.
+    """
+
+    table: str
+    user_id: str
+    event: str
+    timestamp: str
+    condition: str = "1"
+    parameters: Mapping[str, Parameter] = field(default_factory=dict)
+
+    @classmethod
+    def mapped(cls, database: str, table: str, *, user_id: str, event: str, timestamp: str) -> EventsTable:
+        """A table with one column each for the user id, the event name and the timestamp."""
+        def column(name: str) -> str:
+            return "src." + quote_identifier(name, nested=True)
+
+        return cls(f"{quote_identifier(database)}.{quote_identifier(table)}", user_id=f"toString({column(user_id)})",
+                   event=f"toString({column(event)})", timestamp=column(timestamp))
+
+    @classmethod
+    def plausible_events_v2(cls, database: str, table: str, *, user_id_property: str) -> EventsTable:
+        """Plausible's ``events_v2``: the user id from a custom property, the event from ``name``
+        (custom events) or ``pathname`` (page views)."""
+        parameters = _Parameters()
+        prop = parameters("user_id_property", Parameter.string(user_id_property))
+        non_events = parameters("plausible_non_events", Parameter.strings(PLAUSIBLE_NON_EVENTS))
+        return cls(
+            f"{quote_identifier(database)}.{quote_identifier(table)}",
+            user_id=f"src.`meta.value`[indexOf(src.`meta.key`, {prop})]",  # '' when the event lacks it
+            event=f"if(src.`name` = '{PLAUSIBLE_PAGEVIEW}', src.`pathname`, toString(src.`name`))",
+            timestamp="src.`timestamp`",
+            condition=f"NOT has({non_events}, toString(src.`name`))",
+            parameters=parameters.values,
+        )
+
+    def rows(self, bind: _Parameters, *, end: int, start: int | None = None) -> str:
+        """SQL of the events with ``start <= t < end``: columns ``user_id``, ``event``, ``t``.
+
+        Inside, every column is qualified (``src.``), so the aliases can never shadow a column
+        of the same name whatever the table calls its columns.
+        """
+        for name, parameter in self.parameters.items():
+            bind(name, parameter)
+        bounds = [f"{self.timestamp} < toDateTime({bind('events_end', Parameter.int64(end))})"]
+        if start is not None:
+            bounds.insert(0, f"{self.timestamp} >= toDateTime({bind('events_start', Parameter.int64(start))})")
+        return (f"SELECT user_id, event, t FROM ("
+                f"SELECT {self.user_id} AS user_id, {self.event} AS event, "
+                f"toInt64(toUnixTimestamp({self.timestamp})) AS t "
+                f"FROM {self.table} AS src WHERE {' AND '.join(bounds)} AND {self.condition}"
+                f") WHERE user_id != '' AND event != ''")
+
+
+def _meaningful(bind: _Parameters, meaningful_events: Collection[str] | None) -> str:
+    """SQL truth value: is ``event`` meaningful (every event when the set is None)."""
+    if meaningful_events is None:
+        return "1"
+    return f"has({bind('meaningful_events', Parameter.strings(sorted(meaningful_events)))}, event)"
+
+
+# --- funnels ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FunnelDurations:
+    """A funnel's outcome as ClickHouse returns it: every entrant's furthest step, and the step
+    durations of the users who made each transition (the order of users is arbitrary).
+
+    Offers what the funnel report reads (:class:`~exporter.analysis.funnels.FunnelProgress`):
+    ``levels`` (1..n per user who entered), :meth:`transition_seconds` and
+    :meth:`completion_seconds`.
+    """
+
+    levels: np.ndarray
+    transitions: tuple[np.ndarray, ...]  # [k]: seconds from step k to k+1, per user who made it
+    completion: np.ndarray  # seconds from step 1 to the last, per user who completed
+
+    def transition_seconds(self, step: int) -> np.ndarray:
+        return self.transitions[step]
+
+    def completion_seconds(self) -> np.ndarray:
+        return self.completion
+
+
+def funnel_query(events: EventsTable, funnel: FunnelDefinition, *, range_start: int,
+                 range_end: int) -> Query[FunnelDurations]:
+    """The furthest step of each user entering in ``[range_start, range_end)``, with durations.
+
+    Attempt chains: ``t1`` is a distinct (user, second) step-1 event in the range; ``t{k+1}`` is
+    the earliest step-(k+1) event after ``t{k}`` if it lies within ``t1 + W`` (and within the
+    step window of ``t{k}``), else 0, and a 0 stays 0 (timestamps are after 1970, so 0 is free).
+    Per user, the attempt with the most steps wins, the earliest of those on a tie.
+    """
+    if range_end < range_start:
+        raise ValueError("range_end must not be before range_start")
+    bind = _Parameters()
+    window = bind("window", Parameter.int64(funnel.window_seconds))
+    # Later steps may follow the last entry by up to W: [range_start, range_end - 1 + W].
+    source = events.rows(bind, start=range_start, end=range_end + funnel.window_seconds)
+    step_event = [bind(f"step_{k}", Parameter.string(step.event)) for k, step in enumerate(funnel.steps)]
+    step_windows = funnel.step_windows or (None,) * (len(funnel.steps) - 1)
+
+    chain = (f"SELECT DISTINCT user_id, t AS t1 FROM ({source}) "
+             f"WHERE event = {step_event[0]} AND t < {bind('range_end', Parameter.int64(range_end))}")
+    for step in range(1, len(funnel.steps)):
+        current, found = f"t{step}", f"t{step + 1}"
+        within = [f"a.{current} != 0", "b.t != 0", f"b.t <= a.t1 + {window}"]
+        if step_windows[step - 1] is not None:  # the analysis caps a step window at W as well
+            limit = bind(f"step_window_{step}", Parameter.int64(min(step_windows[step - 1], funnel.window_seconds)))
+            within.append(f"b.t - a.{current} <= {limit}")
+        kept = ", ".join(f"a.t{k} AS t{k}" for k in range(1, step + 1))
+        chain = (f"SELECT a.user_id AS user_id, {kept}, if({' AND '.join(within)}, b.t, 0) AS {found} "
+                 f"FROM ({chain}) AS a ASOF LEFT JOIN "
+                 f"(SELECT user_id, t FROM ({source}) WHERE event = {step_event[step]}) AS b "
+                 f"ON a.user_id = b.user_id AND a.{current} < b.t")
+
+    steps = range(1, len(funnel.steps) + 1)
+    reached = " + ".join(["1", *(f"(t{k} != 0)" for k in steps[1:])])
+    sql = (
+        "SELECT level, durations, count() AS users FROM ("
+        "SELECT toUInt32(max(attempt_level)) AS level, "
+        "arraySlice(argMax(times, (attempt_level, -t1)), 1, level) AS furthest, "
+        "CAST(arrayPopFront(arrayDifference(furthest)) AS Array(UInt32)) AS durations "
+        f"FROM (SELECT user_id, t1, [{', '.join(f't{k}' for k in steps)}] AS times, {reached} AS attempt_level "
+        f"FROM ({chain})) GROUP BY user_id"
+        ") GROUP BY level, durations"
+    )
+    return Query(sql, bind.values, lambda rows: _read_funnel(rows, len(funnel.steps)))
+
+
+def _read_funnel(rows: list[Row], n_steps: int) -> FunnelDurations:
+    level = np.array([int(row["level"]) for row in rows], dtype=np.int64)
+    users = np.array([int(row["users"]) for row in rows], dtype=np.int64)
+    # One row per distinct (level, durations); pad durations to n - 1 columns to index by step.
+    durations = np.zeros((len(rows), max(n_steps - 1, 0)), dtype=np.int64)
+    for index, row in enumerate(rows):
+        durations[index, :len(row["durations"])] = row["durations"]
+    if np.any(level < 1) or np.any(level > n_steps) or np.any(users < 1):
+        raise ValueError("funnel rows out of range")
+    transitions = tuple(np.repeat(durations[level > step + 1, step], users[level > step + 1])
+                        for step in range(n_steps - 1))
+    completed = level == n_steps
+    completion = np.repeat(durations[completed].sum(axis=1), users[completed])
+    return FunnelDurations(np.repeat(level, users), transitions, completion)
+
+
+# --- segments -----------------------------------------------------------------------------------
+
+def segment_activity_query(events: EventsTable, *, now: int, meaningful_events: Collection[str] | None = None,
+                           feature_events: Mapping[str, str] | None = None) -> Query[UserActivity]:
+    """L28, L28_prev, R, B, age and gap of every user with a meaningful event up to ``now``.
+
+    Rows are distinct measure combinations with their number of users; the result lists users in
+    an arbitrary order under synthetic codes ``0..n-1`` (the measures are all the rules need).
+    ``gap`` travels doubled (the sum of the two middle gaps), an integer, exactly halved here.
+    """
+    bind = _Parameters()
+    today = f"intDiv({bind('now', Parameter.int64(now))}, {DAY_SECONDS})"
+    source = events.rows(bind, end=now + 1)
+    meaningful = _meaningful(bind, meaningful_events)
+    if feature_events is None:  # every meaningful event name is a feature of its own
+        feature, used = "event", "meaningful"
+    else:  # feature codes 1..k per event name; 0 (the default of arr[0]) for other events
+        names = list(dict.fromkeys(feature_events.values()))
+        mapped = list(feature_events)
+        codes = [names.index(feature_events[event]) + 1 for event in mapped]
+        feature = (f"{bind('feature_codes', Parameter.uint32s(codes))}"
+                   f"[indexOf({bind('feature_events', Parameter.strings(mapped))}, event)]")
+        used = "feature != 0"
+    sql = (
+        "SELECT l28, l28_prev, recency, breadth, age, gap_doubled, count() AS users FROM ("
+        f"SELECT arraySort(groupUniqArrayIf(days_ago, meaningful AND days_ago < {LOOKBACK_DAYS})) AS days, "
+        f"arrayCount(d -> d < {WINDOW_DAYS}, days) AS l28, "
+        f"arrayCount(d -> d >= {WINDOW_DAYS} AND d < {2 * WINDOW_DAYS}, days) AS l28_prev, "
+        "minIf(days_ago, meaningful) AS recency, "
+        f"uniqExactIf(feature, {used} AND days_ago < {WINDOW_DAYS}) AS breadth, "
+        "max(days_ago) AS age, "
+        "arraySort(arrayPopFront(arrayDifference(days))) AS gaps, "
+        "if(empty(gaps), 0, gaps[intDiv(length(gaps) - 1, 2) + 1] + gaps[intDiv(length(gaps), 2) + 1]) AS gap_doubled "
+        f"FROM (SELECT user_id, {today} - intDiv(t, {DAY_SECONDS}) AS days_ago, {meaningful} AS meaningful, "
+        f"{feature} AS feature FROM ({source})) "
+        "GROUP BY user_id HAVING countIf(meaningful) > 0"
+        ") GROUP BY l28, l28_prev, recency, breadth, age, gap_doubled"
+    )
+    return Query(sql, bind.values, _read_activity)
+
+
+def _read_activity(rows: list[Row]) -> UserActivity:
+    users = np.array([int(row["users"]) for row in rows], dtype=np.int64)
+
+    def column(name: str) -> np.ndarray:
+        return np.repeat(np.array([int(row[name]) for row in rows], dtype=np.int64), users)
+
+    gap_doubled = column("gap_doubled")
+    gap = np.where(gap_doubled > 0, gap_doubled / 2.0, np.nan)  # 0: fewer than two active days
+    return UserActivity(users=np.arange(int(users.sum()), dtype=np.int64), l28=column("l28"),
+                        l28_prev=column("l28_prev"), recency=column("recency"), breadth=column("breadth"),
+                        age=column("age"), gap=gap)
+
+
+# --- user counts --------------------------------------------------------------------------------
+
+def user_counts_query(events: EventsTable, *, start: int, end: int,
+                      meaningful_events: Collection[str] | None = None) -> Query[UserCounts]:
+    """Users seen before ``end`` (any event), and users with a meaningful event in ``[start, end)``."""
+    bind = _Parameters()
+    source = events.rows(bind, end=end)
+    sql = (f"SELECT uniqExact(user_id) AS total, "
+           f"uniqExactIf(user_id, t >= {bind('start', Parameter.int64(start))} AND "
+           f"{_meaningful(bind, meaningful_events)}) AS active FROM ({source})")
+    return Query(sql, bind.values, _read_counts)
+
+
+def _read_counts(rows: list[Row]) -> UserCounts:
+    (row,) = rows
+    return UserCounts(total=int(row["total"]), active=int(row["active"]))
+
+
+def feature_users_query(events: EventsTable, event_names: Collection[str], *, start: int,
+                        end: int) -> Query[dict[str, int]]:
+    """Distinct users per event name in ``[start, end)``; 0 for names without events."""
+    names = list(dict.fromkeys(event_names))
+    bind = _Parameters()
+    source = events.rows(bind, start=start, end=end)
+    sql = (f"SELECT event, uniqExact(user_id) AS users FROM ({source}) "
+           f"WHERE has({bind('feature_events', Parameter.strings(names))}, event) GROUP BY event")
+
+    def read(rows: list[Row]) -> dict[str, int]:
+        found = {str(row["event"]): int(row["users"]) for row in rows}
+        return {name: found.get(name, 0) for name in names}
+
+    return Query(sql, bind.values, read)
