@@ -162,6 +162,34 @@ def test_lifecycles_newcomers_slipping_dormant_and_churned_are_present(populatio
     assert len(days) == population.n_users
 
 
+def users_of(population, archetype):
+    return [u for u in range(population.n_users) if ARCHETYPES[population.user_archetype[u]] == archetype]
+
+
+def test_casual_users_keep_a_weekly_habit(population, visible):
+    """A casual user comes back on the same weekday: over eight weeks most of their active days
+    share one weekday (independent daily coin flips would spread them over the week)."""
+    days = active_days(visible)
+    top_weekday_share = []
+    for user in users_of(population, "casual"):
+        recent = [day for day in days[user] if TODAY - day < 56]
+        weekdays = [datetime.fromtimestamp(day * 86_400, timezone.utc).weekday() for day in recent]
+        # No active day at all shows no habit: share 0.
+        top_weekday_share.append(max(map(weekdays.count, weekdays), default=0) / max(len(weekdays), 1))
+    assert np.median(top_weekday_share) >= 0.75
+
+
+def test_core_users_stay_within_two_features_power_users_range_wider(population, visible):
+    """Breadth (features used in 28 days) is what separates a steady core user from a power user."""
+    feature_events = set(catalog.FEATURE_GOALS.values())
+    features = defaultdict(set)
+    for user, ts, name, *_ in visible:
+        if name in feature_events and TODAY - ts // 86_400 < 28:
+            features[user].add(name)
+    assert max(len(features[user]) for user in users_of(population, "core")) <= 2
+    assert np.median([len(features[user]) for user in users_of(population, "power")]) >= 4
+
+
 def reference_funnel(events, steps, window, entered_from):
     """Users reaching each step: per user, the furthest step over every step-1 attempt made at
     or after ``entered_from``, each next step the earliest matching event strictly after the

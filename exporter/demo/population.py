@@ -11,9 +11,16 @@ How it is built (all vectorised: a few hundred users over 90 days take tens of m
    days) and churned (gone more than 56 days) — plus a lifecycle: the day they first appear and
    the day they leave. Some established users join during the window, so that churn does not
    make the whole platform look like it is shrinking.
-2. **Active days** are drawn per user and day: weekday-heavy, modulated by the lifecycle.
+2. **Active days** follow a personal weekly routine: each user has habitual weekdays (one for a
+   casual user, most of them for a power user) kept most weeks, and now and then visits on
+   other days; the lifecycle bounds it. Slipping users left their routine a month or so ago
+   and have only dropped in a few times since. Core users are *focused*: they work with at
+   most two of the platform's features, where power users range over all of them. These are
+   the behaviours methods.md section 3's segments describe, planted sharply enough that the
+   segmentation recovers each user's archetype (``tests/test_demo_segments.py``).
 3. **Sessions** (1-6 per active day) sit in working hours, well apart. Each session performs
    one *task* (browse docs, deploy, create a service, ...) drawn from the user's preferences;
+   the day's first session opens with a login when the SSO session has expired;
    over the window Configure Monitoring gains favour, Run Pipeline loses it, and documentation
    stays level.
 4. **Tasks** expand into page views and custom events with realistic drop-off and delays. A
@@ -28,6 +35,7 @@ before their clock.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -53,31 +61,63 @@ MINUTE = 60
 
 @dataclass(frozen=True)
 class _Archetype:
+    """How one kind of user behaves.
+
+    Each user keeps a personal weekly routine: ``habitual_weekdays`` (a range, drawn per user)
+    of the five weekdays, kept with probability ``attendance`` each week; any other weekday is a
+    visit with probability ``other_weekday``, a weekend day with ``weekend``. A routine rather
+    than independent daily coin flips is what makes a once-a-week user look like one over any
+    four weeks, as people's habits do.
+    """
+
     share: float
-    weekday_activity: float  # probability of being active on a weekday
-    weekend_factor: float  # weekend activity relative to a weekday
+    habitual_weekdays: tuple[int, int]  # inclusive range
+    attendance: float
+    other_weekday: float
+    weekend: float
     extra_sessions: float  # Poisson mean of sessions beyond the first on an active day
     task_weights: tuple[float, ...]  # over TASKS, before per-user and seasonal modulation
+    focused: bool = False  # sticks to at most _FOCUS_FEATURES features (see _focus)
 
 
-# Order of TASKS: glance, docs, catalog, create, deploy, pipeline, monitoring.
+# Fields: share, habitual weekdays, attendance, other weekday, weekend, extra sessions, task
+# weights. Order of TASKS: glance, docs, catalog, create, deploy, pipeline, monitoring.
 _LAPSING_TASKS = (0.30, 0.22, 0.15, 0.05, 0.13, 0.08, 0.07)
 _ARCHETYPES: dict[int, _Archetype] = {
-    POWER: _Archetype(0.08, 0.88, 0.20, 2.0, (0.15, 0.15, 0.15, 0.08, 0.22, 0.14, 0.11)),
-    CORE: _Archetype(0.27, 0.50, 0.08, 0.8, (0.20, 0.20, 0.15, 0.06, 0.17, 0.12, 0.10)),
-    CASUAL: _Archetype(0.30, 0.14, 0.08, 0.2, (0.35, 0.25, 0.15, 0.04, 0.10, 0.06, 0.05)),
-    NEWCOMER: _Archetype(0.10, 0.45, 0.08, 0.8, (0.25, 0.30, 0.15, 0.08, 0.10, 0.06, 0.06)),
-    SLIPPING: _Archetype(0.10, 0.50, 0.08, 0.6, _LAPSING_TASKS),
-    DORMANT: _Archetype(0.06, 0.35, 0.08, 0.4, _LAPSING_TASKS),
-    CHURNED: _Archetype(0.09, 0.35, 0.08, 0.4, _LAPSING_TASKS),
+    POWER: _Archetype(
+        0.08, (4, 5), 0.92, 0.40, 0.12, 2.0, (0.15, 0.15, 0.15, 0.08, 0.22, 0.14, 0.11)
+    ),
+    CORE: _Archetype(
+        0.27, (3, 3), 0.85, 0.06, 0.03, 0.8, (0.20, 0.20, 0.15, 0.06, 0.17, 0.12, 0.10),
+        focused=True,
+    ),
+    CASUAL: _Archetype(
+        0.30, (1, 1), 0.92, 0.01, 0.01, 0.2, (0.35, 0.25, 0.15, 0.04, 0.10, 0.06, 0.05)
+    ),
+    NEWCOMER: _Archetype(
+        0.10, (2, 4), 0.80, 0.10, 0.04, 0.8, (0.25, 0.30, 0.15, 0.08, 0.10, 0.06, 0.06)
+    ),
+    SLIPPING: _Archetype(0.10, (3, 4), 0.85, 0.06, 0.03, 0.6, _LAPSING_TASKS),
+    DORMANT: _Archetype(0.06, (2, 3), 0.75, 0.06, 0.03, 0.4, _LAPSING_TASKS),
+    CHURNED: _Archetype(0.09, (2, 3), 0.75, 0.06, 0.03, 0.4, _LAPSING_TASKS),
 }
 
-# Established users who join during the window rather than before it.
+# Established users who join during the window rather than before it, at least this many days
+# before today: by then their routine fills the last four weeks that describe them.
 _LATE_JOINER_SHARE = 0.25
-# Slipping users keep this fraction of their activity once they start fading.
-_FADED_ACTIVITY = 0.12
+_LATE_JOIN_SETTLED_DAYS = 28
+# Slipping users kept their routine until 28-35 days ago, so the four weeks before the last
+# four still hold most of it; since then they have dropped in only 1-3 times, on days among the
+# last _RECENT_DAYS before today (today is only partly over), recently enough not to look gone.
+_SLIPPING_SINCE_DAYS = (28, 35)
+_SLIPPING_RETURN_VISITS = (1, 3)
+_RECENT_DAYS = 27
+# Focused users work with at most this many of the platform's features.
+_FOCUS_FEATURES = 2
 _ONBOARDING_DAYS = 14
-_LOGIN_PROBABILITY = 0.5  # the portal's SSO session outlives a day about half the time
+# The portal's SSO session lasts about a day: after a day or more away the first session of the
+# day opens with a login; from one day to the next the session has expired about half the time.
+_LOGIN_PROBABILITY_NEXT_DAY = 0.5
 _MAX_SESSIONS_PER_DAY = 6
 _WORKDAY_START = 7 * HOUR
 _WORKDAY_LENGTH = 12 * HOUR
@@ -195,8 +235,8 @@ _TASK = {task.name: index for index, task in enumerate(TASKS)}
 # Seasonal favour over the window (0 at the start, 1 today): monitoring rises, pipelines fall.
 # The ends are chosen so the total weight stays about level, which keeps the other tasks flat.
 _TASK_RAMPS: dict[int, tuple[float, float]] = {
-    _TASK["monitoring"]: (0.15, 1.0),
-    _TASK["pipeline"]: (1.0, 0.25),
+    _TASK["monitoring"]: (0.04, 1.0),
+    _TASK["pipeline"]: (1.0, 0.15),
 }
 # In their first two weeks people read and scaffold more, and glance around less.
 _ONBOARDING_BOOST: dict[int, float] = {
@@ -285,8 +325,10 @@ def generate_population(
 
     archetype = _assign_archetypes(rng, n_users)
     team = rng.choice(len(catalog.TEAMS), size=n_users, p=_TEAM_SHARES).astype(np.int8)
-    first_day, last_day, fade_day = _lifecycles(rng, archetype, days, n_days)
-    active = _active_days(rng, archetype, first_day, last_day, fade_day, start_day, n_days)
+    first_day, last_day, routine_until = _lifecycles(rng, archetype, days, n_days)
+    active = _active_days(
+        rng, archetype, first_day, last_day, routine_until, start_day, days, n_days
+    )
 
     sessions = _plan_sessions(rng, active, archetype, team, first_day, start_day, days)
     events = _expand_tasks(rng, sessions)
@@ -310,30 +352,32 @@ def _assign_archetypes(rng: np.random.Generator, n_users: int) -> np.ndarray:
 def _lifecycles(
     rng: np.random.Generator, archetype: np.ndarray, days: int, n_days: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per user, in window day indices (``days`` is today): first day, last day, fade day."""
+    """Per user, in window day indices (``days`` is today): first day, last day, and the day
+    their routine ends (slipping users; ``n_days`` for everyone else)."""
     n = len(archetype)
     first = np.zeros(n, dtype=np.int64)
     last = np.full(n, n_days - 1, dtype=np.int64)
-    fade = np.full(n, n_days, dtype=np.int64)
+    routine_until = np.full(n, n_days, dtype=np.int64)
 
     established = np.isin(archetype, (POWER, CORE, CASUAL))
     late = established & (rng.random(n) < _LATE_JOINER_SHARE)
     # Joining gets likelier over time (density rising linearly), offsetting the churn that
     # accumulates over the window, so overall activity stays about level.
-    join_span = max(1, days - _ONBOARDING_DAYS - 1)
+    join_span = max(1, days - _LATE_JOIN_SETTLED_DAYS - 1)
     first[late] = 1 + (join_span * np.sqrt(rng.random(late.sum()))).astype(np.int64)
 
     newcomer = archetype == NEWCOMER
     first[newcomer] = days - rng.integers(1, _ONBOARDING_DAYS, size=newcomer.sum())
 
     slipping = archetype == SLIPPING
-    fade[slipping] = days - rng.integers(25, 36, size=slipping.sum())
+    low, high = _SLIPPING_SINCE_DAYS
+    routine_until[slipping] = days - rng.integers(low, high + 1, size=slipping.sum())
 
     for kind, gone_min, gone_max in ((DORMANT, 29, 56), (CHURNED, 57, 85)):
         chosen = archetype == kind
         gone = rng.integers(gone_min, gone_max + 1, size=chosen.sum())
         last[chosen] = np.maximum(1, days - gone)
-    return first, last, fade
+    return first, last, routine_until
 
 
 def _active_days(
@@ -341,25 +385,59 @@ def _active_days(
     archetype: np.ndarray,
     first: np.ndarray,
     last: np.ndarray,
-    fade: np.ndarray,
+    routine_until: np.ndarray,
     start_day: int,
+    days: int,
     n_days: int,
 ) -> np.ndarray:
     """Boolean users x days matrix of days with at least one session."""
+    kinds = [_ARCHETYPES[a] for a in range(len(ARCHETYPES))]
+    attendance, other_weekday, weekend_visit = (
+        np.array([getattr(kind, name) for kind in kinds])[archetype][:, None]
+        for name in ("attendance", "other_weekday", "weekend")
+    )
+    habits = np.array([kind.habitual_weekdays for kind in kinds])[archetype]
+    habitual = _pick_distinct(rng, 5, rng.integers(habits[:, 0], habits[:, 1] + 1))  # Mon-Fri
+
     day = np.arange(n_days)
-    weekend = ((start_day + day + 3) % 7) >= 5  # epoch day 0 was a Thursday
-    weekday_p = np.array([_ARCHETYPES[a].weekday_activity for a in range(len(ARCHETYPES))])
-    weekend_f = np.array([_ARCHETYPES[a].weekend_factor for a in range(len(ARCHETYPES))])
-    p = weekday_p[archetype][:, None] * np.where(weekend, weekend_f[archetype][:, None], 1.0)
-    p = p * np.where(day[None, :] >= fade[:, None], _FADED_ACTIVITY, 1.0)
-    alive = (day[None, :] >= first[:, None]) & (day[None, :] <= last[:, None])
+    weekday = (start_day + day + 3) % 7  # Monday is 0; epoch day 0 was a Thursday
+    weekend = weekday >= 5
+    on_routine = habitual[:, np.minimum(weekday, 4)] & ~weekend
+    p = np.where(on_routine, attendance, np.where(weekend, weekend_visit, other_weekday))
+    alive = (
+        (day >= first[:, None]) & (day <= last[:, None]) & (day < routine_until[:, None])
+    )
     active = alive & (rng.random(p.shape) < p)
+
+    # Since their routine ended, slipping users drop in on a few of the last _RECENT_DAYS days.
+    slipping = np.flatnonzero(routine_until < n_days)
+    low, high = _SLIPPING_RETURN_VISITS
+    visits = rng.integers(low, high + 1, size=len(slipping))
+    chosen_user, chosen_day = np.nonzero(_pick_distinct(rng, _RECENT_DAYS, visits))
+    active[slipping[chosen_user], days - _RECENT_DAYS + chosen_day] = True
+
     # First and last days are facts of the lifecycle, so they must be active days.
     rows = np.arange(len(archetype))
     active[rows, first] = True
     ends = last < n_days - 1
     active[rows[ends], last[ends]] = True
     return active
+
+
+def _pick_distinct(rng: np.random.Generator, n_choices: int, counts: np.ndarray) -> np.ndarray:
+    """Boolean ``len(counts)`` x ``n_choices``: row i marks ``counts[i]`` distinct choices, drawn
+    uniformly (the first ``counts[i]`` of a random ranking)."""
+    rank = rng.random((len(counts), n_choices)).argsort(axis=1).argsort(axis=1)
+    return rank < counts[:, None]
+
+
+def _days_since_previous_visit(active: np.ndarray) -> np.ndarray:
+    """Users x days: days since the user's previous active day (over ``n_days`` if none)."""
+    n_users, n_days = active.shape
+    day = np.arange(n_days)
+    seen = np.maximum.accumulate(np.where(active, day, -n_days), axis=1)
+    previous = np.concatenate([np.full((n_users, 1), -n_days), seen[:, :-1]], axis=1)
+    return day - previous
 
 
 @dataclass(frozen=True)
@@ -392,6 +470,8 @@ def _plan_sessions(
     days: int,
 ) -> _Sessions:
     users, day = np.nonzero(active)
+    away = _days_since_previous_visit(active)[users, day]
+    fresh_login = (away > 1) | (rng.random(len(users)) < _LOGIN_PROBABILITY_NEXT_DAY)
     extra = np.array([_ARCHETYPES[a].extra_sessions for a in range(len(ARCHETYPES))])
     per_day = np.minimum(1 + rng.poisson(extra[archetype[users]]), _MAX_SESSIONS_PER_DAY)
     user = np.repeat(users, per_day)
@@ -412,7 +492,7 @@ def _plan_sessions(
     task = _draw_tasks(rng, user, day / days, archetype, team, onboarding)
     very_first = joined_in_window & (day == first[user]) & (slot == 0)
     task[very_first] = _TASK["docs"]
-    login = ((slot == 0) & (rng.random(len(user)) < _LOGIN_PROBABILITY)) | very_first
+    login = ((slot == 0) & np.repeat(fresh_login, per_day)) | very_first
     source = _draw_rows(rng, np.array([t.source_weights for t in TASKS])[task])
     planned = _Sessions(user, start, task, source, login, np.full(len(user), -1))
     return _with_follow_up_deploys(rng, planned)
@@ -431,6 +511,8 @@ def _draw_tasks(
     preference = base[archetype] * rng.lognormal(0.0, 0.5, size=(len(archetype), len(TASKS)))
     for (team_name, task_index), boost in _TEAM_BOOST.items():
         preference[team == catalog.TEAMS.index(team_name), task_index] *= boost
+    focused = np.array([_ARCHETYPES[a].focused for a in range(len(ARCHETYPES))])[archetype]
+    preference[focused] = _focus(preference[focused])
 
     weights = preference[user]
     season = np.clip(progress, 0.0, 1.0)
@@ -439,6 +521,33 @@ def _draw_tasks(
     for task_index, boost in _ONBOARDING_BOOST.items():
         weights[onboarding, task_index] *= boost
     return _draw_rows(rng, weights)
+
+
+def _focus(preference: np.ndarray) -> np.ndarray:
+    """Keep, per user, the feature tasks they like best that touch at most _FOCUS_FEATURES
+    features, and drop the others; tasks touching no feature are left alone."""
+    touches = _task_features()
+    feature_tasks = np.flatnonzero(touches.any(axis=1))
+    # Every subset of the feature tasks (rows), and those within the feature budget.
+    subsets = np.array(list(itertools.product((False, True), repeat=len(feature_tasks))))
+    touched = (subsets[:, :, None] & touches[feature_tasks][None, :, :]).any(axis=1)
+    allowed = subsets[touched.sum(axis=1) <= _FOCUS_FEATURES]
+    best = allowed[np.argmax(preference[:, feature_tasks] @ allowed.T, axis=1)]
+    focused = preference.copy()
+    focused[:, feature_tasks] *= best
+    return focused
+
+
+def _task_features() -> np.ndarray:
+    """Boolean tasks x feature goals: the features whose events a task can produce.
+
+    Creating a service counts as deploying too: a created service is deployed in a follow-up
+    session (see :func:`_with_follow_up_deploys`).
+    """
+    events = [{step.event for step in task.steps} for task in TASKS]
+    events[_TASK["create"]] |= events[_TASK["deploy"]]
+    return np.array([[event in produced for event in catalog.FEATURE_GOALS.values()]
+                     for produced in events])
 
 
 def _draw_rows(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
