@@ -1,0 +1,401 @@
+"""The ClickHouse events backend over HTTP on loopback, its SQL run by the real ClickHouse engine.
+
+The server is :class:`tests.fakes.clickhouse.ClickHouseHttpFront` (ClickHouse's HTTP interface in
+front of the engine in-process, chdb); the client is the service's own. On the same event logs
+(seeded and generated, with ties, repeats, events at the window and range edges and after now,
+hostile event names), every funnel, segment and user-count number from ClickHouse equals the
+file backend's. Values never enter the SQL text; the Plausible ``events_v2`` preset reads a table
+shaped like Plausible's; failures are SourceErrors that never show the password.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import tempfile
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.analysis.funnels import FunnelDefinition, FunnelStep, progress_report
+from exporter.analysis.segments import UserActivity, segments_report
+from exporter.config import EventsConfig
+from exporter.errors import SourceError
+from exporter.health import HealthRegistry
+from exporter.secrets import Secret
+from exporter.sources.clickhouse import ClickHouseEventsSource
+from exporter.sources.events import EventsFileSource
+from tests.conftest import FakeClock
+from tests.fakes.clickhouse import PASSWORD, USER, ChdbEngine, ClickHouseHttpFront
+from tests.fakes.events import Event, write_events
+
+NOW = 1_780_000_000  # 2026-05-28T20:26:40Z
+DAY = 86_400
+HOSTILE = ("it's'); DROP TABLE events; --", "back\\slash\\", "tab\tnew\nline", "{step_0:String}", "a+b&c=d%20#")
+NAMES = ("signup", "configure", "deploy", "noise", *HOSTILE)
+SUFFIX = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> ChdbEngine:
+    return ChdbEngine(tmp_path_factory.mktemp("clickhouse"))
+
+
+@pytest.fixture
+def front(engine) -> ClickHouseHttpFront:
+    return ClickHouseHttpFront(engine)
+
+
+@pytest.fixture
+async def server(aiohttp_server, front):
+    return await aiohttp_server(front.app())
+
+
+def clickhouse_source(server, **settings) -> tuple[ClickHouseEventsSource, HealthRegistry]:
+    health = HealthRegistry(FakeClock(NOW))
+    health.register("events")
+    config = EventsConfig(kind="clickhouse", url=str(server.make_url("/")), user=USER, password=Secret(PASSWORD),
+                          **settings)
+    return ClickHouseEventsSource(config, health), health
+
+
+class BothBackends:
+    """The same events in a file (file backend) and in a ClickHouse table (ClickHouse backend)."""
+
+    def __init__(self, engine: ChdbEngine, server, events: Sequence[Event], directory: Path) -> None:
+        table = f"events_{next(SUFFIX)}"
+        engine.create_events_table(f"default.{table}", events)
+        health = HealthRegistry(FakeClock(NOW))
+        health.register("events")
+        path = write_events(directory / f"{table}.jsonl", events)
+        self.file = EventsFileSource(EventsConfig(path=str(path)), health, clock=FakeClock(NOW))
+        self.clickhouse, _ = clickhouse_source(server, table=table)
+
+    async def both(self, question: str, *args, **kwargs):
+        """``(file answer, ClickHouse answer)`` to the same EventsBackend question."""
+        return (await getattr(self.file, question)(*args, **kwargs),
+                await getattr(self.clickhouse, question)(*args, **kwargs))
+
+    async def close(self) -> None:
+        await self.clickhouse.close()
+
+
+def as_multiset(values: np.ndarray) -> list:
+    return sorted(values.tolist())
+
+
+def measures(activity: UserActivity) -> list[tuple]:
+    """Every user's measures, sorted (the backends list users in different orders)."""
+    gap = np.where(np.isnan(activity.gap), -1.0, activity.gap)
+    return sorted(zip(*(a.tolist() for a in (activity.l28, activity.l28_prev, activity.recency,
+                                              activity.breadth, activity.age, gap))))
+
+
+async def assert_same_funnel(backends: BothBackends, funnel: FunnelDefinition, range_start: int,
+                             range_end: int) -> None:
+    on_file, on_clickhouse = await backends.both("funnel_reach", funnel, range_start=range_start, range_end=range_end)
+    assert as_multiset(on_clickhouse.levels) == as_multiset(on_file.levels)
+    for step in range(len(funnel.steps) - 1):
+        assert as_multiset(on_clickhouse.transition_seconds(step)) == as_multiset(on_file.transition_seconds(step))
+    assert as_multiset(on_clickhouse.completion_seconds()) == as_multiset(on_file.completion_seconds())
+    # Every number of the report, exactly: counts, rates, intervals, mean / median / p90 times.
+    assert progress_report(funnel, on_clickhouse, range_end=range_end, now=NOW) == \
+        progress_report(funnel, on_file, range_end=range_end, now=NOW)
+
+
+async def assert_same_segments(backends: BothBackends, meaningful: Collection[str] | None,
+                               features: Mapping[str, str] | None) -> None:
+    on_file, on_clickhouse = await backends.both("segment_activity", now=NOW, meaningful_events=meaningful,
+                                                 feature_events=features)
+    assert measures(on_clickhouse) == measures(on_file)
+    options = {"now": NOW, "meaningful_events": meaningful, "feature_events": features}
+    assert segments_report(on_clickhouse, **options) == segments_report(on_file, **options)
+
+
+async def assert_same_counts(backends: BothBackends, meaningful: Collection[str] | None) -> None:
+    for start, end in ((NOW - 7 * DAY, NOW + 1), (NOW - DAY // 2, NOW - 3_600), (NOW - 90 * DAY, NOW + 1)):
+        on_file, on_clickhouse = await backends.both("user_counts", start=start, end=end, meaningful_events=meaningful)
+        assert on_clickhouse == on_file
+    names = [*NAMES[:3], HOSTILE[0], "never-seen"]
+    on_file, on_clickhouse = await backends.both("feature_users", names, start=NOW - 30 * DAY, end=NOW + 1)
+    assert on_clickhouse == on_file
+
+
+def seeded_log(seed: int) -> list[Event]:
+    """Users around a home day; coarse clocks (whole minutes, hours, days) make ties common;
+    repeated events; a few events after now."""
+    rng = random.Random(seed)
+    events = []
+    for user in range(rng.randint(5, 40)):
+        home = NOW - rng.randint(-1, 95) * DAY
+        for _ in range(rng.randint(1, 30)):
+            grain = rng.choice([1, 60, 3_600, DAY])
+            t = home + grain * rng.randint(-3 * DAY // grain, 3 * DAY // grain)
+            events.append(Event(f"user-{user}", rng.choice(NAMES[:4]) if rng.random() < 0.8 else rng.choice(NAMES), t))
+            if rng.random() < 0.15:
+                events.append(events[-1])  # the same event twice
+    return events
+
+
+def seeded_funnel(rng: random.Random) -> FunnelDefinition:
+    steps = tuple(FunnelStep(f"step{k}", rng.choice(NAMES[:3] + HOSTILE[:1])) for k in range(rng.randint(1, 4)))
+    window = rng.choice([60, 3_600, DAY, 7 * DAY])
+    step_windows = None
+    if rng.random() < 0.4:
+        step_windows = tuple(rng.choice([None, 30, 7_200, DAY]) for _ in steps[1:])
+    return FunnelDefinition("seeded", "", steps, window, step_windows)
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_every_number_equals_the_file_backend_on_seeded_logs(engine, server, tmp_path, seed):
+    rng = random.Random(seed)
+    backends = BothBackends(engine, server, seeded_log(seed), tmp_path)
+    try:
+        for funnel in (seeded_funnel(rng), seeded_funnel(rng)):
+            await assert_same_funnel(backends, funnel, NOW - 30 * DAY, NOW + 1)
+            await assert_same_funnel(backends, funnel, NOW - 60 * DAY, NOW - 20 * DAY)
+        await assert_same_segments(backends, None, None)
+        await assert_same_segments(backends, {"signup", "deploy", HOSTILE[1]},
+                                   {"deploy": "Deploy", "configure": "Configure", HOSTILE[0]: "Deploy"})
+        await assert_same_counts(backends, None)
+        await assert_same_counts(backends, {"configure", HOSTILE[2]})
+    finally:
+        await backends.close()
+
+
+# Times on a coarse grid around now and the range edges, so ties, exact window ends and entries
+# at the range's first and last second are frequent.
+moments = st.builds(lambda day, second: NOW + day * DAY + second,
+                    st.integers(-65, 1), st.sampled_from([-1, 0, 1, 2, 60, 61, 3_600, 43_200]))
+event_logs = st.lists(st.builds(Event, st.sampled_from(["u1", "u2", "u3", "u'4"]), st.sampled_from(NAMES[:4] + HOSTILE[:1]),
+                                moments), min_size=1, max_size=50)
+funnels = st.builds(
+    lambda steps, window, windows: FunnelDefinition(
+        "generated", "", tuple(FunnelStep(f"s{k}", e) for k, e in enumerate(steps)), window,
+        None if windows is None else tuple(windows[:len(steps) - 1])),
+    st.lists(st.sampled_from(NAMES[:3]), min_size=1, max_size=4),
+    st.sampled_from([1, 60, 3_600, DAY]),
+    st.none() | st.lists(st.sampled_from([None, 1, 60, 7_200]), min_size=3, max_size=3))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=event_logs, funnel=funnels, meaningful=st.none() | st.just(frozenset({"signup", "deploy"})))
+async def test_every_number_equals_the_file_backend_on_generated_logs(engine, server, events, funnel, meaningful):
+    with tempfile.TemporaryDirectory() as directory:
+        backends = BothBackends(engine, server, events, Path(directory))
+        try:
+            await assert_same_funnel(backends, funnel, NOW - 30 * DAY, NOW - DAY + 1)
+            await assert_same_segments(backends, meaningful, {"deploy": "Deploy", "configure": "Deploy"})
+            on_file, on_clickhouse = await backends.both("user_counts", start=NOW - 7 * DAY, end=NOW + 1,
+                                                         meaningful_events=meaningful)
+            assert on_clickhouse == on_file
+        finally:
+            await backends.close()
+
+
+async def test_fractional_timestamps_are_floored_like_the_file_loader(engine, server):
+    """A DateTime64 column: an event at .999 of a second belongs to that second, at range edges too."""
+    start = NOW - DAY
+    engine.create_events_table("default.events_ms", [
+        Event("a", "signup", start - 0.001),  # just before the range
+        Event("b", "signup", start + 0.999), Event("b", "deploy", start + 60.999),  # floored: 60 s later
+        Event("c", "signup", NOW + 0.5),  # second NOW: the last one of [start, NOW + 1)
+    ], timestamp_type="DateTime64(3)")
+    source, _ = clickhouse_source(server, table="events_ms")
+    funnel = FunnelDefinition("f", "", (FunnelStep("a", "signup"), FunnelStep("b", "deploy")), 60)
+    try:
+        reach = await source.funnel_reach(funnel, range_start=start, range_end=NOW + 1)
+        assert as_multiset(reach.levels) == [1, 2]
+        assert reach.transition_seconds(0).tolist() == [60]  # exactly the window: inclusive
+        counts = await source.user_counts(start=start, end=NOW + 1)
+        assert counts.active == 2 and counts.total == 3
+    finally:
+        await source.close()
+
+
+async def test_every_value_travels_as_a_query_parameter(engine, server, front):
+    """Hostile event names and properties never enter the SQL, and match events of that exact name."""
+    trap = HOSTILE[0]
+    events = [Event("u1", trap, NOW - 100), Event("u1", "deploy", NOW - 50), Event("u2", "deploy'", NOW - 40),
+              Event("u3", "back\\slash\\", NOW - 30), Event("u4", "back\\\\slash\\\\", NOW - 20),
+              Event("u5", "{step_0:String}", NOW - 10)]  # a name that looks like a placeholder
+    engine.create_events_table("default.events", events)
+    source, _ = clickhouse_source(server)
+    funnel = FunnelDefinition("f", "", (FunnelStep("trap", trap), FunnelStep("deploy", "deploy")), DAY)
+    try:
+        reach = await source.funnel_reach(funnel, range_start=NOW - DAY, range_end=NOW + 1)
+        users = await source.feature_users([*HOSTILE, "deploy", "deploy'", "back\\\\slash\\\\"],
+                                           start=NOW - DAY, end=NOW + 1)
+        counts = await source.user_counts(start=NOW - DAY, end=NOW + 1, meaningful_events=[trap, "x') OR 1=1 --"])
+    finally:
+        await source.close()
+    assert reach.levels.tolist() == [2]  # the trap is an event name like any other
+    assert users == {trap: 1, "back\\slash\\": 1, "tab\tnew\nline": 0, "{step_0:String}": 1, "a+b&c=d%20#": 0,
+                     "deploy": 1, "deploy'": 1, "back\\\\slash\\\\": 1}
+    assert counts.active == 1 and counts.total == 5
+    assert json.loads(engine.execute("SELECT count() AS n FROM default.events FORMAT JSONEachRow"))["n"] == 6
+    for request in front.requests:
+        for value in ("it's", "DROP TABLE", "back\\slash", "tab\tnew", "a+b&c", "x') OR 1=1", "deploy'"):
+            assert value not in request.sql
+    sent = [value for request in front.requests for name, value in request.url_parameters.items()
+            if name.startswith("param_")]
+    assert "it's'); DROP TABLE events; --" in sent  # the trap itself, as a String parameter
+    assert any(trap.replace("'", "\\'") in value for value in sent)  # and inside an Array(String) one
+
+
+async def test_requests_are_read_only_bounded_and_authenticated_by_headers(engine, server, front):
+    engine.create_events_table("default.events", [Event("u1", "deploy", NOW - 10)])
+    source, _ = clickhouse_source(server, query_timeout_seconds=4.5)
+    try:
+        await source.user_counts(start=NOW - DAY, end=NOW + 1)
+    finally:
+        await source.close()
+    (request,) = front.requests
+    assert request.url_parameters["readonly"] == "1"
+    assert request.url_parameters["max_execution_time"] == "4.5"
+    assert request.url_parameters["wait_end_of_query"] == "1"
+    assert request.headers["X-ClickHouse-User"] == USER and request.headers["X-ClickHouse-Key"] == PASSWORD
+    assert PASSWORD not in json.dumps(request.url_parameters)
+    assert request.sql.rstrip().endswith("FORMAT JSONEachRow")
+    assert "`default`.`events`" in request.sql
+
+
+async def test_readonly_is_enforced_by_the_engine(engine, server):
+    """readonly=1 is a setting the server applies, not a promise: even a write sent with it fails."""
+    engine.create_events_table("default.events", [Event("u1", "deploy", NOW - 10)])
+    source, _ = clickhouse_source(server)
+    try:
+        with pytest.raises(SourceError, match="readonly|READONLY"):
+            await source.request("POST", "/", params=source._settings, data=b"DROP TABLE default.events")
+    finally:
+        await source.close()
+    assert json.loads(engine.execute("SELECT count() AS n FROM default.events FORMAT JSONEachRow"))["n"] == 1
+
+
+async def test_wrong_password_is_an_error_that_never_shows_it(engine, server):
+    engine.create_events_table("default.events", [Event("u1", "deploy", NOW - 10)])
+    health = HealthRegistry(FakeClock(NOW))
+    health.register("events")
+    wrong = "wr0ng-'secret'"
+    config = EventsConfig(kind="clickhouse", url=str(server.make_url("/")), user=USER, password=Secret(wrong))
+    source = ClickHouseEventsSource(config, health)
+    try:
+        with pytest.raises(SourceError) as raised:
+            await source.user_counts(start=NOW - DAY, end=NOW + 1)
+    finally:
+        await source.close()
+    assert raised.value.code == "forbidden"
+    assert "authentication failed" in str(raised.value) and "events.password" in str(raised.value)
+    state = health.sources["events"]
+    assert state.status == "down" and wrong not in state.last_error and PASSWORD not in state.last_error
+
+
+async def test_an_unknown_table_is_a_clear_error(engine, server):
+    source, health = clickhouse_source(server, table="no_such_table")
+    try:
+        with pytest.raises(SourceError) as raised:
+            await source.segment_activity(now=NOW)
+    finally:
+        await source.close()
+    assert raised.value.code == "not_found"
+    assert "ClickHouse error 60" in str(raised.value) and "no_such_table" in str(raised.value)
+    assert health.sources["events"].requests["client_error"] == 1  # a 404 is not retried
+
+
+async def test_a_slow_server_times_out_within_the_query_timeout(engine, server, front):
+    engine.create_events_table("default.events", [Event("u1", "deploy", NOW - 10)])
+    front.delay_seconds = 3.0
+    source, health = clickhouse_source(server, query_timeout_seconds=0.3)
+    try:
+        with pytest.raises(SourceError) as raised:
+            await source.user_counts(start=NOW - DAY, end=NOW + 1)
+    finally:
+        await source.close()
+    assert raised.value.code == "timeout"
+    assert health.sources["events"].requests["timeout"] == 1  # the deadline leaves no room to retry
+
+
+# --- Plausible's events_v2 ------------------------------------------------------------------------
+
+def plausible_row(t: int, name: str, *, path: str = "/", props: Mapping[str, str] = {}) -> dict:
+    return {"timestamp": t, "name": name, "site_id": 1, "user_id": 99, "session_id": 7, "hostname": "idp.example",
+            "pathname": path, "meta.key": list(props), "meta.value": list(props.values())}
+
+
+async def test_the_plausible_events_v2_preset(engine, server, tmp_path):
+    """Custom events by name, page views by path, the user from a custom property wherever it sits
+    among the props; engagement events and events without the property are not events."""
+    rows = [
+        plausible_row(NOW - 5 * DAY, "pageview", path="/docs", props={"stable_id": "alice"}),
+        plausible_row(NOW - 5 * DAY + 30, "engagement", path="/docs", props={"stable_id": "alice"}),
+        plausible_row(NOW - 5 * DAY + 60, "Deploy Application", props={"team": "x", "stable_id": "alice"}),
+        plausible_row(NOW - 4 * DAY, "pageview", path="/docs", props={"stable_id": "bob'); DROP TABLE x; --"}),
+        plausible_row(NOW - 4 * DAY + 1, "Deploy Application", props={"stable_id": "bob'); DROP TABLE x; --"}),
+        plausible_row(NOW - 3 * DAY, "Deploy Application", props={"team": "anonymous"}),  # no stable id
+        plausible_row(NOW - 2 * DAY, "pageview", path="/", props={}),
+        plausible_row(NOW - DAY, "pageview", path="/home", props={"stable_id": "carol", "stable": "x"}),
+    ]
+    expected = [Event("alice", "/docs", NOW - 5 * DAY), Event("alice", "Deploy Application", NOW - 5 * DAY + 60),
+                Event("bob'); DROP TABLE x; --", "/docs", NOW - 4 * DAY),
+                Event("bob'); DROP TABLE x; --", "Deploy Application", NOW - 4 * DAY + 1),
+                Event("carol", "/home", NOW - DAY)]
+    engine.create_plausible_events_v2("default.events_v2", rows)
+    health = HealthRegistry(FakeClock(NOW))
+    health.register("events")
+    plausible, _ = clickhouse_source(server, preset="plausible_events_v2", user_id_property="stable_id")
+    path = write_events(tmp_path / "expected.jsonl", expected)
+    file = EventsFileSource(EventsConfig(path=str(path)), health, clock=FakeClock(NOW))
+    funnel = FunnelDefinition("docs to deploy", "", (FunnelStep("docs", "/docs"),
+                                                     FunnelStep("deploy", "Deploy Application")), DAY)
+    try:
+        reach = await plausible.funnel_reach(funnel, range_start=NOW - 7 * DAY, range_end=NOW + 1)
+        assert as_multiset(reach.levels) == [2, 2] and as_multiset(reach.transition_seconds(0)) == [1, 60]
+        activity = await plausible.segment_activity(now=NOW)
+        assert measures(activity) == measures(await file.segment_activity(now=NOW))
+        assert await plausible.user_counts(start=NOW - 7 * DAY, end=NOW + 1) == \
+            await file.user_counts(start=NOW - 7 * DAY, end=NOW + 1)
+        assert await plausible.feature_users(["/docs", "Deploy Application", "engagement"], start=NOW - 7 * DAY,
+                                             end=NOW + 1) == {"/docs": 2, "Deploy Application": 2, "engagement": 0}
+    finally:
+        await plausible.close()
+    assert plausible.details() | {"url": None} == {
+        "kind": "clickhouse", "url": None, "table": "default.events_v2", "query_timeout_seconds": 8.0,
+        "preset": "plausible_events_v2", "user_id_property": "stable_id"}
+
+
+# --- through the service --------------------------------------------------------------------------
+
+FUNNEL = {"name": "trial", "window_seconds": 2 * DAY,
+          "steps": [{"name": "signup", "event": "signup"}, {"name": "configure", "event": "configure"},
+                    {"name": "deploy", "event": "deploy"}]}
+FEATURES = [{"name": "Deploy", "event": "deploy"}, {"name": "Trap", "event": HOSTILE[0]}]
+
+
+@pytest.fixture
+def clock() -> FakeClock:  # also the service's clock in make_client
+    return FakeClock(NOW)
+
+
+async def test_the_service_serves_the_same_sections_from_either_backend(engine, server, make_client, tmp_path):
+    events = seeded_log(11)
+    engine.create_events_table("default.product_events", events)
+    path = write_events(tmp_path / "events.jsonl", events)
+    common = {"funnels": [FUNNEL], "features": FEATURES}
+    on_file, _ = await make_client(**common, **{"events.path": str(path)})
+    on_clickhouse, service = await make_client(**common, **{
+        "events.kind": "clickhouse", "events.path": None, "events.url": str(server.make_url("/")),
+        "events.table": "product_events", "events.user": USER, "events.password": PASSWORD})
+    for url in ("/api/v1/funnel/trial?time_range=30d", "/api/v1/funnel/trial?time_range=90d",
+                "/api/v1/user-segments", "/api/v1/usage-trends?time_range=7d", "/api/v1/feature-adoption"):
+        file_body, clickhouse_body = [await (await client.get(url)).json() for client in (on_file, on_clickhouse)]
+        for body in (file_body, clickhouse_body):
+            del body["generated_at"], body["sources"]
+        assert clickhouse_body == file_body, url
+    health = await (await on_clickhouse.get("/health")).json()
+    assert PASSWORD not in json.dumps(health)
+    assert service.source_details("events")["kind"] == "clickhouse"
