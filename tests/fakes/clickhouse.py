@@ -126,6 +126,9 @@ class RecordedRequest:
     sql: str
     url_parameters: dict[str, str]
     headers: dict[str, str]
+    status: int
+    response_bytes: int
+    response_rows: int  # lines of the body: rows, for the row-per-line formats the service uses
 
 
 @dataclass
@@ -145,7 +148,13 @@ class ClickHouseHttpFront:
     async def _query(self, request: web.Request) -> web.Response:
         sql = await request.text()
         parameters = dict(request.query)
-        self.requests.append(RecordedRequest(sql, parameters, dict(request.headers)))
+        response = await self._answer(request, sql, parameters)
+        body = response.body or b""
+        self.requests.append(RecordedRequest(sql, parameters, dict(request.headers), response.status, len(body),
+                                             body.count(b"\n")))
+        return response
+
+    async def _answer(self, request: web.Request, sql: str, parameters: dict[str, str]) -> web.Response:
         user = request.headers.get("X-ClickHouse-User", "default")
         if self.users.get(user) != request.headers.get("X-ClickHouse-Key", ""):
             return _exception(516, f"{user}: Authentication failed: password is incorrect, or there is no user "
