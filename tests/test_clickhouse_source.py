@@ -363,6 +363,13 @@ async def test_the_plausible_events_v2_preset(engine, server, tmp_path):
                                              end=NOW + 1) == {"/docs": 2, "Deploy Application": 2, "engagement": 0}
     finally:
         await plausible.close()
+    hostile, _ = clickhouse_source(server, preset="plausible_events_v2",
+                                   user_id_property="stable_id'] OR 1=1); DROP TABLE events_v2; --")
+    try:  # a property name is a value: no event carries this one
+        assert await hostile.user_counts(start=NOW - 7 * DAY, end=NOW + 1) == (0, 0)
+    finally:
+        await hostile.close()
+    assert json.loads(engine.execute("SELECT count() AS n FROM default.events_v2 FORMAT JSONEachRow"))["n"] == 8
     assert plausible.details() | {"url": None} == {
         "kind": "clickhouse", "url": None, "table": "default.events_v2", "query_timeout_seconds": 8.0,
         "preset": "plausible_events_v2", "user_id_property": "stable_id"}
@@ -398,4 +405,7 @@ async def test_the_service_serves_the_same_sections_from_either_backend(engine, 
         assert clickhouse_body == file_body, url
     health = await (await on_clickhouse.get("/health")).json()
     assert PASSWORD not in json.dumps(health)
+    metrics = await on_clickhouse.get("/metrics")
+    assert metrics.status == 200
+    assert "analytics_events_malformed_lines" not in await metrics.text()  # a file's figure only
     assert service.source_details("events")["kind"] == "clickhouse"
