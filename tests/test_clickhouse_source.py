@@ -92,8 +92,8 @@ def as_multiset(values: np.ndarray) -> list:
 def measures(activity: UserActivity) -> list[tuple]:
     """Every user's measures, sorted (the backends list users in different orders)."""
     gap = np.where(np.isnan(activity.gap), -1.0, activity.gap)
-    return sorted(zip(*(a.tolist() for a in (activity.l28, activity.l28_prev, activity.recency,
-                                              activity.breadth, activity.age, gap))))
+    columns = (activity.l28, activity.l28_prev, activity.recency, activity.breadth, activity.age, gap)
+    return sorted(zip(*(column.tolist() for column in columns), strict=True))
 
 
 async def assert_same_funnel(backends: BothBackends, funnel: FunnelDefinition, range_start: int,
@@ -151,7 +151,7 @@ def seeded_funnel(rng: random.Random) -> FunnelDefinition:
     return FunnelDefinition("seeded", "", steps, window, step_windows)
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(4))
 async def test_every_number_equals_the_file_backend_on_seeded_logs(engine, server, tmp_path, seed):
     rng = random.Random(seed)
     backends = BothBackends(engine, server, seeded_log(seed), tmp_path)
@@ -172,8 +172,8 @@ async def test_every_number_equals_the_file_backend_on_seeded_logs(engine, serve
 # at the range's first and last second are frequent.
 moments = st.builds(lambda day, second: NOW + day * DAY + second,
                     st.integers(-65, 1), st.sampled_from([-1, 0, 1, 2, 60, 61, 3_600, 43_200]))
-event_logs = st.lists(st.builds(Event, st.sampled_from(["u1", "u2", "u3", "u'4"]), st.sampled_from(NAMES[:4] + HOSTILE[:1]),
-                                moments), min_size=1, max_size=50)
+event_logs = st.lists(st.builds(Event, st.sampled_from(["u1", "u2", "u3", "u'4"]),
+                                st.sampled_from(NAMES[:4] + HOSTILE[:1]), moments), min_size=1, max_size=50)
 funnels = st.builds(
     lambda steps, window, windows: FunnelDefinition(
         "generated", "", tuple(FunnelStep(f"s{k}", e) for k, e in enumerate(steps)), window,
@@ -183,7 +183,7 @@ funnels = st.builds(
     st.none() | st.lists(st.sampled_from([None, 1, 60, 7_200]), min_size=3, max_size=3))
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=event_logs, funnel=funnels, meaningful=st.none() | st.just(frozenset({"signup", "deploy"})))
 async def test_every_number_equals_the_file_backend_on_generated_logs(engine, server, events, funnel, meaningful):
     with tempfile.TemporaryDirectory() as directory:
