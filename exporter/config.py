@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -200,6 +201,8 @@ class EventsConfig:
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
+        if self.url and urlsplit(self.url).password is not None:  # it would show in /health
+            raise ValueError("url must not hold a password: set events.user and events.password (or password_file)")
         _positive(query_timeout_seconds=self.query_timeout_seconds)
         quote_identifier(self.database)
         quote_identifier(self.table_name)

@@ -83,6 +83,7 @@ CLICKHOUSE = {"events.kind": "clickhouse", "events.url": "http://clickhouse:8123
     ({"events.table": "events WHERE 1"}, "is not a ClickHouse name"),
     ({"events.columns.event": "name) OR (1"}, "events.columns: 'name) OR (1' is not a ClickHouse name"),
     ({"events.url": "clickhouse:8123"}, "url must start with http"),
+    ({"events.url": "http://dashboard:s3cret@clickhouse:8123"}, "url must not hold a password"),
     ({"events.preset": "plausible_events_v2"}, "needs user_id_property"),
     ({"events.user_id_property": "uid"}, "only used with preset"),
     ({"events.preset": "plausible_events_v2", "events.user_id_property": "uid", "events.columns.event": "n"},
