@@ -271,7 +271,7 @@ async def test_readonly_is_enforced_by_the_engine(engine, server):
     source, _ = clickhouse_source(server)
     try:
         with pytest.raises(SourceError, match="readonly|READONLY"):
-            await source.request("POST", "/", params=source._settings, data=b"DROP TABLE default.events")
+            await source.request("POST", "/", params={"readonly": "1"}, data=b"DROP TABLE default.events")
     finally:
         await source.close()
     assert json.loads(engine.execute("SELECT count() AS n FROM default.events FORMAT JSONEachRow"))["n"] == 1

@@ -57,7 +57,8 @@ MAX_CONCURRENCY = 4  # queries in flight; each already runs on every core of the
 MAX_RETRIES = 2  # for connection errors and 502/503/504, within the query timeout
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # results are aggregates: anything near this is a wrong query
 
-AUTHENTICATION_ERRORS = frozenset({192, 193, 194, 516})  # UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, ...
+# UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTHENTICATION_FAILED
+AUTHENTICATION_ERRORS = frozenset({192, 193, 194, 516})
 UNKNOWN_SETTING = 115
 _EXCEPTION = re.compile(r"Code: (\d+)[.,]\s*(?:e\.displayText\(\) = )?(?:DB::Exception: )?(.*)", re.DOTALL)
 _EXCEPTION_TAIL = re.compile(r"(, e\.what\(\) = .*|\s*\(version [^)]*\))\s*$", re.DOTALL)
