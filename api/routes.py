@@ -109,3 +109,19 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/funnel/{funnel_name}", funnel)
     app.router.add_get("/api/v1/funnels", funnels)
     app.router.add_post("/api/v1/metrics/refresh", refresh)
+    _add_whole_api_routes(app)
+
+
+def _add_whole_api_routes(app: web.Application) -> None:
+    """The endpoints over every section (dashboard, export) and over every route (OpenAPI).
+
+    Their modules are built on this one's tables (SECTIONS, FUNNEL_QUERY, SERVICE), so they are
+    imported here, once this module is complete, rather than at the top (an import cycle).
+    """
+    from .dashboard import dashboard
+    from .export import export
+    from .openapi import openapi
+
+    app.router.add_get("/api/v1/dashboard", dashboard)
+    app.router.add_get("/api/v1/export/{format}", export)
+    app.router.add_get("/api/v1/openapi.json", openapi)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 import yaml
 
 from . import __version__
 from .config import Config, ConfigError, effective_config, load_config
+from .timeranges import TimeRange
 
 log = logging.getLogger("analytics_dashboard")
 
@@ -44,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate and print the effective configuration")
     _config_option(check)
     check.set_defaults(run=_check_config)
+
+    export = commands.add_parser("export", help="print the dashboard once, as JSON or CSV, to stdout")
+    export.add_argument("--format", required=True, metavar="{json,csv}", help="json: the dashboard object; "
+                        "csv: the tidy table (section,name,dimension,value,unit,time_range)")
+    export.add_argument("--time-range", choices=TimeRange.names(), help="the window (default: the API's, 30d)")
+    _config_option(export)
+    export.add_argument("--demo", action="store_true", help="start built-in simulated upstreams and use them")
+    export.set_defaults(run=_export)
     return parser
 
 
@@ -64,21 +74,14 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_async(args: argparse.Namespace, config: Config) -> None:
+async def _serve_async(args: argparse.Namespace, loaded: Config) -> None:
     from aiohttp import web
 
     from api.app import create_app
 
     from .service import AnalyticsService
 
-    with tempfile.TemporaryDirectory(prefix="analytics-demo-") as workdir:
-        demo = None
-        if args.demo:
-            from .demo.runner import start_demo_upstreams
-
-            demo = await start_demo_upstreams(workdir=Path(workdir))
-            config = load_config(args.config, overrides=demo_overrides(demo))
-            log.info("demo mode: simulated upstreams on loopback, events file %s", demo.events_path)
+    async with _demo_if_asked(args, loaded) as config:
         host = args.host or config.server.host
         port = args.port or config.server.port
         service = AnalyticsService(config)
@@ -93,8 +96,61 @@ async def _serve_async(args: argparse.Namespace, config: Config) -> None:
         finally:
             warm_up.cancel()
             await runner.cleanup()
-            if demo is not None:
-                await demo.close()
+
+
+def _export(args: argparse.Namespace) -> int:
+    # The API's own code renders the export; it is imported only when exporting (it is heavy).
+    from api.export import EXPORT_QUERY, FORMATS
+
+    if args.format not in FORMATS:
+        print(f"unknown export format {args.format!r}; formats: {', '.join(FORMATS)}", file=sys.stderr)
+        return 2
+    config = load_config(args.config)
+    _setup_logging(config.server.log_level)  # logs go to stderr; stdout carries only the export
+    time_range = TimeRange(args.time_range or EXPORT_QUERY["time_range"].default)
+    text = asyncio.run(_export_async(args, config, time_range))
+    print(text, end="" if text.endswith("\n") else "\n")
+    return 0  # sources that are down show in the export itself
+
+
+async def _export_async(args: argparse.Namespace, loaded: Config, time_range: TimeRange) -> str:
+    from api.dashboard import build_dashboard
+    from api.export import render_export
+
+    from .service import AnalyticsService
+
+    async with _demo_if_asked(args, loaded) as config:
+        service = AnalyticsService(config)
+        try:
+            dashboard = await build_dashboard(service, time_range)
+        finally:
+            await _cancel_other_tasks()  # loads the export no longer waits for must not outlive the clients
+            await service.close()
+    return render_export(dashboard, args.format).text
+
+
+async def _cancel_other_tasks() -> None:
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def _demo_if_asked(args: argparse.Namespace, config: Config) -> AsyncIterator[Config]:
+    """``config`` as is; with ``--demo``, pointed at simulated upstreams that run until the block exits."""
+    if not args.demo:
+        yield config
+        return
+    from .demo.runner import start_demo_upstreams
+
+    with tempfile.TemporaryDirectory(prefix="analytics-demo-") as workdir:
+        demo = await start_demo_upstreams(workdir=Path(workdir))
+        try:
+            log.info("demo mode: simulated upstreams on loopback, events file %s", demo.events_path)
+            yield load_config(args.config, overrides=demo_overrides(demo))
+        finally:
+            await demo.close()
 
 
 def demo_overrides(demo: Any) -> dict[str, Any]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import datetime, timezone
 
 import pytest
 
 from api.app import create_app
+from exporter.cli import demo_overrides
 from exporter.config import load_config
+from exporter.demo.runner import start_demo_upstreams
 from exporter.service import AnalyticsService
 from tests.fakes.plausible import API_KEY, SITE_ID, FakePlausible
 
@@ -62,6 +66,36 @@ def make_client(aiohttp_client, plausible_server, clock):
 
     async def make(**overrides):
         service = AnalyticsService(service_config(str(plausible_server.make_url("/")), **overrides), clock=clock)
+        return await aiohttp_client(create_app(service)), service
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def demo_upstreams(tmp_path_factory):
+    """The demo's simulated upstreams (``DemoUpstreams``), started once per session on an event loop
+    of their own in a background thread: starting them costs over a second, and tests reach them
+    over loopback HTTP from their own loops, as the service would."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="demo-upstreams", daemon=True)
+    thread.start()
+    demo = asyncio.run_coroutine_threadsafe(start_demo_upstreams(workdir=tmp_path_factory.mktemp("demo")),
+                                            loop).result()
+    yield demo
+    asyncio.run_coroutine_threadsafe(demo.close(), loop).result()
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
+
+
+@pytest.fixture
+def make_demo_client(aiohttp_client, demo_upstreams, clock):
+    """``await make_demo_client(**config overrides)`` -> (test client, service): the app as
+    ``serve --demo`` runs it, on the test's clock."""
+
+    async def make(**overrides):
+        config = load_config(environ={}, overrides=demo_overrides(demo_upstreams) | overrides)
+        service = AnalyticsService(config, clock=clock)
         return await aiohttp_client(create_app(service)), service
 
     return make
