@@ -96,6 +96,10 @@ class Memo:
         """The load under way for ``key``, if any (for callers that wait with a deadline)."""
         return self._loading.get(key)
 
+    def in_flight(self) -> list[asyncio.Task[Cached[Any]]]:
+        """Every load under way (for callers that wait for quiet, or end the loads at shutdown)."""
+        return list(self._loading.values())
+
     def _start_load(self, key: Hashable, loader: Callable[[], Awaitable[T]]) -> asyncio.Task[Cached[T]]:
         task = self._loading.get(key)
         if task is None:

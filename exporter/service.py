@@ -16,7 +16,6 @@ from .areas import build_areas
 from .areas.base import Area
 from .cache import Cached, Memo
 from .config import ENVIRONMENT_FOR_KEY, Config, EventsConfig
-from .errors import SourceError
 from .events.backend import EventsBackend
 from .health import HealthRegistry
 from .sources.clickhouse import ClickHouseEventsSource
@@ -70,6 +69,15 @@ class AnalyticsService:
         return EventsFileSource(events, self.health, clock=self.clock)
 
     async def close(self) -> None:
+        """At shutdown: end the loads still running, then close every upstream session.
+
+        The loads go first, so none of them meets a closed session half-way (and none is left
+        behind to hold a connection to a slow upstream until its own timeout).
+        """
+        loads = self.memo.in_flight()
+        for load in loads:
+            load.cancel()
+        await asyncio.gather(*loads, return_exceptions=True)
         for client in self._clients:
             await client.close()
 
@@ -153,8 +161,8 @@ class AnalyticsService:
     async def _quietly(awaitable: Awaitable[Any]) -> None:
         try:
             await awaitable
-        except SourceError:
-            pass  # already recorded in the source's health; the scrape shows it as down
+        except Exception:  # noqa: BLE001 - recorded in the source's health (and logged there if unexpected)
+            pass  # the scrape shows the source as down
 
 
 def _disabled_reason(prefix: str, enabled: bool, missing: list[str]) -> str | None:

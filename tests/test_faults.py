@@ -138,7 +138,7 @@ def source_value(found: dict[tuple[str, tuple], float], metric: str, source: str
 
 async def settle(service: AnalyticsService) -> None:
     """Wait for every load under way, the background refreshes the last request started included."""
-    while loading := list(service.memo._loading.values()):
+    while loading := service.memo.in_flight():
         await asyncio.wait(loading)
 
 

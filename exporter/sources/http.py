@@ -105,13 +105,18 @@ class UpstreamClient:
         self._secrets = [s.reveal() for s in [*secrets, bearer] if s]
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     async def close(self) -> None:
+        """Close the session for good: a call still running afterwards fails instead of opening another."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     def _client_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise self.error("the service is shutting down", code="shutting_down")
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.settings.max_concurrency, ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(
