@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
 import yaml
 
@@ -17,7 +18,18 @@ from . import __version__
 from .config import Config, ConfigError, effective_config, load_config
 from .timeranges import TimeRange
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 log = logging.getLogger("analytics_dashboard")
+# On SIGTERM the listener closes at once; requests in flight get this long to finish (they normally
+# take milliseconds) before they are cancelled, well inside Kubernetes' default 30 s grace period.
+SHUTDOWN_GRACE_SECONDS = 5.0
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StartupError(Exception):
+    """The service cannot start for a reason outside its configuration file (e.g. the port is taken)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
+        return 1
+    except StartupError as error:
+        print(f"cannot start: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -39,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the exporter and JSON API")
     _config_option(serve)
     serve.add_argument("--host", help="interface to listen on (default: server.host, 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="port to listen on (default: server.port, 8000)")
+    serve.add_argument("--port", type=_port, help="port to listen on (default: server.port, 8000)")
     serve.add_argument("--demo", action="store_true", help="start built-in simulated upstreams and use them")
     serve.set_defaults(run=_serve)
 
@@ -55,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--demo", action="store_true", help="start built-in simulated upstreams and use them")
     export.set_defaults(run=_export)
     return parser
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1..65535)")
+    return port
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -81,21 +103,51 @@ async def _serve_async(args: argparse.Namespace, loaded: Config) -> None:
 
     from .service import AnalyticsService
 
+    stop = _shutdown_signal()  # from here on (demo start-up included) a signal means a clean stop
     async with _demo_if_asked(args, loaded) as config:
         host = args.host or config.server.host
         port = args.port or config.server.port
         service = AnalyticsService(config)
-        runner = web.AppRunner(create_app(service), access_log=None)
+        # aiohttp waits up to shutdown_timeout for a handler to finish, then as long again after
+        # cancelling its request: half the grace period each.
+        runner = web.AppRunner(create_app(service), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS / 2)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        log.info("analytics-dashboard %s listening on http://%s:%d (metrics at /metrics)", __version__, host, port)
-        # Warm the cache so /health and the first scrape find data instead of cold sources.
-        warm_up = asyncio.create_task(service.refresh_metrics(config.server.request_timeout_seconds))
         try:
-            await asyncio.Event().wait()
-        finally:
+            await _listen(web.TCPSite(runner, host, port), host, port)
+            log.info("analytics-dashboard %s listening on http://%s:%d (metrics at /metrics)", __version__, host, port)
+            # Warm the cache so /health and the first scrape find data instead of cold sources.
+            warm_up = asyncio.create_task(service.refresh_metrics(config.server.request_timeout_seconds))
+            received = await stop
+            log.info("%s received: closing the listener; requests in flight have %g s to finish",
+                     received.name, SHUTDOWN_GRACE_SECONDS)
             warm_up.cancel()
+        finally:
+            # Waits for the requests in flight, then the app's cleanup ends the loads still running
+            # and closes the upstream sessions (AnalyticsService.close).
             await runner.cleanup()
+        log.info("stopped")
+
+
+def _shutdown_signal() -> asyncio.Future[signal.Signals]:
+    """A future set by the first SIGTERM or SIGINT; a second one gets the default action (stop now)."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def handle(signum: signal.Signals) -> None:
+        for each in SHUTDOWN_SIGNALS:
+            loop.remove_signal_handler(each)
+        received.set_result(signum)
+
+    for signum in SHUTDOWN_SIGNALS:
+        loop.add_signal_handler(signum, handle, signum)
+    return received
+
+
+async def _listen(site: "web.TCPSite", host: str, port: int) -> None:
+    try:
+        await site.start()
+    except OSError as error:  # port taken, address not on this machine, no permission
+        raise StartupError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 def _export(args: argparse.Namespace) -> int:

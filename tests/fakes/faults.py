@@ -1,7 +1,8 @@
 """Fault injection for the fake upstreams: a switch in front of a fake, and a fake that can go away.
 
 :class:`FaultSwitch` is an aiohttp middleware added to a fake's application: it passes requests
-through until a fault is armed, then answers in place of the fake (or mangles the fake's answer).
+through until a fault is armed, then answers in place of the fake, mangles the fake's answer, or
+delays it (for a while, or until the test releases it).
 :class:`Upstream` serves a fake behind its switch on loopback, and can stop and restart it on the
 same port (connection refused, then back).
 """
@@ -26,6 +27,7 @@ class FaultSwitch:
 
     fault: str | None = None
     delay_seconds: float = 10.0  # how long "slow" waits before letting the fake answer
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # what "hold" waits for
     requests: int = 0
     streamed: list[int] = field(default_factory=list)  # bytes sent by each finished "huge" answer
     streams_open: int = 0
@@ -38,6 +40,9 @@ class FaultSwitch:
             return await handler(request)
         if fault == "slow":
             await asyncio.sleep(self.delay_seconds)
+            return await handler(request)
+        if fault == "hold":  # the fake answers once the test sets ``released``
+            await self.released.wait()
             return await handler(request)
         if fault == "429":  # Plausible's answer: JSON, and no Retry-After header
             return web.json_response({"error": "Too many API requests in the last hour"}, status=429)
