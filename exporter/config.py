@@ -109,6 +109,10 @@ class HttpSourceConfig:
     max_response_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
+        # Checked first, so no message below repeats it: a URL is printed by check-config and is no
+        # secret, so it must not carry one; the sources authenticate with their own secret settings.
+        if self.url and urlsplit(self.url).password is not None:
+            raise ValueError("url must not hold a password: URLs are printed (check-config) and not kept secret")
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
         _positive(timeout_seconds=self.timeout_seconds, max_concurrency=self.max_concurrency,

@@ -52,6 +52,10 @@ class FaultSwitch:
                                 content_type="text/html")
         if fault == "truncated":
             return web.Response(text='{"results": [{"metrics": [94, 1', content_type="application/json")
+        if fault == "echo_auth":  # a careless upstream quotes the credentials it was sent in its error
+            credentials = request.headers.get("Authorization", "")
+            message = f"rejected Authorization: {credentials!r}"
+            return web.json_response({"error": message, "detail": message}, status=400)
         if fault == "wrong_shape":
             return web.json_response({"message": "ok"})
         if fault == "wrong_types":  # the fake's real answer, every number turned into a string
