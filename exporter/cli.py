@@ -26,6 +26,10 @@ log = logging.getLogger("analytics_dashboard")
 # take milliseconds) before they are cancelled, well inside Kubernetes' default 30 s grace period.
 SHUTDOWN_GRACE_SECONDS = 5.0
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Connections the kernel queues until the event loop accepts them. At the default 128, a thousand
+# clients connecting at once overflow it: the kernel drops their SYNs and they retry 1 s, then 3 s
+# later. The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
 
 
 class StartupError(Exception):
@@ -113,7 +117,7 @@ async def _serve_async(args: argparse.Namespace, loaded: Config) -> None:
         runner = web.AppRunner(create_app(service), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS / 2)
         await runner.setup()
         try:
-            await _listen(web.TCPSite(runner, host, port), host, port)
+            await _listen(web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG), host, port)
             log.info("analytics-dashboard %s listening on http://%s:%d (metrics at /metrics)", __version__, host, port)
             # Warm the cache so /health and the first scrape find data instead of cold sources.
             warm_up = asyncio.create_task(service.refresh_metrics(config.server.request_timeout_seconds))
