@@ -26,6 +26,11 @@ def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | Non
     return web.Response(text=dumps(data), status=status, content_type="application/json", headers=headers)
 
 
+def json_bytes_response(body: bytes) -> web.Response:
+    """A 200 whose body is JSON already encoded as UTF-8 (see api.section_json)."""
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
 def _finite(data: Any) -> Any:
     if isinstance(data, float):
         return data if math.isfinite(data) else None

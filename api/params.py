@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 
 from exporter.timeranges import TimeRange
 
@@ -24,7 +25,8 @@ def time_range(default: str) -> Param:
 
 
 def parse_query(request: web.Request, spec: dict[str, Param]) -> dict[str, Any]:
-    query = request.rel_url.query
+    # Most requests have no query string: skip building the parsed multidict for them.
+    query = request.rel_url.query if request.query_string else _NO_QUERY
     unknown = sorted(set(query) - set(spec))
     if unknown:
         valid = ", ".join(spec) or "none"
@@ -42,6 +44,9 @@ def parse_query(request: web.Request, spec: dict[str, Param]) -> dict[str, Any]:
                            f"'{_clip(raw)}' is not a valid {name}; valid: {', '.join(param.choices)}")
         values[name] = param.convert(raw)
     return values
+
+
+_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 
 
 def _clip(text: str, limit: int = 64) -> str:

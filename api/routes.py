@@ -12,11 +12,13 @@ from exporter.service import AnalyticsService
 from exporter.sources.experimentation import STATUSES as EXPERIMENT_STATUSES
 
 from .errors import ApiError
-from .jsonio import json_response
+from .jsonio import json_bytes_response, json_response
 from .params import Param, parse_query, time_range
+from .section_json import SectionJson
 
 SERVICE = web.AppKey("service", AnalyticsService)
 RENDERER = web.AppKey("renderer", object)
+SECTION_JSON = web.AppKey("section_json", SectionJson)
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 SCRAPE_MARGIN_SECONDS = 0.5  # leave time to render and send before Prometheus gives up
 
@@ -39,10 +41,14 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    timeout = _scrape_timeout(request, service.config.metrics.default_scrape_timeout_seconds)
-    await service.refresh_metrics(timeout - SCRAPE_MARGIN_SECONDS)
-    body, content_type = request.app[RENDERER].render(request.headers.get("Accept"))
+    renderer, accept = request.app[RENDERER], request.headers.get("Accept")
+    rendered = renderer.reusable(accept)  # between refreshes: the last response, as is
+    if rendered is None:
+        service = request.app[SERVICE]
+        timeout = _scrape_timeout(request, service.config.metrics.default_scrape_timeout_seconds)
+        await service.refresh_metrics(timeout - SCRAPE_MARGIN_SECONDS)
+        rendered = renderer.render(accept)
+    body, content_type = rendered
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type  # includes version and charset parameters
     return response
@@ -50,7 +56,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 def section_handler(area_name: str, spec: dict[str, Param]):
     async def handler(request: web.Request) -> web.Response:
-        return await _section_response(request.app[SERVICE], area_name, parse_query(request, spec))
+        return await _section_response(request.app, area_name, parse_query(request, spec))
 
     return handler
 
@@ -62,7 +68,7 @@ async def funnel(request: web.Request) -> web.Response:
     if service.config.funnel(name) is None:
         configured = ", ".join(f.name for f in service.config.funnels) or "none"
         raise ApiError(404, "unknown_funnel", f"no funnel named {name[:64]!r}; configured funnels: {configured}")
-    return await _section_response(service, "funnels", {"funnel_name": name, **parse_query(request, FUNNEL_QUERY)})
+    return await _section_response(request.app, "funnels", {"funnel_name": name, **parse_query(request, FUNNEL_QUERY)})
 
 
 async def funnels(request: web.Request) -> web.Response:
@@ -71,9 +77,13 @@ async def funnels(request: web.Request) -> web.Response:
     return json_response(service.areas["funnels"].catalogue())
 
 
-async def _section_response(service: AnalyticsService, area_name: str, params: dict[str, Any]) -> web.Response:
-    section = await _within_deadline(service, service.areas[area_name].section(params))
-    return json_response(section.to_json(service))
+async def _section_response(app: web.Application, area_name: str, params: dict[str, Any]) -> web.Response:
+    service, encoder = app[SERVICE], app[SECTION_JSON]
+    area = service.areas[area_name]
+    # A fresh snapshot needs no waiting, so no deadline task either: that is most requests.
+    section = area.fresh(params) or await _within_deadline(service, area.section(params))
+    statuses = encoder.statuses(service.clock(), section.sources)
+    return json_bytes_response(encoder.section(area.key(params), section).fill(statuses))
 
 
 async def refresh(request: web.Request) -> web.Response:

@@ -60,6 +60,11 @@ class Started:
     def pid(self) -> int:
         return self.process.pid
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def status_kib(self, field: str) -> int:
         """A ``/proc/<pid>/status`` figure in KiB, e.g. ``VmRSS`` (now) or ``VmHWM`` (peak RSS)."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -78,13 +83,23 @@ def started(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     """
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env={**os.environ, **(env or {})},
-                                   stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, text=True)
+                                   stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, text=True,
+                                   preexec_fn=_interruptible)
         try:
             yield Started(process, time.perf_counter(), log)
         finally:
             stop(process)
             if process.stdout is not None:
                 process.stdout.close()
+
+
+def _interruptible() -> None:
+    """In the child before exec: SIGINT at its default, so Python turns it into KeyboardInterrupt.
+
+    A shell starts background jobs with SIGINT ignored, and children inherit that; ``stop``'s
+    orderly SIGINT would then be lost whenever the benchmarks themselves run in the background.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -145,11 +160,16 @@ def wait_until_ok(handle: Started, url: str, *, timeout: float = 60.0) -> tuple[
 
 @dataclass(frozen=True)
 class Load:
-    """What one wrk run measured."""
+    """What one wrk run measured, and the CPU time the server spent per request meanwhile.
+
+    CPU per request is the steadiest of the three on a shared machine: other processes delay a
+    server, they do not make its work bigger.
+    """
 
     requests_per_second: float
     p99_ms: float
     errors: int  # socket errors plus non-2xx answers: a run with any is not a valid figure
+    cpu_us_per_request: float
 
 
 _UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -162,26 +182,22 @@ def wrk_path() -> str:
     return path
 
 
-def wrk(url: str, *, seconds: float, headers: Mapping[str, str] | None = None) -> Load:
-    """Load ``url`` with wrk (100 connections, 2 threads) for ``seconds``."""
-    argv = [wrk_path(), f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds:g}s", "--latency"]
-    for name, value in (headers or {}).items():
-        argv += ["-H", f"{name}: {value}"]
-    output = subprocess.run([*argv, url], capture_output=True, text=True, check=True,
-                            timeout=seconds + 30).stdout
-    return parse_wrk(output)
-
-
-def parse_wrk(output: str) -> Load:
-    """The requests per second, 99th percentile latency and error count of wrk's report."""
+def wrk(url: str, server: Started, *, seconds: float) -> Load:
+    """Load ``url`` (served by ``server``) with wrk, 100 connections and 2 threads, for ``seconds``."""
+    argv = [wrk_path(), f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds:g}s", "--latency", url]
+    cpu_before = server.cpu_seconds()
+    output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    cpu = server.cpu_seconds() - cpu_before
     rps = re.search(r"Requests/sec:\s*([\d.]+)", output)
+    requests = re.search(r"(\d+) requests in", output)
     p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-    if rps is None or p99 is None:
+    if rps is None or requests is None or p99 is None:
         raise RuntimeError(f"cannot read wrk's report:\n{output}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", output)
     errors += int(non_2xx.group(1)) if non_2xx else 0
-    return Load(float(rps.group(1)), float(p99.group(1)) * _UNIT_MS[p99.group(2)], errors)
+    return Load(float(rps.group(1)), float(p99.group(1)) * _UNIT_MS[p99.group(2)], errors,
+                cpu * 1e6 / max(int(requests.group(1)), 1))
 
 
 def json_line(handle: Started) -> dict:

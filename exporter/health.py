@@ -98,13 +98,8 @@ class HealthRegistry:
         """The contract's per-source object: status, last_success, age_seconds, error."""
         state = self.sources[name]
         last = None if state.last_success is None else iso_z(datetime.fromtimestamp(state.last_success, timezone.utc))
-        return {"status": state.status, "last_success": last, "age_seconds": self.age_seconds(name, self.clock()),
+        return {"status": state.status, "last_success": last, "age_seconds": age_seconds(state.last_success, self.clock()),
                 "error": state.error}
-
-    def age_seconds(self, name: str, now: float) -> float | None:
-        """Seconds from the source's last success to ``now`` (ms resolution); None before one."""
-        last_success = self.sources[name].last_success
-        return None if last_success is None else round(now - last_success, 3)
 
     def overall_status(self) -> str:
         enabled = [s for s in self.sources.values() if s.enabled]
@@ -118,6 +113,11 @@ class HealthRegistry:
         for i, bound in enumerate(REFRESH_BUCKETS):
             if seconds <= bound:
                 state.refresh_bucket_counts[i] += 1
+
+
+def age_seconds(last_success: float | None, now: float) -> float | None:
+    """Seconds from a source's last success to ``now`` (ms resolution); None before one."""
+    return None if last_success is None else round(now - last_success, 3)
 
 
 def describe_failure(error: Exception) -> str:

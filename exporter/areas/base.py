@@ -32,9 +32,12 @@ class Section:
     stale: bool
     sources: tuple[str, ...]
 
+    @property
+    def generated_at_iso(self) -> str:
+        return iso_z(datetime.fromtimestamp(self.generated_at, timezone.utc))
+
     def to_json(self, service: "AnalyticsService") -> dict[str, Any]:
-        header = {"time_range": self.time_range,
-                  "generated_at": iso_z(datetime.fromtimestamp(self.generated_at, timezone.utc)),
+        header = {"time_range": self.time_range, "generated_at": self.generated_at_iso,
                   "sources": {name: service.health.summary(name) for name in self.sources}}
         if self.stale:
             header["stale"] = True
