@@ -181,8 +181,11 @@ def user_activity(
 
     first_seen_ago = np.zeros(n_users, dtype=np.int64)
     np.maximum.at(first_seen_ago, users, days_ago)
-    meaningful = _event_mask(log, meaningful_events)[events]
-    active_users, active_days_ago = users[meaningful], days_ago[meaningful]
+    if meaningful_events is None:  # every event counts: no mask to gather and apply (2 x 160 MB at 20 M events)
+        active_users, active_days_ago = users, days_ago
+    else:
+        meaningful = _event_mask(log, meaningful_events)[events]
+        active_users, active_days_ago = users[meaningful], days_ago[meaningful]
     recency = np.full(n_users, never, dtype=np.int64)
     np.minimum.at(recency, active_users, active_days_ago)
     population = np.flatnonzero(recency != never)
