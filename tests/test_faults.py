@@ -41,8 +41,8 @@ from tests.fakes.faults import HUGE_BODY, Upstream
 from tests.fakes.feedback import ADMIN_TOKEN, FakeFeedback, make_items
 
 UPSTREAMS = ("plausible", "experimentation", "feedback")
-SCRAPE_DEADLINE = 2.0  # seconds, as Prometheus' X-Prometheus-Scrape-Timeout-Seconds
-ATTEMPT_TIMEOUT = 0.3  # each upstream's per-attempt timeout in these tests
+SCRAPE_DEADLINE = 3.0  # seconds, as Prometheus' X-Prometheus-Scrape-Timeout-Seconds
+ATTEMPT_TIMEOUT = 1.0  # each upstream's per-attempt timeout: ample for a fake on a busy machine
 SIZE_LIMIT = 1024 * 1024  # max_response_bytes in these tests
 
 # The JSON sections each upstream owns, and the metric families only it feeds.
@@ -101,9 +101,10 @@ def start_service(aiohttp_client, upstreams, clock):
     async def start(urls: dict[str, str] | None = None, **overrides):
         urls = {name: upstream.url for name, upstream in upstreams.items()} | (urls or {})
         settings = {"sources.plausible.api_version": "v2", "sources.feedback.admin_token": ADMIN_TOKEN}
+        # Every query at once (no queue at the client), so a slow upstream costs one timeout, not a row of them.
         for name in UPSTREAMS:
             settings |= {f"sources.{name}.timeout_seconds": ATTEMPT_TIMEOUT, f"sources.{name}.max_retries": 0,
-                         f"sources.{name}.max_response_bytes": SIZE_LIMIT}
+                         f"sources.{name}.max_response_bytes": SIZE_LIMIT, f"sources.{name}.max_concurrency": 64}
         settings |= {"sources.experimentation.url": urls["experimentation"], "sources.feedback.url": urls["feedback"]}
         service = AnalyticsService(service_config(urls["plausible"], **settings, **overrides), clock=clock)
         return await aiohttp_client(create_app(service)), service
