@@ -3,9 +3,10 @@
 A trend is called only when two independent conditions agree:
 
 * **Significance** — the Mann-Kendall test, i.e. Kendall's tau of value against time
-  (``scipy.stats.kendalltau``), gives ``p < alpha``. scipy's ``method="auto"`` is used: the exact
-  null distribution when the series has no ties (always the case at 8-12 points), otherwise the
-  normal approximation with the tie-corrected variance of the S statistic.
+  (``scipy.stats.kendalltau``, as :mod:`exporter.analysis.kendall` computes it without importing
+  scipy.stats), gives ``p < alpha``. scipy's ``method="auto"`` is used: the exact null
+  distribution when the series has no ties (always the case at 8-12 points), otherwise the normal
+  approximation with the tie-corrected variance of the S statistic.
 * **Size** — the Theil-Sen relative change over the window is at least ``min_relative_change``
   in magnitude, so a tiny but perfectly steady drift is still ``stable``.
 
@@ -27,8 +28,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
+from exporter.analysis.kendall import mann_kendall_p_value, theil_sen
 from exporter.analysis.numbers import finite_or_none
 
 TrendLabel = Literal["up", "down", "stable", "insufficient_data"]
@@ -84,9 +85,8 @@ def classify_trend(
     if np.ptp(series) == 0:
         return TrendResult("stable", 1.0, 0.0, 0.0, n_points)
 
-    time = np.arange(n_points, dtype=float)
-    p_value = float(stats.kendalltau(series, time).pvalue)
-    slope, intercept, _, _ = stats.theilslopes(series, time)
+    p_value = mann_kendall_p_value(series)
+    slope, intercept = theil_sen(series)
     start = intercept if intercept > 0 else float(np.median(series))
     relative_change = float(slope) * (n_points - 1) / start
 
