@@ -63,9 +63,8 @@ USER 10001:10001
 WORKDIR /opt/analytics-dashboard
 EXPOSE 8000
 
-# As PID 1 the process gets no default SIGTERM action; SIGINT is the signal Python turns into a
-# clean shutdown (KeyboardInterrupt: the server and the demo upstreams close, /tmp is cleaned).
-STOPSIGNAL SIGINT
+# The service handles SIGTERM itself (Docker's and Kubernetes' stop signal): it stops accepting,
+# lets requests in flight finish, closes the upstream sessions and exits 0.
 
 # Standard library only (no curl in the image). /health answers 200 whenever the server runs,
 # even while an upstream is down: an outage elsewhere must not restart this container.

@@ -19,7 +19,6 @@ is shared with ``/api/v1/usage-trends`` rather than asked again.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from datetime import date, datetime, time, timedelta, timezone
@@ -27,6 +26,7 @@ from typing import Any
 
 from ..analysis.adoption import FeatureUsage, feature_adoption, first_complete_week
 from ..collectors.features import FeaturesCollector
+from ..concurrency import gather_or_cancel
 from ..config import FeatureConfig
 from ..sources.plausible import GoalUses
 from ..timeranges import ResolvedRange, TimeRange, resolve
@@ -58,7 +58,7 @@ class FeaturesArea(Area):
         window = resolve(time_range, now, client.tz)
         today = now.astimezone(client.tz).date()
         first_week = first_complete_week(today, TREND_WEEKS)
-        usage, (window_uses, note), all_time, weekly = await asyncio.gather(
+        usage, (window_uses, note), all_time, weekly = await gather_or_cancel(
             self.service.areas[UsageArea.name].section(UsageArea.params(time_range)),
             client.goal_uses(window),
             self.service.load(("plausible", "goals", "all_time"), "plausible",
@@ -100,7 +100,7 @@ class FeaturesArea(Area):
     async def _weekly(self, first_week: date) -> tuple[dict[str, list[float]], list[float]]:
         """Unique visitors per goal and of the whole site, for each trend week."""
         client = self.service.plausible
-        goals, visitors = await asyncio.gather(client.weekly_goal_visitors(first_week, TREND_WEEKS),
+        goals, visitors = await gather_or_cancel(client.weekly_goal_visitors(first_week, TREND_WEEKS),
                                                client.weekly_visitors(first_week, TREND_WEEKS))
         return goals, visitors
 
@@ -110,7 +110,7 @@ class FeaturesArea(Area):
         self._known_goals.update(all_time)
         never_used = sorted({f.goal for f in self.service.config.features
                              if f.goal and f.goal not in self._known_goals})
-        known = await asyncio.gather(*(
+        known = await gather_or_cancel(*(
             self.service.load(("plausible", "goal_exists", goal), "plausible",
                               lambda goal=goal: client.goal_exists(goal))
             for goal in never_used))

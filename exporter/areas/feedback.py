@@ -6,12 +6,12 @@ today included). The all-time count of open items is one shared ``/stats`` reque
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
 from ..analysis.feedback import summarise_feedback
 from ..collectors.feedback import FeedbackCollector
+from ..concurrency import gather_or_cancel
 from ..timeranges import iso_z, resolve
 from .base import Area
 
@@ -24,7 +24,7 @@ class FeedbackArea(Area):
         client = self.service.feedback
         now = datetime.fromtimestamp(self.service.clock(), timezone.utc)
         window = resolve(params["time_range"], now, timezone.utc)
-        fetched, open_items = await asyncio.gather(
+        fetched, open_items = await gather_or_cancel(
             client.items_since(window.start),
             self.service.load(("feedback", "open_items"), "feedback", client.open_items),
         )

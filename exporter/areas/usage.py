@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
 from ..analysis.usage import usage_trends
 from ..collectors.usage import UsageCollector
+from ..concurrency import gather_or_cancel
 from ..timeranges import TimeRange, resolve
 from .base import Area
 from .identified import identified_user_counts
@@ -30,7 +30,7 @@ class UsageArea(Area):
         window = resolve(params["time_range"], now, client.tz)
         # Everything of one window is asked concurrently; the realtime and all-time figures are
         # shared by every window, so they are memoized once for all of them.
-        aggregate, points, (pages, note), (sources, _), realtime, all_time, (identified, codes) = await asyncio.gather(
+        aggregate, points, (pages, note), (sources, _), realtime, all_time, (identified, codes) = await gather_or_cancel(
             client.aggregate(window),
             client.timeseries(window),
             client.breakdown(window, "event:page", limit=TOP_N),
