@@ -9,6 +9,9 @@ without ties, at the exact distribution's edges (no or one discordant pair, half
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,3 +75,13 @@ def test_random_series_over_both_regimes():
 def test_a_constant_series_has_no_p_value_and_a_flat_fit():
     assert math.isnan(mann_kendall_p_value(np.full(8, 3.0)))
     assert theil_sen(np.full(8, 3.0)) == (0.0, 3.0)
+
+
+def test_the_service_and_its_demo_do_not_import_scipy_stats():
+    # The reason this module exists: scipy.stats costs ~47 MB of resident memory (issue 9).
+    code = ("import sys, exporter.cli, api.app, api.dashboard, api.export, exporter.demo.runner, "
+            "exporter.demo.experimentation, exporter.demo.feedback, exporter.demo.plausible; "
+            "print(sorted(m for m in sys.modules if m.startswith('scipy.stats')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.stdout.strip() == "[]"
