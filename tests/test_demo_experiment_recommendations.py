@@ -12,7 +12,8 @@ asserts what the rules give instead (both are right by section 1):
 
 * "Template Gallery Layout" (three arms) has under 100 users in an arm: ``insufficient_data``.
 * "Dark Mode by Default" (stopped, no effect) is far below the size needed to detect a 10%
-  relative change, so rule 7 gives ``keep_running`` rather than ``inconclusive``.
+  relative change: rule 7 would keep it running, but a stopped experiment cannot run on, so it
+  is ``inconclusive`` (stopped before it could conclude).
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def test_three_arm_test_is_below_the_minimum_arm_size(reported):
 
 def test_long_stopped_null_effect_is_below_the_required_size(reported):
     """Stopped 75 days ago with no real effect; not significant but far below the size needed
-    for a 10% relative change, so rule 7 (``keep_running``), not rule 8 (``inconclusive``)."""
+    for a 10% relative change: rule 7 would say keep running, but it is stopped: inconclusive."""
     experiment, simulated = reported["dark-mode-default"]
     control, treatment = counts(experiment)
     alpha = simulated.plan.significance_level
@@ -210,4 +211,5 @@ def test_long_stopped_null_effect_is_below_the_required_size(reported):
     assert min(control[0], treatment[0]) >= simulated.target_sample_size
     assert unpooled_p(control, treatment) >= alpha
     assert min(control[0], treatment[0]) < fleiss_required(control[1] / control[0], alpha)
-    assert experiment["recommendation"] == "keep_running"
+    assert experiment["recommendation"] == "inconclusive"
+    assert experiment["recommendation_text"].startswith("Stopped before it could conclude.")

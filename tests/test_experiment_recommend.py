@@ -13,13 +13,13 @@ from exporter.analysis.experiments import ArmInput, ExperimentInput, analyse_exp
 ARM_NAMES = ("control", "variant-a", "variant-b", "variant-c")
 
 
-def analyse(*arms, planned=None, weights=None, alpha=0.05):
+def analyse(*arms, planned=None, weights=None, alpha=0.05, status="running"):
     """Analyse one experiment given ``(assignments, conversions)`` per arm (control first)."""
     weights = weights if weights is not None else [1.0 / len(arms)] * len(arms)
     experiment = ExperimentInput(
         experiment_id="exp-1",
         name="Checkout copy",
-        status="running",
+        status=status,
         start_date=None,
         end_date=None,
         arms=tuple(
@@ -172,3 +172,16 @@ def test_every_text_is_one_sentence_with_numbers():
         text = result["recommendation_text"]
         assert re.search(r"\d", text), text
         assert text.endswith(".") and text.count(". ") == 0, text
+
+
+@pytest.mark.parametrize("arms, planned", [
+    (((2000, 200), (2000, 210)), None),  # not significant, below the required size: rule 7
+    (((1000, 100), (1000, 140)), 5000),  # significantly better, short of the plan: rule 6
+])
+def test_a_stopped_experiment_that_would_keep_running_is_inconclusive(arms, planned):
+    running = analyse(*arms, planned=planned)
+    stopped = analyse(*arms, planned=planned, status="stopped")
+    assert running["recommendation"] == "keep_running"
+    assert stopped["recommendation"] == "inconclusive"
+    assert stopped["recommendation_text"].startswith("Stopped before it could conclude.")
+    assert running["recommendation_text"] in stopped["recommendation_text"]

@@ -258,6 +258,7 @@ def _experiment_object(
             planned_n_per_arm=experiment.planned_n_per_arm,
             required_sample_size=required,
             mde_relative=experiment.mde_relative,
+            stopped=experiment.status == "stopped",
         )
     )
     adjusted = [t.adjusted_p_value for t in treatments if t.adjusted_p_value is not None]

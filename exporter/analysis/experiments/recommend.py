@@ -13,6 +13,9 @@ Rules are tried in order and the first that matches wins (methods.md section 1):
 7. nothing significant and below the required size: ``keep_running``;
 8. nothing significant at or past the required size: ``inconclusive``.
 
+A **stopped** experiment cannot keep running: where rules 6-7 would say ``keep_running``, it is
+``inconclusive``, and the sentence says it was stopped before reaching the size it needed.
+
 Rule 3's "both arms below 25 conversions" is read, for any number of arms, as "every arm below
 25 conversions": one arm with enough events already carries signal (e.g. 30 vs 0 conversions).
 """
@@ -58,6 +61,7 @@ class ExperimentOutcome:
     planned_n_per_arm: int | None
     required_sample_size: int | None
     mde_relative: float
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,13 @@ def _insufficient_text(e: ExperimentOutcome) -> str | None:
 
 def recommend(e: ExperimentOutcome) -> Recommendation:
     """Apply the ordered gates to one experiment (see module docstring)."""
+    decision = _gates(e)
+    if e.stopped and decision.code == "keep_running":
+        return Recommendation("inconclusive", f"Stopped before it could conclude. {decision.text}")
+    return decision
+
+
+def _gates(e: ExperimentOutcome) -> Recommendation:
     if not e.treatments:
         return Recommendation(
             "no_comparison",
