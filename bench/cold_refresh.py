@@ -20,8 +20,8 @@ service's own concurrency, with the configuration out of the way.
 Where the default's time goes (a request timeline taken while writing this bench, 11 demo
 experiments): Experimentation's list, then its ``/stats`` fan-out in waves of 4 (the documented
 limit) -- four round trips -- and the demo's planted ``/stats`` 500 (upstreams.md's NaN bug) is
-retried twice with jittered backoff, which puts one to two seconds' worth of backoff and two more
-round trips on that experiment's path. Plausible's 12 queries run in three waves of 4.
+retried twice with jittered backoff (up to 0.25 s, then up to 0.5 s), which puts two more round
+trips and the backoff on that experiment's path. Plausible's 12 queries run in three waves of 4.
 """
 
 from __future__ import annotations
