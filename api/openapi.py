@@ -77,7 +77,7 @@ def _section_operation(area: str, spec: Mapping[str, Param]) -> Operation:
 
 
 ERROR_STATUS = {"BadRequest": "400", "Unauthorized": "401", "NotFound": "404", "MethodNotAllowed": "405",
-                "Unavailable": "503"}
+                "TooSoon": "429", "Unavailable": "503"}
 ERROR_RESPONSES: dict[str, Schema] = {
     "BadRequest": {"description": "an unknown, repeated or invalid query parameter; the message names the valid "
                                   "values", "content": json_content(ref("schemas", "Error"))},
@@ -89,6 +89,10 @@ ERROR_RESPONSES: dict[str, Schema] = {
     "MethodNotAllowed": {"description": "this path does not serve the request's method (`Allow` lists those it does)",
                          "headers": {"Allow": {"schema": {"type": "string"}}},
                          "content": json_content(ref("schemas", "Error"))},
+    "TooSoon": {"description": "a forced refresh ran less than `server.min_forced_refresh_seconds` ago "
+                               "(`refresh_too_soon`); `Retry-After` says when the next one is allowed",
+                "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                "content": json_content(ref("schemas", "Error"))},
     "Unavailable": {"description": "a source the section needs is down (`upstream_error`, ...), disabled "
                                    "(`source_disabled`, naming the missing setting) or slower than the request "
                                    "deadline (`upstream_timeout`)",
@@ -117,10 +121,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/api/v1/metrics/refresh"): Operation(
         "Operations", "Refresh every published snapshot",
         "Forces a refresh of everything `/metrics` publishes and answers when it completes, or with 202 when it "
-        "exceeds the request deadline (the refresh then continues in the background).", {},
+        "exceeds the request deadline (the refresh then continues in the background). At most one forced "
+        "refresh per `server.min_forced_refresh_seconds`, so callers cannot spend the upstreams' request "
+        "budgets (429 with `Retry-After` otherwise).", {},
         {"200": {"description": "every refresh completed", "content": json_content(ref("schemas", "RefreshOutcome"))},
          "202": {"description": "some refreshes are still running (`pending`)",
-                 "content": json_content(ref("schemas", "RefreshOutcome"))}}),
+                 "content": json_content(ref("schemas", "RefreshOutcome"))}},
+        ("TooSoon",)),
     ("GET", "/api/v1/dashboard"): Operation(
         "Dashboard", "Every section in one object",
         "Every section for the requested time range (experiment results take none), fetched concurrently, plus "

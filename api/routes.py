@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from aiohttp import web
@@ -82,13 +83,19 @@ async def _section_response(app: web.Application, area_name: str, params: dict[s
     area = service.areas[area_name]
     # A fresh snapshot needs no waiting, so no deadline task either: that is most requests.
     section = area.fresh(params) or await _within_deadline(service, area.section(params))
-    statuses = encoder.statuses(service.clock(), section.sources)
-    return json_bytes_response(encoder.section(area.key(params), section).fill(statuses))
+    key = area.key(params)
+    template = encoder.section(key, section)
+    return json_bytes_response(encoder.response(encoder.section_key(key, section), template, service.clock()))
 
 
 async def refresh(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     parse_query(request, {})
+    wait = service.claim_forced_refresh()
+    if wait > 0:
+        raise ApiError(429, "refresh_too_soon",
+                       f"a forced refresh ran less than {service.config.server.min_forced_refresh_seconds:g} s ago; "
+                       f"retry in {math.ceil(wait)} s", headers={"Retry-After": str(math.ceil(wait))})
     outcome = await service.refresh_all(service.config.server.request_timeout_seconds)
     status = 202 if "pending" in outcome.values() else 200
     return json_response({"sources": outcome}, status=status)

@@ -45,6 +45,9 @@ class ServerConfig:
     api_token: Secret | None = None
     cors_allowed_origins: tuple[str, ...] = ()
     request_timeout_seconds: float = 25.0
+    # POST /api/v1/metrics/refresh costs every upstream a full cycle of requests (Plausible's
+    # budget is 600/hour): at most one forced refresh per this many seconds.
+    min_forced_refresh_seconds: float = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ service-health metrics read from here, so all three tell the same story.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -116,8 +117,17 @@ class HealthRegistry:
 
 
 def age_seconds(last_success: float | None, now: float) -> float | None:
-    """Seconds from a source's last success to ``now`` (ms resolution); None before one."""
-    return None if last_success is None else round(now - last_success, 3)
+    """Seconds from a source's last success to the millisecond holding ``now`` (ms resolution);
+    None before one. Every response within one millisecond states the same ages."""
+    # Both ends on the millisecond grid: a success within the current millisecond is age 0, not -0.001.
+    return None if last_success is None else round(millisecond(now) - millisecond(last_success), 3)
+
+
+def millisecond(now: float) -> float:
+    """The start of the millisecond holding the clock reading ``now``: the instant a response
+    states its ages (and the dashboard its ``generated_at``) for, so that responses within one
+    millisecond are identical and can be shared."""
+    return math.floor(now * 1000) / 1000
 
 
 def describe_failure(error: Exception) -> str:

@@ -36,6 +36,7 @@ class AnalyticsService:
         self.health = HealthRegistry(clock)
         self.memo = Memo(config.cache.ttl_seconds, clock=clock)
         self._requests_by_key: dict[Hashable, tuple[str, int]] = {}
+        self._last_forced_refresh: float | None = None  # clock time of the last POST /metrics/refresh
         self._clients: list[Any] = []
         # One client per upstream for the life of the process; None when the source is disabled.
         self.plausible: PlausibleClient | None = self._register("plausible", config.sources.plausible, PlausibleClient)
@@ -135,6 +136,15 @@ class AnalyticsService:
                    for area, params in self.published_snapshots() if area.fresh(params) is None]
         if pending:
             await asyncio.wait(pending, timeout=max(timeout, 0.0))
+
+    def claim_forced_refresh(self) -> float:
+        """Start a forced refresh now (returns 0) or say how many seconds until one is allowed."""
+        interval = self.config.server.min_forced_refresh_seconds
+        now = self.clock()
+        if self._last_forced_refresh is not None and now - self._last_forced_refresh < interval:
+            return interval - (now - self._last_forced_refresh)
+        self._last_forced_refresh = now
+        return 0.0
 
     async def refresh_all(self, timeout: float) -> dict[str, Any]:
         """Force a refresh of every published snapshot; per-source outcome (``pending`` if slow)."""

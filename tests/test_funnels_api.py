@@ -246,7 +246,7 @@ async def test_the_catalogue_lists_the_configured_funnels(make_client):
     assert (await client.get("/api/v1/funnels?x=1")).status == 400
 
 
-async def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path, make_client, monkeypatch):
+async def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path, make_client, monkeypatch, clock):
     parses = []
     real = events_module.load_events_file
     monkeypatch.setattr(events_module, "load_events_file", lambda path: parses.append(path) or real(path))
@@ -260,6 +260,7 @@ async def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path
     newcomers = [Event(f"n-{i}", f"app.{step}", NOW - 3_600 + k) for i in range(5) for k, step in enumerate(STEPS)]
     write_events(path, events + newcomers)
     bump_mtime(path)
+    clock.advance(30)  # forced refreshes are rate-limited (server.min_forced_refresh_seconds)
     assert (await client.post("/api/v1/metrics/refresh")).status == 200
     after = await funnel_json(client, "trial")
     assert len(parses) == 2

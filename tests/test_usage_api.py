@@ -181,6 +181,18 @@ async def test_refresh_endpoint_reports_per_source(make_client, fake_plausible):
     assert (await response.json())["sources"]["plausible"] == "refreshed"
 
 
+async def test_forced_refreshes_are_rate_limited(make_client, fake_plausible, clock):
+    client, service = await make_client()
+    assert (await client.post("/api/v1/metrics/refresh")).status == 200
+    sent = len(fake_plausible.requests)
+    too_soon = await client.post("/api/v1/metrics/refresh")
+    assert too_soon.status == 429 and (await too_soon.json())["error"]["code"] == "refresh_too_soon"
+    assert int(too_soon.headers["Retry-After"]) == service.config.server.min_forced_refresh_seconds
+    assert len(fake_plausible.requests) == sent  # refused without asking any upstream
+    clock.advance(service.config.server.min_forced_refresh_seconds)
+    assert (await client.post("/api/v1/metrics/refresh")).status == 200
+
+
 async def test_request_budget_is_counted_and_fits_plausible_io(make_client, fake_plausible):
     client, service = await make_client(**{"sources.plausible.api_version": "v2"})
     await client.get("/metrics")  # one full refresh cycle of everything /metrics publishes
