@@ -29,6 +29,7 @@ from aiohttp import web
 from exporter.areas.base import Area, Section
 from exporter.areas.funnels import FunnelsArea
 from exporter.errors import SourceDisabled, SourceError
+from exporter.health import millisecond
 from exporter.service import AnalyticsService
 from exporter.timeranges import TimeRange
 
@@ -36,8 +37,7 @@ from .errors import envelope
 from .jsonio import json_bytes_response
 from .params import Param, parse_query, time_range
 from .routes import FUNNEL_QUERY, SECTION_JSON, SECTIONS, SERVICE
-from .section_json import (GENERATED_AT, SectionJson, Template, encoded, encoded_time, iso_at, json_object,
-                           sources_object)
+from .section_json import GENERATED_AT, SectionJson, Template, encoded, iso_at, json_object, sources_object
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,8 @@ async def dashboard(request: web.Request) -> web.Response:
         template = dashboard_template(service, encoder, requested, fresh or await dashboard_parts(service, requested))
         if fresh is not None:  # nothing was awaited: the template holds until a snapshot changes
             encoder.keep(key, template)
-    now = service.clock()  # stamped once every section is in, like build_dashboard
-    holes = encoder.statuses(now)
-    holes[GENERATED_AT] = encoded_time(now)
-    return json_bytes_response(template.fill(holes))
+    # Stamped once every section is in, like build_dashboard.
+    return json_bytes_response(encoder.response(key, template, service.clock()))
 
 
 def dashboard_template(service: AnalyticsService, encoder: SectionJson, requested: TimeRange,
@@ -103,7 +101,7 @@ async def build_dashboard(service: AnalyticsService, requested: TimeRange) -> di
     sections: dict[str, Any] = {name: plain(part) for name, part in areas.items()}
     sections[FUNNELS] = {name: plain(part) for name, part in funnels.items()}
     # Stamped once every section is in, so "sources" tells how the fetches above went.
-    header = {"time_range": requested.value, "generated_at": iso_at(service.clock()),
+    header = {"time_range": requested.value, "generated_at": iso_at(millisecond(service.clock())),
               "sources": {name: service.health.summary(name) for name in service.health.sources}}
     return header | sections
 

@@ -2,11 +2,12 @@
 
 A section's body only changes when its snapshot does, but encoding it costs far more than
 serving it (``json.dumps`` of the 40 kB dashboard takes about 0.3 ms; aiohttp sends it in a
-tenth of that). What does change with every request is small: each source's ``age_seconds``
-(contract §4: as of the response) and the dashboard's own ``generated_at``. So responses are
-kept as :class:`Template` s -- encoded bytes with holes for those values -- and each request only
-fills the holes: a source's status member is encoded once per health change, with the age
-written in per request.
+tenth of that). What does change is small: each source's ``age_seconds`` (contract §4: as of the
+response) and the dashboard's own ``generated_at``, both stated to the millisecond
+(:func:`exporter.health.millisecond`). So responses are kept as :class:`Template` s -- encoded
+bytes with holes for those values. A source's status member is encoded once per health change,
+with the age written in; the holes are filled once per millisecond, and every request within
+that millisecond (a dozen at full load) is sent the same bytes.
 
 The bytes are exactly what :func:`api.jsonio.dumps` gives for the same data (tested).
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from exporter.health import age_seconds
+from exporter.health import age_seconds, millisecond
 from exporter.timeranges import iso_z
 
 from .jsonio import dumps
@@ -35,11 +36,12 @@ _HEADER_FIELDS = frozenset(("time_range", "generated_at", "sources", "stale"))
 Piece = bytes | str  # encoded JSON, or the name of a hole
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Template:
     """JSON text as constant bytes and named holes, filled per request."""
 
     pieces: tuple[Piece, ...]
+    holes: frozenset[str]
 
     @classmethod
     def of(cls, pieces: Iterable[Piece | Template]) -> Template:
@@ -51,7 +53,7 @@ class Template:
                     merged[-1] += part
                 else:
                     merged.append(part)
-        return cls(tuple(merged))
+        return cls(tuple(merged), frozenset(part for part in merged if isinstance(part, str)))
 
     def fill(self, values: Mapping[str, bytes]) -> bytes:
         return b"".join([values[piece] if piece.__class__ is str else piece for piece in self.pieces])
@@ -109,6 +111,16 @@ class _Kept:
     valid_until: float
 
 
+@dataclass(frozen=True)
+class _Filled:
+    """A template's bytes as of one millisecond and health revision."""
+
+    template: Template
+    millisecond: float
+    health_revision: int
+    body: bytes
+
+
 class SectionJson:
     """The application's JSON templates: per-section bodies and anything built from fresh snapshots.
 
@@ -122,6 +134,21 @@ class SectionJson:
         self._statuses: dict[str, _Status] = {}
         self._sections: dict[Hashable, tuple[dict, bool, Template]] = {}
         self._kept: dict[Hashable, _Kept] = {}
+        self._filled: dict[Hashable, _Filled] = {}
+
+    def response(self, key: Hashable, template: Template, now: float) -> bytes:
+        """``template`` filled as of ``now``: the holes of every source's status and, if it has
+        one, ``generated_at``. ``key`` names what the template is for; requests for it within
+        one millisecond, with no health change between them, share one fill."""
+        tick, revision = millisecond(now), self._health.revision
+        filled = self._filled.get(key)
+        if (filled is None or filled.template is not template or filled.millisecond != tick
+                or filled.health_revision != revision):
+            holes = self.statuses(tick, template.holes - {GENERATED_AT})
+            if GENERATED_AT in template.holes:
+                holes[GENERATED_AT] = encoded_time(tick)
+            filled = self._filled[key] = _Filled(template, tick, revision, template.fill(holes))
+        return filled.body
 
     def statuses(self, now: float, names: Iterable[str] | None = None) -> dict[str, bytes]:
         """The values for the source holes as of ``now``: each source's '"name":{status object}'
@@ -138,13 +165,19 @@ class SectionJson:
     def section(self, key: Hashable, section: "Section") -> Template:
         """``section.to_json(service)`` as a template; ``key`` names the snapshot's parameters
         (``Area.key``). The body is encoded once per snapshot."""
-        key = (key, section.time_range)  # an area may serve one snapshot under several ranges
+        key = self.section_key(key, section)
         kept = self._sections.get(key)
         # The snapshot is told by its body's identity: the memo holds one dict per load, and the
         # reference kept here stops its id being reused. (Two loads may finish at the same clock time.)
         if kept is None or kept[0] is not section.body or kept[1] != section.stale:
             kept = self._sections[key] = (section.body, section.stale, self._section(section))
         return kept[2]
+
+    @staticmethod
+    def section_key(key: Hashable, section: "Section") -> Hashable:
+        """What a section's template and response are kept under (an area may serve one
+        snapshot under several time ranges, e.g. segments)."""
+        return key, section.time_range
 
     def reusable(self, key: Hashable) -> Template | None:
         """What was kept under ``key``, if no snapshot has changed or expired since (else None)."""
