@@ -15,6 +15,8 @@ upstream never fails the whole dashboard, which answers 200 while the process se
 When every snapshot is fresh (most requests), nothing is awaited: no tasks, no deadlines. The
 endpoint writes each section with :class:`~api.section_json.SectionJson`, whose bodies are
 encoded once per snapshot; :func:`build_dashboard` gives the same object as plain data.
+``generated_at`` is the millisecond the dashboard was put together in (like the sources' ages,
+stated to the millisecond), so requests within one millisecond share one response.
 """
 
 from __future__ import annotations
