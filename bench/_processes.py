@@ -120,6 +120,8 @@ def serve_argv(port: int, *, demo: bool) -> list[str]:
 
 @dataclass(frozen=True)
 class Reply:
+    """An HTTP answer as the benchmarks need it."""
+
     status: int
     body: bytes
     content_type: str
