@@ -31,7 +31,7 @@ from ..analysis.experiments import ArmInput, ExperimentInput
 from ..config import ExperimentationConfig
 from ..errors import SourceError
 from ..health import HealthRegistry
-from .http import ClientSettings, UpstreamClient
+from .http import RETRYABLE_STATUSES, ClientSettings, UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,11 @@ class ExperimentReading:
 
 
 class ExperimentationClient(UpstreamClient):
+    # Its 500s are unhandled exceptions, deterministic for the same request (the known NaN bug on
+    # /stats answers 500 every time): retrying only spends requests and back-off on a service
+    # that locks up under load. Proxies' 502/503/504 and timeouts are still retried.
+    retryable_statuses = RETRYABLE_STATUSES - {500}
+
     def __init__(self, config: ExperimentationConfig, health: HealthRegistry, *, page_size: int = PAGE_SIZE) -> None:
         super().__init__(SOURCE, ClientSettings.from_config(config), health)
         self.page_size = page_size
