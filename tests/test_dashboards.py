@@ -243,7 +243,7 @@ def test_links_lead_to_the_other_analytics_dashboards(name):
             assert target and target.group(1) in uids, link["url"]
 
 
-@pytest.mark.parametrize(("dashboard", "panel"), panel_cases())
+@pytest.mark.parametrize(("dashboard", "panel"), list(panel_cases()))
 def test_panel_uses_the_datasource_variable(dashboard, panel):
     assert panel["datasource"]["uid"] in DATASOURCE_REFERENCES
     assert panel["targets"], "a panel without queries"
@@ -251,18 +251,18 @@ def test_panel_uses_the_datasource_variable(dashboard, panel):
         assert target["datasource"]["uid"] in DATASOURCE_REFERENCES, target["refId"]
 
 
-@pytest.mark.parametrize(("dashboard", "panel"), panel_cases())
+@pytest.mark.parametrize(("dashboard", "panel"), list(panel_cases()))
 def test_panel_type_is_current(dashboard, panel):
     assert panel["type"] in CURRENT_PANEL_TYPES
 
 
-@pytest.mark.parametrize(("dashboard", "panel"), panel_cases())
+@pytest.mark.parametrize(("dashboard", "panel"), list(panel_cases()))
 def test_panel_is_titled_and_described(dashboard, panel):
     assert panel.get("title", "").strip()
     assert len(panel.get("description", "").strip()) >= 20, "describe what the panel shows and where it comes from"
 
 
-@pytest.mark.parametrize(("dashboard", "panel"), panel_cases())
+@pytest.mark.parametrize(("dashboard", "panel"), list(panel_cases()))
 def test_panel_units_fit_the_metrics(dashboard, panel):
     assert panel["fieldConfig"]["defaults"].get("unit"), "unit not set"
     for target in panel["targets"]:
@@ -271,7 +271,7 @@ def test_panel_units_fit_the_metrics(dashboard, panel):
             assert unit_of_target(panel, target["refId"]) in allowed, (target["refId"], target["expr"])
 
 
-@pytest.mark.parametrize("query", query_cases())
+@pytest.mark.parametrize("query", list(query_cases()))
 def test_counters_only_through_rate_functions_and_gauges_never(query):
     for selector in selectors(query.expr):
         through_rate = selector.enclosing_call in RATE_FUNCTIONS
@@ -281,14 +281,14 @@ def test_counters_only_through_rate_functions_and_gauges_never(query):
             assert not through_rate, f"{selector.enclosing_call}() of the gauge {selector.metric}"
 
 
-@pytest.mark.parametrize("query", query_cases())
+@pytest.mark.parametrize("query", list(query_cases()))
 def test_rate_functions_use_the_rate_interval(query):
     for selector in selectors(query.expr):
         if selector.enclosing_call in RATE_FUNCTIONS:
             assert selector.range == "[$__rate_interval]", selector
 
 
-@pytest.mark.parametrize("query", query_cases())
+@pytest.mark.parametrize("query", list(query_cases()))
 def test_every_selector_filters_on_the_job_variable(query):
     for selector in selectors(query.expr):
         assert re.search(r'\bjob="\$job"', selector.matchers), selector

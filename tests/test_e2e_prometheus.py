@@ -293,7 +293,7 @@ def test_dashboard_query_returns_data(prometheus: Prometheus, variable_values, q
     assert has_finite_sample(answer), f"{expr}\nanswered {answer}"
 
 
-@pytest.mark.parametrize("operand", alert_operand_cases())
+@pytest.mark.parametrize("operand", list(alert_operand_cases()))
 def test_alert_rule_looks_at_served_series(prometheus: Prometheus, operand: str):
     answer = prometheus.query_until_data(operand)
     assert has_finite_sample(answer), f"{operand}\nanswered {answer}"
