@@ -18,22 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportion_confint
 
-from exporter.analysis.funnels import FunnelDefinition, FunnelStep, analyse_funnel, funnel_reach
+from exporter.analysis.funnels import (
+    FunnelDefinition,
+    FunnelStep,
+    analyse_funnel,
+    funnel_reach,
+)
 from exporter.events.log import EventLog
+from tests.event_logs import make_log, reference_reach
 
 Event = tuple[str, str, int]  # (user, event, epoch seconds)
-
-
-def make_log(events: list[Event]) -> EventLog:
-    users = {user: code for code, user in enumerate(dict.fromkeys(u for u, _, _ in events))}
-    names = {name: code for code, name in enumerate(dict.fromkeys(n for _, n, _ in events))}
-    return EventLog.build(
-        np.array([users[user] for user, _, _ in events], dtype=np.int32),
-        np.array([names[name] for _, name, _ in events], dtype=np.int32),
-        np.array([ts for _, _, ts in events], dtype=np.int64),
-        list(users),
-        list(names),
-    )
 
 
 def make_funnel(events: list[str], window: int, step_windows=None) -> FunnelDefinition:
@@ -43,33 +37,10 @@ def make_funnel(events: list[str], window: int, step_windows=None) -> FunnelDefi
 
 # --- reference ------------------------------------------------------------------------------
 
-def reference_reach(events, funnel, range_start, range_end) -> dict[str, list[int]]:
+def reference_funnel_reach(events, funnel, range_start, range_end) -> dict[str, list[int]]:
     """{user: step timestamps of the user's furthest (earliest among equal) attempt}."""
-    steps = [step.event for step in funnel.steps]
-    per_user: dict[str, list[tuple[int, str]]] = {}
-    for user, name, ts in events:
-        per_user.setdefault(user, []).append((ts, name))
-    reach = {}
-    for user, user_events in per_user.items():
-        user_events.sort()
-        best = None
-        for start, name in user_events:
-            if name != steps[0] or not range_start <= start < range_end:
-                continue
-            times = [start]
-            for k in range(1, len(steps)):
-                limit = start + funnel.window_seconds
-                if funnel.step_windows and funnel.step_windows[k - 1] is not None:
-                    limit = min(limit, times[-1] + funnel.step_windows[k - 1])
-                later = [ts for ts, n in user_events if n == steps[k] and times[-1] < ts <= limit]
-                if not later:
-                    break
-                times.append(min(later))
-            if best is None or len(times) > len(best):
-                best = times
-        if best is not None:
-            reach[user] = best
-    return reach
+    return reference_reach(events, [step.event for step in funnel.steps], funnel.window_seconds, range_start,
+                           range_end, funnel.step_windows)
 
 
 def longest_chain(user_events, steps, window, range_start, range_end) -> int:
@@ -186,14 +157,14 @@ def scenarios(draw, with_step_windows=True):
 def test_per_user_reach_matches_reference(scenario):
     events, funnel, range_start, range_end = scenario
     got = reach_by_user(make_log(events), funnel, range_start, range_end)
-    assert got == reference_reach(events, funnel, range_start, range_end)
+    assert got == reference_funnel_reach(events, funnel, range_start, range_end)
 
 
 @settings(max_examples=150, deadline=None)
 @given(scenarios())
 def test_report_matches_reference(scenario):
     events, funnel, range_start, range_end = scenario
-    expected = reference_report(reference_reach(events, funnel, range_start, range_end), funnel)
+    expected = reference_report(reference_funnel_reach(events, funnel, range_start, range_end), funnel)
     assert_report_matches(analyse(events, funnel, range_start, range_end), expected)
 
 
@@ -219,7 +190,7 @@ def test_many_users_match_reference():
         )
     ]
     funnel = make_funnel(["a", "b", "c", "a"], window=400, step_windows=(None, 150, None))
-    reach = reference_reach(events, funnel, 1000, 4000)
+    reach = reference_funnel_reach(events, funnel, 1000, 4000)
     assert reach_by_user(make_log(events), funnel, 1000, 4000) == reach
     assert_report_matches(analyse(events, funnel, 1000, 4000), reference_report(reach, funnel))
 

@@ -24,6 +24,7 @@ from exporter.demo.events_file import write_events_file
 from exporter.demo.plausible import build_plausible_app
 from exporter.demo.population import generate_population
 from tests.conftest import FakeClock
+from tests.event_logs import reference_reach
 from tests.fakes.events import Event, bump_mtime, read_events, write_events
 from tests.fakes.plausible import API_KEY, SITE_ID
 
@@ -43,33 +44,6 @@ def clock() -> FakeClock:  # also the service's clock in make_client
 
 
 # --- the reference -----------------------------------------------------------------------------
-
-def reference_reach(events: list[Event], steps: list[str], window: int, start: int, end: int,
-                    step_windows: list[int | None] | None = None) -> dict[str, list[int]]:
-    """Per user who entered in [start, end): the step times of the earliest furthest attempt."""
-    step_windows = step_windows or [None] * (len(steps) - 1)
-    by_user = defaultdict(list)
-    for e in events:
-        by_user[e.user].append((e.ts, e.event))
-    reach = {}
-    for user, evs in by_user.items():
-        best = None
-        for t0, name in sorted(evs):
-            if name != steps[0] or not start <= t0 < end:
-                continue
-            times = [t0]
-            for step, step_window in zip(steps[1:], step_windows):
-                limit = t0 + window if step_window is None else min(t0 + window, times[-1] + step_window)
-                later = [t for t, n in evs if n == step and times[-1] < t <= limit]
-                if not later:
-                    break
-                times.append(min(later))
-            if best is None or len(times) > len(best):
-                best = times
-        if best is not None:
-            reach[user] = best
-    return reach
-
 
 def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[8] if len(values) > 1 else float(values[0])

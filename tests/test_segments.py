@@ -26,24 +26,13 @@ from exporter.analysis.segments import (
     user_activity,
 )
 from exporter.events.log import EventLog
+from tests.event_logs import make_log
 
 DAY = 86_400
 NOW = 1_780_000_000 + 12_345  # not a midnight
 TODAY = NOW // DAY
 
 Event = tuple[str, str, int]
-
-
-def make_log(events: list[Event]) -> EventLog:
-    users = {user: code for code, user in enumerate(dict.fromkeys(u for u, _, _ in events))}
-    names = {name: code for code, name in enumerate(dict.fromkeys(n for _, n, _ in events))}
-    return EventLog.build(
-        np.array([users[user] for user, _, _ in events], dtype=np.int32),
-        np.array([names[name] for _, name, _ in events], dtype=np.int32),
-        np.array([ts for _, _, ts in events], dtype=np.int64),
-        list(users),
-        list(names),
-    )
 
 
 def at(days_ago: int, second_of_day: int = 43_200) -> int:
