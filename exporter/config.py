@@ -17,10 +17,10 @@ import yaml
 
 from .analysis.funnels import FunnelDefinition, FunnelStep
 from .analysis.segments import SegmentThresholds
-from .demo.catalog import DEFAULT_FUNNELS as CATALOG_FUNNELS
-from .demo.catalog import FEATURE_GOALS
-from .demo.catalog import FunnelDefinition as CatalogFunnel
 from .events.clickhouse_queries import quote_identifier
+from .platform import DEFAULT_FUNNELS as CATALOG_FUNNELS
+from .platform import FEATURE_GOALS
+from .platform import FunnelDefinition as CatalogFunnel
 from .secrets import Secret
 from .timeranges import TimeRange
 from .typed_mapping import MappingError, build, to_plain

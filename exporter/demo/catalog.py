@@ -1,8 +1,9 @@
 """The demo platform as data: portal pages, traffic sources, teams, event names, goals, funnels.
 
 This module is the single source of truth for every name the demo uses. The synthetic population
-draws from it, the simulated Plausible configures its goals from it, and the service's default
-feature and funnel configuration imports it, so a renamed event cannot silently break a chart.
+draws from it and the simulated Plausible configures its goals from it; the platform's own
+event names, feature goals and default funnels come from :mod:`exporter.platform`, which the
+service's default configuration uses too.
 
 Event names follow the platform tracker's ``{category}.{action}.{label}`` convention
 (upstreams.md §1.4).
@@ -10,7 +11,23 @@ Event names follow the platform tracker's ``{category}.{action}.{label}`` conven
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..platform import (  # noqa: F401 - the demo's names include the platform's
+    BUILD_SUCCEEDED,
+    CONFIGURE_MONITORING,
+    DAY_SECONDS,
+    DEFAULT_FUNNELS,
+    DEPLOY_APPLICATION,
+    DEPLOYMENT_COMPLETE,
+    FEATURE_GOALS,
+    RUN_PIPELINE,
+    SEARCH_COMPONENTS,
+    SERVICE_CREATED,
+    START_SERVICE_CREATION,
+    TEMPLATE_SELECTED,
+    USER_LOGIN,
+    VIEW_DOCUMENTATION,
+    FunnelDefinition,
+)
 
 # Plausible's name for a page view; every other event name is a custom event.
 PAGEVIEW = "pageview"
@@ -74,19 +91,6 @@ TEAMS: tuple[str, ...] = (
     "growth",
 )
 
-# Custom events of the platform's event tracker.
-USER_LOGIN = "authentication.complete.user_login"
-VIEW_DOCUMENTATION = "documentation.view.view_documentation"
-SEARCH_COMPONENTS = "catalog.search.search_components"
-START_SERVICE_CREATION = "scaffolding.start.start_service_creation"
-TEMPLATE_SELECTED = "scaffolding.configure.template_selected"
-SERVICE_CREATED = "scaffolding.complete.service_created"
-DEPLOY_APPLICATION = "deployment.deploy.deploy_application"
-BUILD_SUCCEEDED = "deployment.build.build_succeeded"
-DEPLOYMENT_COMPLETE = "deployment.complete.deployment_complete"
-RUN_PIPELINE = "pipeline.run.run_pipeline"
-CONFIGURE_MONITORING = "observability.configure.configure_monitoring"
-
 CUSTOM_EVENTS: tuple[str, ...] = (
     USER_LOGIN,
     VIEW_DOCUMENTATION,
@@ -104,63 +108,9 @@ CUSTOM_EVENTS: tuple[str, ...] = (
 # Event names by code: code 0 is the page view, so ``name_code > 0`` means "custom event".
 EVENT_NAMES: tuple[str, ...] = (PAGEVIEW, *CUSTOM_EVENTS)
 
-# The platform's documented feature goals: Plausible goal display name -> custom event name.
-FEATURE_GOALS: dict[str, str] = {
-    "Deploy Application": DEPLOY_APPLICATION,
-    "Create Service": SERVICE_CREATED,
-    "View Documentation": VIEW_DOCUMENTATION,
-    "Run Pipeline": RUN_PIPELINE,
-    "Configure Monitoring": CONFIGURE_MONITORING,
-}
-
 # Pageview goals configured on the simulated Plausible site: display name -> path pattern.
 # Plausible's wildcards: ``*`` matches within one path segment, ``**`` across segments.
 PAGEVIEW_GOALS: dict[str, str] = {
     "Visit /docs**": "/docs**",
     "Visit /create/templates": CREATE_TEMPLATES,
 }
-
-
-@dataclass(frozen=True)
-class FunnelDefinition:
-    """An ordered funnel over identified events (methods.md §2)."""
-
-    name: str
-    description: str
-    window_seconds: int
-    steps: tuple[str, ...]
-
-
-DAY_SECONDS = 86_400
-
-DEFAULT_FUNNELS: tuple[FunnelDefinition, ...] = (
-    FunnelDefinition(
-        name="onboarding",
-        description="From first login to a first service running in production",
-        window_seconds=14 * DAY_SECONDS,
-        steps=(
-            USER_LOGIN,
-            VIEW_DOCUMENTATION,
-            START_SERVICE_CREATION,
-            SERVICE_CREATED,
-            DEPLOYMENT_COMPLETE,
-        ),
-    ),
-    FunnelDefinition(
-        name="deployment",
-        description="A deployment from trigger to completion",
-        window_seconds=1 * DAY_SECONDS,
-        steps=(DEPLOY_APPLICATION, BUILD_SUCCEEDED, DEPLOYMENT_COMPLETE),
-    ),
-    FunnelDefinition(
-        name="service_creation",
-        description="Scaffolding a service from a template and deploying it",
-        window_seconds=7 * DAY_SECONDS,
-        steps=(
-            START_SERVICE_CREATION,
-            TEMPLATE_SELECTED,
-            SERVICE_CREATED,
-            DEPLOYMENT_COMPLETE,
-        ),
-    ),
-)
