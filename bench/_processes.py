@@ -174,7 +174,18 @@ class Load:
     cpu_us_per_request: float
 
 
-_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+WRK_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One wrk run."""
+
+    requests: int
+    seconds: float
+    requests_per_second: float
+    p99_ms: float
+    errors: int
 
 
 def wrk_path() -> str:
@@ -190,16 +201,23 @@ def wrk(url: str, server: Started, *, seconds: float) -> Load:
     cpu_before = server.cpu_seconds()
     output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
     cpu = server.cpu_seconds() - cpu_before
+    run = parse_wrk_report(output)
+    return Load(run.requests_per_second, run.p99_ms, run.errors, cpu * 1e6 / max(run.requests, 1))
+
+
+def parse_wrk_report(output: str) -> Run:
+    """One wrk run from its report (``--latency``): its errors are socket errors plus non-2xx answers."""
+    answered = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", output)
     rps = re.search(r"Requests/sec:\s*([\d.]+)", output)
-    requests = re.search(r"(\d+) requests in", output)
     p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-    if rps is None or requests is None or p99 is None:
+    if answered is None or rps is None or p99 is None:
         raise RuntimeError(f"cannot read wrk's report:\n{output}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", output)
     errors += int(non_2xx.group(1)) if non_2xx else 0
-    return Load(float(rps.group(1)), float(p99.group(1)) * _UNIT_MS[p99.group(2)], errors,
-                cpu * 1e6 / max(int(requests.group(1)), 1))
+    return Run(requests=int(answered.group(1)), seconds=float(answered.group(2)) * WRK_UNIT_SECONDS[answered.group(3)],
+               requests_per_second=float(rps.group(1)),
+               p99_ms=float(p99.group(1)) * WRK_UNIT_SECONDS[p99.group(2)] * 1000, errors=errors)
 
 
 def json_line(handle: Started) -> dict:

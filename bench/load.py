@@ -14,14 +14,22 @@ request would put the second more than 10% above the first.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import BenchResult
-from bench._processes import free_port, get, serve_argv, started, wait_until_ok, wrk_path
+from bench._processes import (
+    Run,
+    free_port,
+    get,
+    parse_wrk_report,
+    serve_argv,
+    started,
+    wait_until_ok,
+    wrk_path,
+)
 
 CONNECTIONS = 1_000
 THREADS = 2
@@ -33,7 +41,6 @@ MAX_MEMORY_GROWTH = 0.10
 # Long enough that only a request that never comes back counts as a timeout: slowness on a busy
 # machine is not an error here (speed is what the figures report, not what the test asserts).
 WRK_TIMEOUT_SECONDS = 30
-SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}  # wrk's units
 # wrk's Lua hook: each connection's requests alternate between the paths.
 ALTERNATE = """\
 local paths = {%s}
@@ -43,17 +50,6 @@ request = function()
   return wrk.format("GET", paths[sent %% #paths + 1])
 end
 """
-
-
-@dataclass(frozen=True)
-class Run:
-    """One wrk run."""
-
-    requests: int
-    seconds: float
-    requests_per_second: float
-    p99_ms: float
-    errors: int
 
 
 @dataclass(frozen=True)
@@ -120,23 +116,8 @@ def _runs_until(requests: int, base: str, script: Path, *, seconds: int) -> tupl
 def _wrk(base: str, script: Path, seconds: int) -> Run:
     argv = [wrk_path(), f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", f"--timeout={WRK_TIMEOUT_SECONDS}s",
             "--latency", "-s", str(script), base]
-    return parse_report(subprocess.run(argv, capture_output=True, text=True, check=True,
+    return parse_wrk_report(subprocess.run(argv, capture_output=True, text=True, check=True,
                                        timeout=seconds + WRK_TIMEOUT_SECONDS + 30).stdout)
-
-
-def parse_report(output: str) -> Run:
-    """One wrk run from its report (``--latency``): its errors are socket errors plus non-2xx answers."""
-    answered = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", output)
-    rps = re.search(r"Requests/sec:\s*([\d.]+)", output)
-    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-    if answered is None or rps is None or p99 is None:
-        raise RuntimeError(f"cannot read wrk's report:\n{output}")
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", output)
-    errors += int(non_2xx.group(1)) if non_2xx else 0
-    return Run(requests=int(answered.group(1)), seconds=float(answered.group(2)) * SECONDS[answered.group(3)],
-               requests_per_second=float(rps.group(1)),
-               p99_ms=float(p99.group(1)) * SECONDS[p99.group(2)] * 1000, errors=errors)
 
 
 def run() -> list[BenchResult]:
