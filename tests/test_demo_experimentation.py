@@ -17,7 +17,11 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
-from exporter.demo.experimentation import build_experimentation_app, simulate_experiments
+from exporter.demo.experimentation import (
+    build_experimentation_app,
+    simulate_experiments,
+)
+from tests.conftest import FakeClock
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 USERS = [f"u-{number:04d}" for number in range(1, 301)]  # the population's default size
@@ -35,19 +39,9 @@ NAIVE_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?")
 NAN_BUG_EXPERIMENT = "Catalog Quick Actions"
 
 
-class ManualClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.seconds = 1_000.0
-
-    def __call__(self) -> float:
-        return self.seconds
-
-
 def build(seed: int = SEED, clock=None, latency_s: float = 0.0):
     return build_experimentation_app(seed=seed, now=NOW, user_ids=USERS,
-                                     clock=clock or ManualClock(), latency_s=latency_s)
+                                     clock=clock or FakeClock(1_000.0), latency_s=latency_s)
 
 
 @pytest.fixture
@@ -314,12 +308,12 @@ async def test_demo_scenarios(aiohttp_client, seed):
 
 
 async def test_clock_reveals_later_enrolments_of_running_experiments_only(aiohttp_client):
-    clock = ManualClock()
+    clock = FakeClock(1_000.0)
     client = await aiohttp_client(build(clock=clock))
     experiments = await by_name(client)
     running, stopped = experiments["New Onboarding Flow"], experiments["Pipeline Status Badges"]
     before = [await stats_of(client, e["id"]) for e in (running, stopped)]
-    clock.seconds += 7 * 86400
+    clock.advance(7 * 86400)
     after = [await stats_of(client, e["id"]) for e in (running, stopped)]
     for earlier, later in zip(before[0]["variants"], after[0]["variants"]):
         assert later["sample_size"] > earlier["sample_size"]

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from exporter.demo.feedback import build_feedback_app
+from tests.conftest import FakeClock
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 USERS = [f"u-{number:04d}" for number in range(1, 301)]  # the population's default size
@@ -23,19 +24,9 @@ WIDGET_CATEGORIES = {"UI/UX", "Performance", "Documentation", "Features", "Bug R
 NAIVE_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?")
 
 
-class ManualClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.seconds = 5_000.0
-
-    def __call__(self) -> float:
-        return self.seconds
-
-
 def build(seed: int = SEED, clock=None):
     return build_feedback_app(seed=seed, now=NOW, user_ids=USERS, admin_token=TOKEN,
-                              clock=clock or ManualClock())
+                              clock=clock or FakeClock(5_000.0))
 
 
 @pytest.fixture
@@ -221,10 +212,10 @@ async def test_satisfaction_drifts_upward(aiohttp_client, seed):
 
 
 async def test_clock_reveals_new_submissions(aiohttp_client):
-    clock = ManualClock()
+    clock = FakeClock(5_000.0)
     client = await aiohttp_client(build(clock=clock))
     before = await all_items(client)
-    clock.seconds += 3 * 86400
+    clock.advance(3 * 86400)
     after = await all_items(client)
     new = after[:len(after) - len(before)]
     assert new and after[len(new):] == before

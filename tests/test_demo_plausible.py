@@ -18,6 +18,7 @@ from exporter.demo import catalog
 from exporter.demo.plausible import INVALID_KEY_OR_SITE, build_plausible_app
 from exporter.demo.population import generate_population
 from exporter.demo.runner import start_demo_upstreams
+from tests.conftest import FakeClock
 
 NOW = datetime(2026, 3, 10, 14, 37, 20, tzinfo=timezone.utc)  # a Tuesday afternoon
 NOW_TS = int(NOW.timestamp())
@@ -46,14 +47,6 @@ class Event:
         return self.name == catalog.PAGEVIEW
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(scope="module")
 def population():
     return generate_population(42, now=NOW)
@@ -74,7 +67,7 @@ def events(population):
 
 @pytest.fixture
 def clock():
-    return Clock(NOW_TS)
+    return FakeClock(NOW_TS)
 
 
 @pytest.fixture
