@@ -30,16 +30,29 @@ from aiohttp import web
 
 from exporter.areas.base import Area, Section
 from exporter.areas.funnels import FunnelsArea
-from exporter.errors import SourceDisabled, SourceError
+from exporter.errors import SourceError
 from exporter.health import millisecond
 from exporter.service import AnalyticsService
 from exporter.timeranges import TimeRange
 
-from .errors import envelope
+from .errors import (
+    INTERNAL_ERROR_MESSAGE,
+    deadline_message,
+    envelope,
+    source_error_message,
+)
 from .jsonio import json_bytes_response
 from .params import Param, parse_query, time_range
 from .routes import FUNNEL_QUERY, SECTION_JSON, SECTIONS, SERVICE
-from .section_json import GENERATED_AT, SectionJson, Template, encoded, iso_at, json_object, sources_object
+from .section_json import (
+    GENERATED_AT,
+    SectionJson,
+    Template,
+    encoded,
+    iso_at,
+    json_object,
+    sources_object,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +176,11 @@ async def section_or_error(area: Area, params: dict[str, Any], timeout: float) -
     """The section its endpoint serves, or the error envelope its endpoint would answer."""
     try:
         return await asyncio.wait_for(area.section(params), timeout)
-    except SourceDisabled as error:
-        return envelope(error.code, str(error))
     except SourceError as error:
-        return envelope(error.code, f"source {error} (data is unavailable until it recovers)")
+        return envelope(error.code, source_error_message(error))
     except asyncio.TimeoutError:
         # The memo shields the load: it completes in the background for the next request.
-        return envelope("upstream_timeout",
-                        f"the sources did not answer within {timeout:g} s; the refresh continues, retry shortly")
+        return envelope("upstream_timeout", deadline_message(timeout))
     except Exception:  # noqa: BLE001 - a bug in one area must not take the other sections down
         log.exception("unhandled error computing the %s section of the dashboard", area.name)
-        return envelope("internal_error", "internal error; see the service log")
+        return envelope("internal_error", INTERNAL_ERROR_MESSAGE)

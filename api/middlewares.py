@@ -7,10 +7,10 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from exporter.errors import SourceDisabled, SourceError
+from exporter.errors import SourceError
 from exporter.secrets import Secret
 
-from .errors import ApiError, envelope
+from .errors import INTERNAL_ERROR_MESSAGE, ApiError, envelope, source_error_message
 from .jsonio import json_response
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,8 @@ def error_middleware() -> web.middleware:
             return await handler(request)
         except ApiError as error:
             return json_response(envelope(error.code, error.message), status=error.status, headers=error.headers)
-        except SourceDisabled as error:
-            return json_response(envelope(error.code, str(error)), status=503)
         except SourceError as error:
-            return json_response(envelope(error.code, f"source {error} (data is unavailable until it recovers)"),
-                                 status=503)
+            return json_response(envelope(error.code, source_error_message(error)), status=503)
         except web.HTTPMethodNotAllowed as error:
             allowed = ", ".join(sorted(error.allowed_methods))
             return json_response(envelope("method_not_allowed", f"{request.method} is not allowed here; allowed: {allowed}"),
@@ -45,7 +42,7 @@ def error_middleware() -> web.middleware:
             return json_response(envelope(error.reason.lower().replace(" ", "_"), error.reason), status=error.status)
         except Exception:  # noqa: BLE001 - a bug must not take the process down or leak a traceback
             log.exception("unhandled error serving %s %s", request.method, request.path)
-            return json_response(envelope("internal_error", "internal error; see the service log"), status=500)
+            return json_response(envelope("internal_error", INTERNAL_ERROR_MESSAGE), status=500)
 
     return middleware
 

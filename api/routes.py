@@ -12,7 +12,7 @@ from exporter import __version__
 from exporter.service import AnalyticsService
 from exporter.sources.experimentation import STATUSES as EXPERIMENT_STATUSES
 
-from .errors import ApiError
+from .errors import ApiError, deadline_message
 from .jsonio import json_bytes_response, json_response
 from .params import Param, parse_query, time_range
 from .section_json import SectionJson
@@ -106,8 +106,7 @@ async def _within_deadline(service: AnalyticsService, awaitable: Any) -> Any:
     try:
         return await asyncio.wait_for(awaitable, timeout)
     except asyncio.TimeoutError:
-        raise ApiError(503, "upstream_timeout",
-                       f"the sources did not answer within {timeout:g} s; the refresh continues, retry shortly") from None
+        raise ApiError(503, "upstream_timeout", deadline_message(timeout)) from None
 
 
 def _scrape_timeout(request: web.Request, default: float) -> float:
