@@ -35,24 +35,11 @@ from exporter.health import millisecond
 from exporter.service import AnalyticsService
 from exporter.timeranges import TimeRange
 
-from .errors import (
-    INTERNAL_ERROR_MESSAGE,
-    deadline_message,
-    envelope,
-    source_error_message,
-)
+from .errors import INTERNAL_ERROR_MESSAGE, deadline_message, envelope, source_error_message
 from .jsonio import json_bytes_response
 from .params import Param, parse_query, time_range
 from .routes import FUNNEL_QUERY, SECTION_JSON, SECTIONS, SERVICE
-from .section_json import (
-    GENERATED_AT,
-    SectionJson,
-    Template,
-    encoded,
-    iso_at,
-    json_object,
-    sources_object,
-)
+from .section_json import GENERATED_AT, SectionJson, Template, encoded, iso_at, json_object, sources_object
 
 log = logging.getLogger(__name__)
 
