@@ -25,12 +25,13 @@ import aiohttp
 from aiohttp import web
 
 from bench import BenchResult
-from exporter.analysis.funnels import FunnelDefinition, FunnelStep, funnel_reach, progress_report
+from exporter.analysis.funnels import FunnelDefinition, FunnelStep, progress_report
 from exporter.config import EventsConfig
+from exporter.events.clickhouse_source import ClickHouseEventsSource
 from exporter.events.file_loader import load_events_file
+from exporter.events.log_funnels import funnel_reach
 from exporter.health import HealthRegistry
 from exporter.secrets import Secret
-from exporter.sources.clickhouse import ClickHouseEventsSource
 from tests.fakes.clickhouse import PASSWORD, USER, ChdbEngine, ClickHouseHttpFront
 
 EVENTS = 10_000_000

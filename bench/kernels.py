@@ -28,10 +28,17 @@ from collections import defaultdict
 import numpy as np
 
 from bench import BenchResult, best_time
-from exporter.analysis.funnels import FunnelDefinition, FunnelStep, analyse_funnel, funnel_reach
-from exporter.analysis.segments import (DAY_SECONDS, LOOKBACK_DAYS, SEGMENT_NAMES, WINDOW_DAYS, SegmentThresholds,
-                                        analyse_segments)
+from exporter.analysis.funnels import FunnelDefinition, FunnelStep
+from exporter.analysis.segments import (
+    DAY_SECONDS,
+    LOOKBACK_DAYS,
+    SEGMENT_NAMES,
+    WINDOW_DAYS,
+    SegmentThresholds,
+)
 from exporter.events.log import EventLog
+from exporter.events.log_activity import analyse_segments
+from exporter.events.log_funnels import analyse_funnel, funnel_reach
 
 SEED = 20240607
 NOW = 1_780_000_000 - 1_780_000_000 % DAY_SECONDS + DAY_SECONDS - 1  # the last second of a UTC day

@@ -18,8 +18,8 @@ from .cache import Cached, Memo
 from .config import ENVIRONMENT_FOR_KEY, Config, EventsConfig
 from .events.backend import EventsBackend
 from .health import HealthRegistry
-from .sources.clickhouse import ClickHouseEventsSource
-from .sources.events import EventsFileSource
+from .events.clickhouse_source import ClickHouseEventsSource
+from .events.file_source import EventsFileSource
 from .sources.experimentation import ExperimentationClient
 from .sources.feedback import FeedbackClient
 from .sources.http import counting_requests

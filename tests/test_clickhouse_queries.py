@@ -10,9 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import ConfigError, load_config
-from exporter.events.clickhouse_queries import EventsTable, Parameter, quote_identifier, segment_activity_query
+from exporter.events.clickhouse_queries import (
+    EventsTable,
+    Parameter,
+    quote_identifier,
+    segment_activity_query,
+)
+from exporter.events.clickhouse_source import events_table
 from exporter.service import AnalyticsService
-from exporter.sources.clickhouse import events_table
 from tests.fakes.clickhouse import ChdbEngine
 
 

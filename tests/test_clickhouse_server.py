@@ -26,9 +26,9 @@ import pytest
 from exporter.config import EventsConfig
 from exporter.errors import SourceError
 from exporter.events.clickhouse_queries import Query, user_counts_query
+from exporter.events.clickhouse_source import JSON_EACH_ROW, ClickHouseEventsSource
 from exporter.health import HealthRegistry
 from exporter.secrets import Secret
-from exporter.sources.clickhouse import JSON_EACH_ROW, ClickHouseEventsSource
 from tests.conftest import FakeClock
 from tests.fakes.clickhouse import PASSWORD, USER
 

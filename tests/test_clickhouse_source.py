@@ -26,10 +26,10 @@ from exporter.analysis.funnels import FunnelDefinition, FunnelStep, progress_rep
 from exporter.analysis.segments import UserActivity, segments_report
 from exporter.config import EventsConfig
 from exporter.errors import SourceError
+from exporter.events.clickhouse_source import ClickHouseEventsSource
+from exporter.events.file_source import EventsFileSource
 from exporter.health import HealthRegistry
 from exporter.secrets import Secret
-from exporter.sources.clickhouse import ClickHouseEventsSource
-from exporter.sources.events import EventsFileSource
 from tests.conftest import FakeClock
 from tests.fakes.clickhouse import PASSWORD, USER, ChdbEngine, ClickHouseHttpFront
 from tests.fakes.events import Event, write_events

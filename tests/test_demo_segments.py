@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from exporter.analysis.segments import SEGMENT_NAMES, assign_segments, user_activity
+from exporter.analysis.segments import SEGMENT_NAMES, assign_segments
 from exporter.config import load_config
 from exporter.demo.events_file import write_events_file
 from exporter.demo.population import ARCHETYPES, generate_population
 from exporter.events.file_loader import load_events_file
+from exporter.events.log_activity import user_activity
 
 # The segment each planted archetype should land in.
 EXPECTED_SEGMENT = {

@@ -10,11 +10,11 @@ import threading
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import exporter.sources.events as events_module
+import exporter.events.file_source as events_module
 from exporter.config import EventsConfig
 from exporter.errors import SourceError
+from exporter.events.file_source import EventsFileSource
 from exporter.health import HealthRegistry
-from exporter.sources.events import EventsFileSource
 from tests.conftest import FakeClock
 from tests.fakes.events import Event, bump_mtime, event_line, write_events
 

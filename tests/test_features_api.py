@@ -16,7 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from scipy import stats
 
 from api.app import create_app
-from exporter.analysis.adoption import FeatureUsage, feature_adoption, first_complete_week
+from exporter.analysis.adoption import (
+    FeatureUsage,
+    feature_adoption,
+    first_complete_week,
+)
 from exporter.demo.plausible import build_plausible_app
 from exporter.demo.population import generate_population
 from exporter.service import AnalyticsService

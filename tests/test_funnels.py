@@ -18,13 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportion_confint
 
-from exporter.analysis.funnels import (
-    FunnelDefinition,
-    FunnelStep,
-    analyse_funnel,
-    funnel_reach,
-)
+from exporter.analysis.funnels import FunnelDefinition, FunnelStep
 from exporter.events.log import EventLog
+from exporter.events.log_funnels import analyse_funnel, funnel_reach
 from tests.event_logs import make_log, reference_reach
 
 Event = tuple[str, str, int]  # (user, event, epoch seconds)

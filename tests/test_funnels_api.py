@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from statsmodels.stats.proportion import proportion_confint
 
-import exporter.sources.events as events_module
+import exporter.events.file_source as events_module
 from exporter.config import ConfigError, load_config
 from exporter.demo import catalog
 from exporter.demo.events_file import write_events_file

@@ -16,16 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.analysis.segments import (
-    SEGMENT_NAMES,
-    SegmentThresholds,
+from exporter.analysis.segments import SEGMENT_NAMES, SegmentThresholds
+from exporter.events.log import EventLog
+from exporter.events.log_activity import (
     active_user_count,
     analyse_segments,
     feature_unique_users,
     total_user_count,
     user_activity,
 )
-from exporter.events.log import EventLog
 from tests.event_logs import make_log
 
 DAY = 86_400

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..sources.events import EventsFileSource
+from ..events.file_source import EventsFileSource
 
 if TYPE_CHECKING:
     from ..service import AnalyticsService

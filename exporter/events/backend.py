@@ -1,8 +1,8 @@
 """The questions the areas ask the identified events source, whatever holds the events.
 
-Two backends answer them: the file (:class:`~exporter.sources.events.EventsFileSource`: the
+Two backends answer them: the file (:class:`~exporter.events.file_source.EventsFileSource`: the
 events in memory, analysed with numpy) and ClickHouse
-(:class:`~exporter.sources.clickhouse.ClickHouseEventsSource`: the heavy work pushed down, only
+(:class:`~exporter.events.clickhouse_source.ClickHouseEventsSource`: the heavy work pushed down, only
 small results brought back). Each answer is what the pure report code takes, and on the same
 events both backends give the same numbers. Times are epoch seconds; ranges are ``[start, end)``.
 Every call is health-tracked as source ``events`` and raises

@@ -37,7 +37,9 @@ from ..analysis.funnels import FunnelDefinition
 from ..analysis.segments import UserActivity
 from ..analysis.usage import UserCounts
 from ..config import EventsConfig
-from ..events.clickhouse_queries import (
+from ..health import HealthRegistry
+from ..sources.http import ClientSettings, HttpFailure, ResponseFormat, UpstreamClient
+from .clickhouse_queries import (
     EventsTable,
     FunnelDurations,
     Query,
@@ -46,8 +48,6 @@ from ..events.clickhouse_queries import (
     segment_activity_query,
     user_counts_query,
 )
-from ..health import HealthRegistry
-from .http import ClientSettings, HttpFailure, ResponseFormat, UpstreamClient
 
 T = TypeVar("T")
 SOURCE = "events"

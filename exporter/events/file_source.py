@@ -30,15 +30,29 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..analysis.funnels import FunnelDefinition, FunnelReach, funnel_reach
-from ..analysis.segments import UserActivity, active_user_count, feature_unique_users, total_user_count, user_activity
+from exporter.events.log_activity import (
+    active_user_count,
+    feature_unique_users,
+    total_user_count,
+    user_activity,
+)
+from exporter.events.log_funnels import FunnelReach, funnel_reach
+
+from ..analysis.funnels import FunnelDefinition
+from ..analysis.segments import UserActivity
 from ..analysis.usage import UserCounts
 from ..config import EventsConfig
 from ..errors import SourceError
-from ..events.file_loader import EventsFileError, FileFingerprint, LoadResult, file_fingerprint, load_events_file
-from ..events.log import EventLog
 from ..health import HealthRegistry
 from ..timeranges import iso_z
+from .file_loader import (
+    EventsFileError,
+    FileFingerprint,
+    LoadResult,
+    file_fingerprint,
+    load_events_file,
+)
+from .log import EventLog
 
 SOURCE = "events"
 log = logging.getLogger(__name__)
