@@ -1,7 +1,7 @@
 # analytics-dashboard container image.
 #
 #   docker build -t analytics-dashboard:0.1.0 .
-#   docker run --rm -p 8000:8000 --read-only --tmpfs /tmp analytics-dashboard:0.1.0 serve --demo
+#   docker run --rm -p 8000:8000 --read-only --tmpfs /tmp analytics-dashboard:0.1.0 serve --demo --host 0.0.0.0
 #
 # The builder stage installs the project and its dependencies into a virtual environment; the
 # final stage is the slim Python base plus that environment and the default configuration, run

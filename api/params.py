@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
@@ -27,6 +28,8 @@ def time_range(default: str) -> Param:
 def parse_query(request: web.Request, spec: dict[str, Param]) -> dict[str, Any]:
     # Most requests have no query string: skip building the parsed multidict for them.
     query = request.rel_url.query if request.query_string else _NO_QUERY
+    if query is not _NO_QUERY:
+        _require_utf8(request.rel_url.raw_query_string)
     unknown = sorted(set(query) - set(spec))
     if unknown:
         valid = ", ".join(spec) or "none"
@@ -47,6 +50,19 @@ def parse_query(request: web.Request, spec: dict[str, Param]) -> dict[str, Any]:
 
 
 _NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
+
+
+def _require_utf8(raw_query: str) -> None:
+    """Refuse percent-escapes that are not UTF-8 (a lone surrogate such as ``%ED%A0%80``, ``%FF``).
+
+    The URL parser would read them as U+FFFD: a value nobody sent, which would match nothing
+    rather than say what is wrong.
+    """
+    try:
+        unquote_to_bytes(raw_query.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_encoding",
+                       "the query string holds percent-escapes that are not UTF-8; encode values as UTF-8") from None
 
 
 def _clip(text: str, limit: int = 64) -> str:

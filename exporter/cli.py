@@ -30,6 +30,8 @@ SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # clients connecting at once overflow it: the kernel drops their SYNs and they retry 1 s, then 3 s
 # later. The kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 4096
+# The demo has no API token and simulated data: it listens on this machine only unless --host says otherwise.
+DEMO_HOST = "127.0.0.1"
 
 
 class StartupError(Exception):
@@ -57,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the exporter and JSON API")
     _config_option(serve)
-    serve.add_argument("--host", help="interface to listen on (default: server.host, 0.0.0.0)")
+    serve.add_argument("--host", help="interface to listen on (default: server.host, 0.0.0.0; with --demo, 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port to listen on (default: server.port, 8000)")
     serve.add_argument("--demo", action="store_true", help="start built-in simulated upstreams and use them")
     serve.set_defaults(run=_serve)
@@ -109,7 +111,7 @@ async def _serve_async(args: argparse.Namespace, loaded: Config) -> None:
 
     stop = _shutdown_signal()  # from here on (demo start-up included) a signal means a clean stop
     async with _demo_if_asked(args, loaded) as config:
-        host = args.host or config.server.host
+        host = args.host or (DEMO_HOST if args.demo else config.server.host)
         port = args.port or config.server.port
         service = AnalyticsService(config)
         # aiohttp waits up to shutdown_timeout for a handler to finish, then as long again after

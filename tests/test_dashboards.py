@@ -1,9 +1,8 @@
 """Lint the Grafana dashboards: rules of grafana/dashboard-linter re-expressed in pytest, plus
 the conventions of this repository (conventions §5), and every query parsed by promtool.
 
-Metric types come from the names (contract §5): counters end in ``_total`` (except the legacy
-gauge ``analytics_significant_results_total``), histograms expose ``_bucket``, ``_sum`` and
-``_count``; everything else is a gauge.
+Metric types come from the names: counters end in ``_total``, histograms expose ``_bucket``,
+``_sum`` and ``_count``; everything else is a gauge.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ DASHBOARDS = load_dashboards()
 CURRENT_PANEL_TYPES = {"timeseries", "stat", "bargauge", "table", "piechart", "state-timeline"}
 DATASOURCE_REFERENCES = {"$datasource", "${datasource}"}
 RATE_FUNCTIONS = {"rate", "irate", "increase"}
-LEGACY_GAUGES = {"analytics_significant_results_total"}
 
 # Units by what a metric measures; metrics not listed here (counts, scores, p-values) may use any unit.
 RATIO_METRICS = {
@@ -125,8 +123,6 @@ def selectors(expr: str) -> list[Selector]:
 
 
 def is_counter(metric: str) -> bool:
-    if metric in LEGACY_GAUGES:
-        return False
     return metric.endswith(("_total", "_bucket", "_sum", "_count"))
 
 

@@ -413,3 +413,22 @@ def test_disruption_budget_lets_a_node_drain_evict_a_pod():
 
 def test_deployment_image_is_the_released_version():
     assert container()["image"].endswith(f":{__version__}")
+
+
+# --- the Makefile ------------------------------------------------------------------------------
+
+def make_commands(target: str, tmp_path: Path) -> list[str]:
+    """What ``make TARGET`` would run in a fresh checkout (no virtual environment yet)."""
+    result = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    return result.stdout.splitlines()
+
+
+def installs(commands: list[str]) -> list[str]:
+    return [command.split(" install ", 1)[1] for command in commands if "pip install" in command and "-e" in command]
+
+
+def test_run_installs_the_service_alone_and_test_adds_the_test_tools(tmp_path):
+    assert installs(make_commands("run", tmp_path)) == ["--quiet -e ."]
+    assert installs(make_commands("test", tmp_path)) == ["--quiet -e '.[test]'"]
+    assert installs(make_commands("test-fast", tmp_path)) == ["--quiet -e '.[test]'"]

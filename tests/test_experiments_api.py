@@ -35,7 +35,7 @@ PER_VARIANT_METRICS = {
 }
 EXPERIMENT_METRICS = {*PER_VARIANT_METRICS, "analytics_active_experiments", "analytics_experiment_srm_p_value",
                       "analytics_experiment_recommendation", "analytics_experiment_info",
-                      "analytics_significant_results_total"}
+                      "analytics_experiments_significant"}
 RECOMMENDATIONS = {"ship", "roll_back", "keep_running", "inconclusive", "insufficient_data", "investigate_srm",
                    "no_data", "no_comparison"}
 
@@ -156,7 +156,8 @@ async def test_demo_metrics_carry_every_experiment_metric_for_published_experime
     assert labelled == published
     value = keyed(found)
     assert value[("analytics_active_experiments", ())] == sum(e["status"] == "running" for e in experiments.values())
-    assert value[("analytics_significant_results_total", ())] == sum(experiments[i]["is_significant"] for i in published)
+    assert value[("analytics_experiments_significant", ())] == sum(
+        experiments[i]["recommendation"] in ("ship", "roll_back") for i in published)
     assert value[("analytics_source_up", (("source", "experimentation"),))] == 1.0  # one 500 is not an outage
     for experiment_id in published:
         experiment = experiments[experiment_id]

@@ -56,7 +56,7 @@ OWNED_METRIC_PREFIXES = {
     "plausible": ("analytics_total_users", "analytics_active_users", "analytics_page_views",
                   "analytics_unique_visitors", "analytics_avg_session_duration", "analytics_bounce_rate",
                   "analytics_current_visitors", "analytics_feature_"),
-    "experimentation": ("analytics_experiment_", "analytics_active_experiments", "analytics_significant_results"),
+    "experimentation": ("analytics_experiment_", "analytics_active_experiments", "analytics_experiments_significant"),
     "feedback": ("analytics_feedback_",),
     "events": ("analytics_segment_", "analytics_funnel_"),
 }

@@ -191,3 +191,11 @@ async def test_malformed_query_values_are_400s(demo_url, query):
     status, headers, body = await send(demo_url, request("GET", f"/api/v1/dashboard?{query}"))
     assert status == 400, body[:300]
     envelope(status, headers, body)
+
+
+@pytest.mark.parametrize("query", ["time_range=%ED%A0%80", "time_range=7d&x=%FF", "%ED%B0%80=7d", "status=%C0%AF"])
+async def test_escapes_that_are_not_utf8_are_400s_saying_so(demo_url, query):
+    # %ED%A0%80 would be a lone surrogate (U+D800): no valid string holds it, whatever the parameter.
+    status, headers, body = await send(demo_url, request("GET", f"/api/v1/experiment-results?{query}"))
+    assert status == 400, body[:300]
+    envelope(status, headers, body, code="invalid_encoding")

@@ -43,10 +43,11 @@ def clean_environment(**extra: str) -> dict[str, str]:
 class Serving:
     """``python -m exporter serve`` in a subprocess; stdout and stderr are collected."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, host: str | None = "127.0.0.1") -> None:
         self.port = free_port()
+        where = ["--host", host] if host else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            [sys.executable, "-m", "exporter", "serve", *where, "--port", str(self.port), *args],
             cwd=ROOT, env=env or clean_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -86,8 +87,8 @@ class Serving:
 def serving():
     started: list[Serving] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> Serving:
-        started.append(Serving(*args, env=env))
+    def start(*args: str, env: dict[str, str] | None = None, host: str | None = "127.0.0.1") -> Serving:
+        started.append(Serving(*args, env=env, host=host))
         return started[-1]
 
     yield start
@@ -162,6 +163,21 @@ async def test_health_answers_during_start_up_and_sigterm_exits_0(serving):
     assert await service.exit_code() == 0
     _, stderr = service.output()
     assert_clean(stderr)
+
+
+@pytest.mark.parametrize("host, reachable_from_elsewhere", [(None, False), ("0.0.0.0", True)])
+async def test_the_demo_listens_on_loopback_unless_told_otherwise(serving, host, reachable_from_elsewhere):
+    """No token, simulated data: ``--demo`` binds 127.0.0.1 (reached from 127.0.0.2, another address
+    of this machine, only when ``--host`` asks for every interface)."""
+    service = serving("--demo", host=host)
+    async with aiohttp.ClientSession() as session:
+        await service.first_answer(session)
+    try:
+        socket.create_connection(("127.0.0.2", service.port), timeout=5).close()
+        reached = True
+    except ConnectionRefusedError:
+        reached = False
+    assert reached == reachable_from_elsewhere
 
 
 async def test_health_answers_before_the_first_refresh_completes(serving, plausible, tmp_path):

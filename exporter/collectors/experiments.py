@@ -8,17 +8,16 @@ renders the same way (the rendered bytes are reused until the next refresh).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .base import AreaCollector, helptext
 
-if TYPE_CHECKING:
-    pass
 
 SOURCE = "the Experimentation Service (statistics computed by this service)"
 STOPPED_PUBLISHED_FOR = timedelta(days=30)
+DECIDED = ("ship", "roll_back")  # recommendations that act on a significant result
 RECOMMENDATIONS = ("ship", "roll_back", "keep_running", "inconclusive", "insufficient_data",
                    "investigate_srm", "no_data", "no_comparison")
 
@@ -47,9 +46,9 @@ class ExperimentsCollector(AreaCollector):
         active = GaugeMetricFamily("analytics_active_experiments",
                                    helptext("Experiments currently running.", SOURCE, ttl))
         significant = GaugeMetricFamily(
-            "analytics_significant_results_total",
-            helptext("Published experiments (running or stopped within 30 days) with a significant result "
-                     "(a gauge; the name is kept for compatibility).", SOURCE, ttl))
+            "analytics_experiments_significant",
+            helptext("Published experiments (running or stopped within 30 days) whose recommendation is ship or "
+                     "roll_back: a significant result the data gates let stand.", SOURCE, ttl))
         info = GaugeMetricFamily("analytics_experiment_info",
                                  helptext("Always 1; labels name the experiment, its status and control variant.",
                                           SOURCE, ttl),
@@ -74,7 +73,7 @@ class ExperimentsCollector(AreaCollector):
         snapshot_time = datetime.fromtimestamp(section.generated_at, timezone.utc)
         published = [e for e in experiments if is_published(e, snapshot_time)]
         active.add_metric([], sum(e["status"] == "running" for e in experiments))
-        significant.add_metric([], sum(bool(e["is_significant"]) for e in published))
+        significant.add_metric([], sum(e["recommendation"] in DECIDED for e in published))
         for experiment in published:
             experiment_id = experiment["experiment_id"]
             info.add_metric([experiment_id, experiment["experiment_name"], experiment["status"],
