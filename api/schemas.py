@@ -146,9 +146,13 @@ _VARIANT = record({
     "absolute_lift_ci": INTERVAL,
     "relative_lift": nullable(NUMBER),
     "relative_lift_ci": INTERVAL,
-    "p_value": nullable(FRACTION),
-    "p_value_pooled": nullable(FRACTION),
-    "adjusted_p_value": nullable(FRACTION) | {"description": "Holm-adjusted over the treatment arms"},
+    "p_value": nullable(FRACTION) | {"description": "fixed-horizon two-sided unpooled z-test"},
+    "p_value_pooled": nullable(FRACTION) | {"description": "the same test with the pooled standard error"},
+    "sequential_p_value": nullable(FRACTION) | {"description": "always-valid p-value of the confidence "
+                                                               "sequence (sequential mode only)"},
+    "adjusted_p_value": nullable(FRACTION) | {"description": "the deciding p-value (sequential_p_value in "
+                                                             "sequential mode, else p_value), Holm-adjusted "
+                                                             "over the treatment arms"},
     "is_significant": {"type": ["boolean", "null"]},
     "chance_to_beat_control": nullable(FRACTION),
     "expected_loss": nullable(NONNEGATIVE),

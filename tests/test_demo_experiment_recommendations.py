@@ -186,9 +186,12 @@ def test_without_a_planned_size_the_analysis_is_sequential(reported):
     alpha = simulated.plan.significance_level
     assert simulated.target_sample_size is None and experiment["analysis_mode"] == "sequential"
     assert passes_data_gates([control, treatment])
-    assert experiment["variants"][1]["p_value"] == pytest.approx(
-        always_valid_p(control, treatment, alpha), rel=1e-9)
+    variant = experiment["variants"][1]
+    assert variant["sequential_p_value"] == pytest.approx(always_valid_p(control, treatment, alpha), rel=1e-9)
+    assert variant["p_value"] == pytest.approx(unpooled_p(control, treatment), rel=1e-9)
+    assert variant["adjusted_p_value"] == variant["sequential_p_value"]  # one treatment: Holm changes nothing
     assert always_valid_p(control, treatment, alpha) >= alpha > unpooled_p(control, treatment)
+    assert "always-valid" in experiment["recommendation_text"]
     assert min(control[0], treatment[0]) < fleiss_required(control[1] / control[0], alpha)
     assert experiment["recommendation"] == "keep_running"
 

@@ -28,15 +28,16 @@ EXPERIMENT_FIELDS = {
 VARIANT_FIELDS = {
     "variant_id", "name", "assignments", "conversions", "conversion_rate",
     "confidence_interval_low", "confidence_interval_high", "absolute_lift", "absolute_lift_ci",
-    "relative_lift", "relative_lift_ci", "p_value", "p_value_pooled", "adjusted_p_value",
-    "is_significant", "chance_to_beat_control", "expected_loss", "status_codes",
+    "relative_lift", "relative_lift_ci", "p_value", "p_value_pooled", "sequential_p_value",
+    "adjusted_p_value", "is_significant", "chance_to_beat_control", "expected_loss", "status_codes",
 }  # fmt: skip
 COMPARISON_FIELDS = VARIANT_FIELDS - {
     "variant_id", "name", "assignments", "conversions", "conversion_rate",
     "confidence_interval_low", "confidence_interval_high", "status_codes",
 }  # fmt: skip
 PROBABILITY_FIELDS = (
-    "conversion_rate", "p_value", "p_value_pooled", "adjusted_p_value", "chance_to_beat_control",
+    "conversion_rate", "p_value", "p_value_pooled", "sequential_p_value", "adjusted_p_value",
+    "chance_to_beat_control",
 )  # fmt: skip
 RECOMMENDATIONS = {
     "ship", "roll_back", "keep_running", "inconclusive", "insufficient_data", "investigate_srm",
@@ -79,7 +80,7 @@ def test_contract_shape():
     control, treatment = result["variants"]
     assert set(control) == set(treatment) == VARIANT_FIELDS
     assert all(control[field] is None for field in COMPARISON_FIELDS)
-    assert all(treatment[field] is not None for field in COMPARISON_FIELDS)
+    assert all(treatment[field] is not None for field in COMPARISON_FIELDS - {"sequential_p_value"})  # fixed mode
     assert treatment["variant_id"] == treatment["name"] == "v1"
     assert treatment["conversion_rate"] == 0.35
     assert result["p_value"] == treatment["adjusted_p_value"]
@@ -146,10 +147,32 @@ def test_holm_across_treatments_and_bonferroni_intervals():
 def test_sequential_mode_is_more_conservative_than_fixed():
     fixed = analyse_one((3000, 300), (3000, 360), planned=3000)["variants"][1]
     sequential = analyse_one((3000, 300), (3000, 360), planned=None)["variants"][1]
-    assert sequential["p_value"] > fixed["p_value"]
-    assert sequential["p_value_pooled"] == fixed["p_value_pooled"]
+    # p_value is the fixed-horizon test in both modes; the always-valid one decides in sequential mode.
+    assert sequential["p_value"] == fixed["p_value"] and sequential["p_value_pooled"] == fixed["p_value_pooled"]
+    assert fixed["sequential_p_value"] is None and fixed["adjusted_p_value"] == fixed["p_value"]
+    assert sequential["sequential_p_value"] > sequential["p_value"]
+    assert sequential["adjusted_p_value"] == sequential["sequential_p_value"]
     assert sequential["absolute_lift_ci"][0] < fixed["absolute_lift_ci"][0]
     assert sequential["chance_to_beat_control"] == pytest.approx(fixed["chance_to_beat_control"])
+
+
+def test_a_data_gate_withholds_significance_and_says_so():
+    # 90 users per arm: below the 100 the too-little-data gate asks for, however clear the difference.
+    result = analyse_one((90, 5), (90, 60), planned=None)
+    treatment = result["variants"][1]
+    assert result["recommendation"] == "insufficient_data"
+    assert treatment["adjusted_p_value"] < 0.001  # the test alone would call it significant
+    assert result["is_significant"] is False and treatment["is_significant"] is False
+    assert "significance_withheld" in result["status_codes"] and "significance_withheld" in treatment["status_codes"]
+
+
+@pytest.mark.parametrize("planned, named", [(None, "adjusted always-valid p"), (3000, "adjusted p")])
+def test_the_sentence_names_the_p_value_that_decides(planned, named):
+    result = analyse_one((3000, 300), (3000, 420), planned=planned)
+    assert result["recommendation"] == "ship"
+    assert f"{named} " in result["recommendation_text"]
+    if planned is not None:
+        assert "always-valid" not in result["recommendation_text"]
 
 
 def test_invalid_input_makes_only_that_experiment_unavailable():
@@ -266,6 +289,7 @@ def test_output_is_always_finite_and_consistent(batch):
             if variant["expected_loss"] is not None:
                 assert variant["expected_loss"] >= 0.0
             if variant["adjusted_p_value"] is not None:
-                assert variant["adjusted_p_value"] >= variant["p_value"]
+                deciding = "sequential_p_value" if result["analysis_mode"] == "sequential" else "p_value"
+                assert variant["adjusted_p_value"] >= variant[deciding]
         if result["winner"] is not None:
             assert result["recommendation"] == "ship"

@@ -30,8 +30,9 @@ PER_VARIANT = (
     ("analytics_experiment_relative_lift", "relative_lift",
      "Variant conversion rate over the control's, minus 1 (0.1 = +10%); treatments only."),
     ("analytics_experiment_p_value", "adjusted_p_value",
-     "Two-sided p-value of the variant against the control, Holm-adjusted across the experiment's "
-     "treatments (the value compared with the experiment's alpha; always-valid in sequential mode); "
+     "The p-value that decides: two-sided, variant against control, Holm-adjusted across the experiment's "
+     "treatments and compared with its alpha. In sequential mode (no planned sample size) it is the "
+     "always-valid p-value of the confidence sequence, otherwise the fixed-horizon unpooled z-test; "
      "treatments only."),
     ("analytics_experiment_chance_to_beat_control", "chance_to_beat_control",
      "Posterior probability that the variant converts better than the control (Beta(1,1) priors); "

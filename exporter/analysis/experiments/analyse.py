@@ -11,9 +11,16 @@ Choices the method table leaves open, resolved here:
   the interval counterpart of Holm (GrowthBook's adjusted intervals do the same). With one
   treatment they are exactly dual to the test; with several, an interval that excludes 0 always
   comes with a significant result (a significant result may still have an interval touching 0).
-* **Sequential mode** (no planned size): p-values are always-valid p-values from the confidence
-  sequence and the intervals are the sequence itself (``sequential.py``); Holm applies to them.
-  ``p_value_pooled`` stays the fixed-horizon pooled p-value, reported for comparison only.
+* **Which p-value decides.** ``p_value`` is always the fixed-horizon unpooled z-test and
+  ``p_value_pooled`` its pooled textbook twin. In sequential mode (no planned size) the decision
+  uses ``sequential_p_value``, the always-valid p-value of the confidence sequence
+  (``sequential.py``), and the intervals are the sequence itself; in fixed mode it uses
+  ``p_value``. ``adjusted_p_value`` is Holm's adjustment of the deciding one, and the
+  recommendation's sentence says which it is.
+* **Significance a data gate withholds.** While the sample-ratio or the too-little-data gate
+  decides (``investigate_srm``, ``insufficient_data``), no result is called significant: the
+  experiment's and the variants' ``is_significant`` are false and the status code
+  ``significance_withheld`` says why.
 * **Required sample size** uses the per-comparison alpha ``alpha / m``, matching the intervals,
   and is computed from the control's current rate; ``sample_progress`` is the smallest arm's
   share of it, capped at 1.
@@ -53,6 +60,10 @@ from .report import (
 )
 from .sequential import always_valid_p_value, critical_value, mixing_rho_squared
 from .srm import sample_ratio_mismatch
+
+# Gates that decide before any comparison is looked at: a significant result under them is withheld.
+DATA_GATES = ("investigate_srm", "insufficient_data")
+SIGNIFICANCE_WITHHELD = "significance_withheld"
 
 
 def analyse_experiments(experiments: Sequence[ExperimentInput]) -> list[dict]:
@@ -123,12 +134,11 @@ def _compute(experiments: Sequence[ExperimentInput]) -> tuple[dict[str, list], d
     compared = is_treatment & np.isfinite(test.p_value)
     units = arm.assignments + control.assignments
     rho_squared = mixing_rho_squared(batch.alpha)
-    p_value = np.where(
-        batch.sequential, always_valid_p_value(test.z, units, rho_squared), test.p_value
-    )
-    p_value = np.where(compared, p_value, np.nan)
-    adjusted = np.full_like(p_value, np.nan)
-    adjusted[compared] = holm_adjust(p_value[compared], batch.experiment[compared])
+    sequential_p_value = np.where(compared & batch.sequential,
+                                  always_valid_p_value(test.z, units, rho_squared), np.nan)
+    deciding = np.where(compared, np.where(batch.sequential, sequential_p_value, test.p_value), np.nan)
+    adjusted = np.full_like(deciding, np.nan)
+    adjusted[compared] = holm_adjust(deciding[compared], batch.experiment[compared])
 
     comparisons = np.bincount(batch.experiment[compared], minlength=len(experiments))
     family_alpha = batch.alpha / np.maximum(comparisons[batch.experiment], 1)
@@ -169,8 +179,9 @@ def _compute(experiments: Sequence[ExperimentInput]) -> tuple[dict[str, list], d
         "relative_lift_ci": json_intervals(
             only(relative_defined, relative_low), only(relative_defined, relative_high)
         ),
-        "p_value": json_numbers(p_value),
+        "p_value": json_numbers(only(compared, test.p_value)),
         "p_value_pooled": json_numbers(test.p_value_pooled),
+        "sequential_p_value": json_numbers(sequential_p_value),
         "adjusted_p_value": json_numbers(adjusted),
         "is_significant": (compared & (adjusted < batch.alpha)).tolist(),
         "chance_to_beat_control": json_numbers(chance),
@@ -265,6 +276,12 @@ def _experiment_object(
     status_codes = [code for code in (per_experiment["srm_reason"][position],) if code]
     if required is None and arms[0].assignments > 0 and len(arms) > 1:
         status_codes.append("required_size_unknown")
+    if decision.code in DATA_GATES and any(t.is_significant for t in treatments):
+        status_codes.append(SIGNIFICANCE_WITHHELD)
+        for row in variants:
+            if row["is_significant"]:
+                row["is_significant"] = False
+                row["status_codes"] = [*row["status_codes"], SIGNIFICANCE_WITHHELD]
     return {
         **experiment_header(experiment),
         "variants": variants,
@@ -275,7 +292,7 @@ def _experiment_object(
             "observed": {arm.name: int(arm.assignments) for arm in arms},
         },
         "p_value": min(adjusted) if adjusted else None,
-        "is_significant": any(t.is_significant for t in treatments),
+        "is_significant": any(row["is_significant"] for row in variants[1:]),
         "winner": decision.winner,
         "required_sample_size": required,
         "required_sample_size_formula": FORMULA_NAME,

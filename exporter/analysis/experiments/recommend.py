@@ -84,6 +84,11 @@ def _p(value: float | None) -> str:
     return "p < 0.0001" if value < 0.0001 else f"p = {value:.2g}"
 
 
+def _deciding_p(e: ExperimentOutcome, value: float | None) -> str:
+    """The Holm-adjusted p-value that decides, named for what it is in the experiment's mode."""
+    return f"adjusted {'always-valid ' if e.sequential else ''}{_p(value)}"
+
+
 def _probability(value: float) -> str:
     """A probability as a percentage that never rounds up to a misleading 100%."""
     return "> 99.9%" if value > 0.999 else f"{value:.1%}"
@@ -187,7 +192,7 @@ def _significant_result(e: ExperimentOutcome) -> Recommendation | None:
         return Recommendation(
             "roll_back",
             f"{worst.name} is worse than {e.control}: {_lift(worst)}, "
-            f"adjusted {_p(worst.adjusted_p_value)}; roll it back.",
+            f"{_deciding_p(e, worst.adjusted_p_value)}; roll it back.",
         )
     winners = [t for t in e.treatments if _is_better(t)]
     if not winners:
@@ -204,13 +209,13 @@ def _significant_result(e: ExperimentOutcome) -> Recommendation | None:
         )
         return Recommendation(
             "ship",
-            f"{best.name} wins: {_lift(best)}, adjusted {_p(best.adjusted_p_value)}{chance}; "
+            f"{best.name} wins: {_lift(best)}, {_deciding_p(e, best.adjusted_p_value)}{chance}; "
             "ship it.",
             winner=best.name,
         )
     return Recommendation(
         "keep_running",
-        f"{best.name} leads with {_lift(best)}, adjusted {_p(best.adjusted_p_value)}, but only "
+        f"{best.name} leads with {_lift(best)}, {_deciding_p(e, best.adjusted_p_value)}, but only "
         f"{_count(smallest)} of the {_count(e.planned_n_per_arm or 0)} planned users per arm "
         "are in: early signal; avoid peeking and keep running.",
     )
@@ -219,27 +224,27 @@ def _significant_result(e: ExperimentOutcome) -> Recommendation | None:
 def _no_significant_result(e: ExperimentOutcome) -> Recommendation:
     """Rules 7-8: nothing significant, judged against the required sample size."""
     adjusted = [t.adjusted_p_value for t in e.treatments if t.adjusted_p_value is not None]
-    best_p = _p(min(adjusted, default=None))
+    best_p = _deciding_p(e, min(adjusted, default=None))
     smallest = min(e.assignments)
     mde = f"{100 * e.mde_relative:g}% relative change"
     required = e.required_sample_size
     if required is None:
         return Recommendation(
             "keep_running",
-            f"No significant difference yet (smallest adjusted {best_p}) with {_count(smallest)} "
+            f"No significant difference yet (smallest {best_p}) with {_count(smallest)} "
             f"users in the smallest arm; the size needed to detect a {mde} cannot be computed "
             "from the control's current rate, so keep running.",
         )
     if smallest < required:
         return Recommendation(
             "keep_running",
-            f"No significant difference yet (smallest adjusted {best_p}); about "
+            f"No significant difference yet (smallest {best_p}); about "
             f"{_count(required - smallest)} more users per arm are needed "
             f"({_count(smallest)} of {_count(required)}) to detect a {mde}.",
         )
     return Recommendation(
         "inconclusive",
-        f"No significant difference (smallest adjusted {best_p}) with {_count(smallest)} users "
+        f"No significant difference (smallest {best_p}) with {_count(smallest)} users "
         f"in the smallest arm, past the {_count(required)} needed to detect a {mde}: any effect "
         "is likely smaller than that.",
     )

@@ -24,6 +24,7 @@ COMPARISON_FIELDS = (
     "relative_lift_ci",
     "p_value",
     "p_value_pooled",
+    "sequential_p_value",
     "adjusted_p_value",
     "is_significant",
     "chance_to_beat_control",
