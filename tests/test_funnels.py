@@ -72,10 +72,11 @@ def reference_report(reach: dict[str, list[int]], funnel: FunnelDefinition) -> d
     entered = [sum(1 for times in reach.values() if len(times) > k) for k in range(n)]
     steps = []
     for k in range(n):
-        completed = entered[k + 1] if k + 1 < n else entered[k]
-        rate = completed / entered[k] if entered[k] else None
+        is_last = k + 1 == n
+        completed = entered[k] if is_last else entered[k + 1]
+        rate = completed / entered[k] if entered[k] and not is_last else None
         ci = None
-        if entered[k]:
+        if rate is not None:
             ci = list(proportion_confint(completed, entered[k], alpha=0.05, method="wilson"))
         gaps = [t[k + 1] - t[k] for t in reach.values() if len(t) > k + 1] if k + 1 < n else []
         mean, median, p90 = time_stats(gaps)
@@ -275,7 +276,8 @@ def test_rates_counts_and_intervals_by_hand():
     assert (last["users_entered"], last["users_completed"]) == (1, 1)
     assert first["completion_rate"] == 0.75 and first["drop_off_rate"] == 0.25
     assert second["completion_rate"] == pytest.approx(1 / 3)
-    assert last["completion_rate"] == 1.0 and last["drop_off_rate"] == 0.0
+    assert last["completion_rate"] is None and last["drop_off_rate"] is None  # no next step
+    assert last["completion_rate_ci"] is None
     assert first["completion_rate_ci"] == pytest.approx(proportion_confint(3, 4, method="wilson"))
     assert first["avg_time_to_next_step"] == 20 and first["median_time_to_next_step"] == 20
     assert first["p90_time_to_next_step"] == pytest.approx(28)  # 20 + 0.8 * (30 - 20)

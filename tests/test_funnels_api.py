@@ -56,8 +56,9 @@ def check_against_reference(body: dict, reach: dict[str, list[int]], n_steps: in
     for k, step in enumerate(body["steps"]):
         completed = entered[k + 1] if k + 1 < n_steps else entered[k]
         assert step["users_completed"] == completed
-        if not entered[k]:
+        if not entered[k] or k + 1 == n_steps:  # nobody there, or the last step: no next step
             assert step["completion_rate"] is None and step["completion_rate_ci"] is None
+            assert step["drop_off_rate"] is None and step["avg_time_to_next_step"] is None
             continue
         assert step["completion_rate"] == pytest.approx(completed / entered[k])
         assert step["drop_off_rate"] == pytest.approx(1 - completed / entered[k])
@@ -177,6 +178,10 @@ async def test_metrics_agree_with_the_json(tmp_path, make_client):
     for step in body["steps"]:
         labels = (("funnel_name", "trial"), ("step", step["step_name"]))
         assert values[("analytics_funnel_step_users", labels)] == step["users_entered"]
+        if step is body["steps"][-1]:  # no next step: no completion or drop-off series
+            assert ("analytics_funnel_step_completion_rate", labels) not in values
+            assert ("analytics_funnel_drop_off_rate", labels) not in values
+            continue
         assert values[("analytics_funnel_step_completion_rate", labels)] == step["completion_rate"]
         assert values[("analytics_funnel_drop_off_rate", labels)] == step["drop_off_rate"]
 

@@ -18,11 +18,11 @@ Without per-step windows the greedy earliest choice is optimal: no chain of even
 further than the furthest greedy attempt. With per-step windows it is the definition (an
 early step-k event is taken even if a later one would have kept step k+1 within ``w_k``).
 
-Report fields follow contract section 4.5. For step k, ``users_entered`` is the number of users
-who reached step k, ``users_completed`` the number who reached step k+1 (for the last step:
-equal to ``users_entered``), and ``completion_rate = users_completed / users_entered`` -- the
-conversion *from* step k to the next, so the last step's rate is 1.0. ``drop_off_rate`` is
-``1 - completion_rate``; the interval is Wilson 95%. Time statistics are exact over the users who
+Report fields: for step k, ``users_entered`` is the number of users who reached step k,
+``users_completed`` the number who reached step k+1 (for the last step: equal to
+``users_entered``), and ``completion_rate = users_completed / users_entered`` -- the conversion
+*from* step k to the next. The last step has no next step: its rate, interval, drop-off and
+times are ``null``. ``drop_off_rate`` is ``1 - completion_rate``; the interval is Wilson 95%. Time statistics are exact over the users who
 made the transition: mean, true median, and the 90th percentile by linear interpolation between
 order statistics (numpy's default, Hyndman-Fan type 7). An undefined number is ``null``, and
 ``status_codes`` say why: ``no_entries`` (nobody reached the step / entered the funnel),
@@ -130,8 +130,8 @@ def funnel_report(funnel: FunnelDefinition, entered: list[int], *, method: str, 
 
     steps = []
     for index, step in enumerate(funnel.steps):
-        rate = safe_ratio(completed[index], entered[index])
         is_last = index == n_steps - 1
+        rate = None if is_last else safe_ratio(completed[index], entered[index])
         summary = _time_summary(None if is_last or step_seconds is None else step_seconds(index))
         step_codes = list(codes)
         if not entered[index]:

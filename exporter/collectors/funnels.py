@@ -36,7 +36,7 @@ class FunnelsCollector(AreaCollector):
         step_rate = GaugeMetricFamily(
             "analytics_funnel_step_completion_rate",
             helptext("Users who went on from the step to the next / users who reached the step, 0..1 "
-                     "(1 for the last step).", source, ttl), labels=step_labels)
+                     "(no series for the last step, which has no next).", source, ttl), labels=step_labels)
         drop_off = GaugeMetricFamily(
             "analytics_funnel_drop_off_rate",
             helptext("Users who reached the step but not the next / users who reached the step, 0..1.", source, ttl),
