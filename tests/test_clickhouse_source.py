@@ -124,6 +124,8 @@ async def assert_same_counts(backends: BothBackends, meaningful: Collection[str]
     names = [*NAMES[:3], HOSTILE[0], "never-seen"]
     on_file, on_clickhouse = await backends.both("feature_users", names, start=NOW - 30 * DAY, end=NOW + 1)
     assert on_clickhouse == on_file
+    on_file, on_clickhouse = await backends.both("feature_dates", names, end=NOW + 1)
+    assert on_clickhouse == on_file and on_file["never-seen"] is None
 
 
 def seeded_log(seed: int) -> list[Event]:

@@ -171,3 +171,24 @@ async def test_feature_unique_users_come_from_identified_users(tmp_path, make_cl
         assert features[name]["unique_users"] == users, name
         assert features[name]["adoption_rate"] == pytest.approx(users / active_users)
     assert features["Deploy Application"]["unique_users"] == 4  # power, core, casual, at_risk
+
+
+async def test_feature_first_seen_and_last_used_come_from_the_events(tmp_path, make_client):
+    future = [Event("ahead", DEPLOY, NOW + 3_600)]  # not used yet: after now
+    path = write_events(tmp_path / "events.jsonl", ALL_EVENTS + future)
+    client, _ = await make_client(**{"events.path": str(path)})
+    body = await (await client.get("/api/v1/feature-adoption", params={"time_range": "7d"})).json()
+    features = {f["feature_name"]: f for f in body["features"]}
+    for name, event in catalog.FEATURE_GOALS.items():
+        times = [e.ts for e in ALL_EVENTS if e.event == event]  # whole history up to now, whatever the window
+        feature = features[name]
+        if not times:
+            assert feature["first_seen"] is None and feature["last_used"] is None, name
+            assert "never_used" in feature["status_codes"]
+            continue
+        assert feature["first_seen"] == iso(min(times)) and feature["last_used"] == iso(max(times)), name
+        assert "usage_dates_unavailable" not in feature["status_codes"]
+
+
+def iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -113,7 +113,7 @@ def _feature_row(feature: FeatureUsage, active_users: float, week_starts: Sequen
             rate = float(np.clip(feature.unique_users / active_users, 0.0, 1.0))
         else:
             status_codes.append("no_active_users")
-    if feature.first_seen is None and feature.last_used is None:
+    if feature.first_seen is None and "never_used" not in status_codes:  # only a per-event source knows them
         status_codes.append("usage_dates_unavailable")
     trend = classify_trend(feature.weekly_users or ())
     return {

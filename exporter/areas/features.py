@@ -31,7 +31,7 @@ from ..config import FeatureConfig
 from ..sources.plausible import GoalUses
 from ..timeranges import ResolvedRange, TimeRange, resolve
 from .base import Area
-from .identified import identified_feature_users
+from .identified import identified_feature_dates, identified_feature_users
 from .usage import UsageArea
 
 log = logging.getLogger(__name__)
@@ -89,13 +89,24 @@ class FeaturesArea(Area):
 
     async def _identified(self, features: list[FeatureUsage], window: ResolvedRange
                           ) -> tuple[list[FeatureUsage], list[str]]:
-        """``features`` with unique users from the events, for the observable ones naming an event."""
+        """``features`` with unique users (the observable ones) and first and last use from the
+        events, for those naming an event."""
         events = {f.name: f.event for f in self.service.config.features if f.event}
-        users, codes = await identified_feature_users(self.service, window, events.values())
-        if users is None:
+        (users, codes), (dates, _) = await gather_or_cancel(
+            identified_feature_users(self.service, window, events.values()),
+            identified_feature_dates(self.service, events.values()))
+        if users is None or dates is None:
             return features, codes
-        return [dataclasses.replace(f, unique_users=float(users[events[f.name]]))
-                if f.observable and f.name in events else f for f in features], codes
+        return [self._with_events(f, users[events[f.name]], dates[events[f.name]]) if f.name in events else f
+                for f in features], codes
+
+    @staticmethod
+    def _with_events(feature: FeatureUsage, users: int, dates: tuple[int, int] | None) -> FeatureUsage:
+        first, last = (None, None) if dates is None else (datetime.fromtimestamp(t, timezone.utc) for t in dates)
+        unique_users = float(users) if feature.observable else feature.unique_users
+        codes = feature.status_codes + (("never_used",) if dates is None else ())
+        return dataclasses.replace(feature, unique_users=unique_users, first_seen=first, last_used=last,
+                                   status_codes=codes)
 
     async def _weekly(self, first_week: date) -> tuple[dict[str, list[float]], list[float]]:
         """Unique visitors per goal and of the whole site, for each trend week."""

@@ -41,6 +41,13 @@ async def identified_feature_users(service: "AnalyticsService", window: Resolved
     return await _ask(service, lambda backend: backend.feature_users(events, start=start, end=end))
 
 
+async def identified_feature_dates(service: "AnalyticsService", events: Collection[str]
+                                   ) -> tuple[dict[str, tuple[int, int] | None] | None, list[str]]:
+    """First and last time of each event name up to now; None without a readable events source."""
+    end = int(service.clock()) + 1
+    return await _ask(service, lambda backend: backend.feature_dates(events, end=end))
+
+
 async def _ask(service: "AnalyticsService", question: Callable[[EventsBackend], Awaitable[T]]
                ) -> tuple[T | None, list[str]]:
     if service.events is None:

@@ -36,5 +36,8 @@ class EventsBackend(Protocol):
     async def feature_users(self, event_names: Collection[str], *, start: int, end: int) -> dict[str, int]:
         """Distinct users per event name in ``[start, end)`` (0 for a name without events)."""
 
+    async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
+        """First and last time of each event name before ``end`` (None for a name without events)."""
+
     def details(self) -> dict[str, Any]:
         """Facts about the backend for ``/health``."""

@@ -370,3 +370,19 @@ def feature_users_query(events: EventsTable, event_names: Collection[str], *, st
         return {name: found.get(name, 0) for name in names}
 
     return Query(sql, bind.values, read)
+
+
+def feature_dates_query(events: EventsTable, event_names: Collection[str], *, end: int
+                        ) -> Query[dict[str, tuple[int, int] | None]]:
+    """First and last time of each event name before ``end``; None for names without events."""
+    names = list(dict.fromkeys(event_names))
+    bind = _Parameters()
+    source = events.rows(bind, end=end)
+    sql = (f"SELECT event, min(t) AS first, max(t) AS last FROM ({source}) "
+           f"WHERE has({bind('feature_events', Parameter.strings(names))}, event) GROUP BY event")
+
+    def read(rows: list[Row]) -> dict[str, tuple[int, int] | None]:
+        found = {str(row["event"]): (int(row["first"]), int(row["last"])) for row in rows}
+        return {name: found.get(name) for name in names}
+
+    return Query(sql, bind.values, read)

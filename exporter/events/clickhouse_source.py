@@ -43,6 +43,7 @@ from .clickhouse_queries import (
     EventsTable,
     FunnelDurations,
     Query,
+    feature_dates_query,
     feature_users_query,
     funnel_query,
     segment_activity_query,
@@ -125,6 +126,11 @@ class ClickHouseEventsSource(UpstreamClient):
         if not event_names:
             return {}
         return await self.select(feature_users_query(self.table, event_names, start=start, end=end))
+
+    async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
+        if not event_names:
+            return {}
+        return await self.select(feature_dates_query(self.table, event_names, end=end))
 
     def details(self) -> dict[str, Any]:
         """Facts for ``/health``: where the events are read from (never the credentials)."""

@@ -30,14 +30,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from exporter.events.log_activity import (
-    active_user_count,
-    feature_unique_users,
-    total_user_count,
-    user_activity,
-)
-from exporter.events.log_funnels import FunnelReach, funnel_reach
-
 from ..analysis.funnels import FunnelDefinition
 from ..analysis.segments import UserActivity
 from ..analysis.usage import UserCounts
@@ -53,6 +45,8 @@ from .file_loader import (
     load_events_file,
 )
 from .log import EventLog
+from .log_activity import active_user_count, feature_dates, feature_unique_users, total_user_count, user_activity
+from .log_funnels import FunnelReach, funnel_reach
 
 SOURCE = "events"
 log = logging.getLogger(__name__)
@@ -130,6 +124,10 @@ class EventsFileSource:
     async def feature_users(self, event_names: Collection[str], *, start: int, end: int) -> dict[str, int]:
         log = (await self.read()).log
         return await asyncio.to_thread(feature_unique_users, log, event_names, start, end)
+
+    async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
+        log = (await self.read()).log
+        return await asyncio.to_thread(feature_dates, log, event_names, end)
 
     def details(self) -> dict[str, Any]:
         """Facts for ``/health``: what the last good read held and how many lines it skipped."""

@@ -119,6 +119,18 @@ def feature_unique_users(
     return {name: int(count) for name, count in zip(names, counts.tolist())}
 
 
+def feature_dates(log: EventLog, event_names: Collection[str], end: int) -> dict[str, tuple[int, int] | None]:
+    """First and last time of each event name before ``end``; None for names without events."""
+    stop = int(np.searchsorted(log.timestamps, end, side="left"))
+    events = log.event_ids[:stop]
+    dates: dict[str, tuple[int, int] | None] = {}
+    for name in dict.fromkeys(event_names):
+        code = log.event_code(name)
+        found = np.flatnonzero(events == code) if code is not None else ()
+        dates[name] = (int(log.timestamps[found[0]]), int(log.timestamps[found[-1]])) if len(found) else None
+    return dates
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 def _event_mask(log: EventLog, names: Collection[str] | None) -> np.ndarray:
