@@ -72,6 +72,8 @@ class HealthRegistry:
     def register(self, name: str, disabled_reason: str | None = None) -> SourceState:
         state = self.sources[name] = SourceState(name, disabled_reason)
         self.revision += 1
+        if disabled_reason is not None:
+            log.warning("source %s is disabled: %s", name, disabled_reason)
         return state
 
     def record_request(self, name: str, outcome: str) -> None:
@@ -81,6 +83,7 @@ class HealthRegistry:
     async def track(self, name: str, load: Callable[[], Awaitable[T]]) -> T:
         """Run one refresh of source ``name``, recording its duration and outcome."""
         state = self.sources[name]
+        before = (state.status, state.error) if state.last_success or state.last_failure else None
         started = time.perf_counter()
         try:
             result = await load()
@@ -94,6 +97,7 @@ class HealthRegistry:
         finally:
             self._observe(state, time.perf_counter() - started)
             self.revision += 1
+            _log_change(name, before, state)
 
     def summary(self, name: str) -> dict:
         """The contract's per-source object: status, last_success, age_seconds, error."""
@@ -114,6 +118,15 @@ class HealthRegistry:
         for i, bound in enumerate(REFRESH_BUCKETS):
             if seconds <= bound:
                 state.refresh_bucket_counts[i] += 1
+
+
+def _log_change(name: str, before: tuple[str, str | None] | None, state: SourceState) -> None:
+    """Log a source's first outcome, and every change of state after it (up -> down with the
+    error, down -> up); a source that stays down with the same error is not logged again."""
+    if state.status == "up" and (before is None or before[0] != "up"):
+        log.info("source %s is up", name)
+    elif state.status == "down" and before != ("down", state.error):
+        log.warning("source %s is down: %s", name, state.error)
 
 
 def age_seconds(last_success: float | None, now: float) -> float | None:
