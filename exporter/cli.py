@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 import yaml
 
 from . import __version__
-from .config import Config, ConfigError, effective_config, load_config
+from .config import Config, ConfigError, config_path, effective_config, load_config, missing_files
 from .timeranges import TimeRange
 
 if TYPE_CHECKING:
@@ -91,6 +91,12 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    path, chosen = config_path(args.config)
+    if not chosen and not path.exists():
+        print(f"no configuration file at {path}: the built-in defaults (and the environment) apply", file=sys.stderr)
+    missing = missing_files(config)
+    if missing:
+        raise ConfigError("; ".join(missing))
     print(yaml.safe_dump(effective_config(config), sort_keys=False), end="")
     return 0
 

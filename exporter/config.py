@@ -415,6 +415,15 @@ def load_config(explicit_path: str | None = None, environ: Mapping[str, str] = o
         raise ConfigError(f"{path}: {error}") from None
 
 
+def missing_files(config: Config) -> list[str]:
+    """Files the configuration names that do not exist, each with its key (what check-config
+    refuses; ``serve`` reports the same as the source being down, since a file may yet appear)."""
+    events = config.events
+    if events.enabled and events.kind == "file" and events.path and not Path(events.path).exists():
+        return [f"events.path: {events.path} does not exist"]
+    return []
+
+
 def effective_config(config: Config) -> dict[str, Any]:
     """The configuration as plain data with every secret masked."""
     return to_plain(config)

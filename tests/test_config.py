@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from exporter.cli import main
@@ -87,3 +89,26 @@ def test_check_config_masks_secrets(tmp_path, capsys, monkeypatch):
 def test_check_config_exits_1_with_a_message(tmp_path, capsys):
     assert main(["check-config", "--config", write(tmp_path, "server:\n  port: 0\n")]) == 1
     assert "server: port must be 1..65535" in capsys.readouterr().err
+
+
+def test_check_config_refuses_a_missing_events_file_naming_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EVENTS_PATH", str(tmp_path / "nonexistent" / "events.jsonl"))
+    assert main(["check-config", "--config", write(tmp_path, "")]) == 1
+    assert capsys.readouterr().err == (f"configuration error: events.path: {tmp_path}/nonexistent/events.jsonl "
+                                       "does not exist\n")
+    (tmp_path / "nonexistent").mkdir()
+    (tmp_path / "nonexistent" / "events.jsonl").write_text("")
+    assert main(["check-config", "--config", write(tmp_path, "")]) == 0
+
+
+def test_check_config_says_in_one_line_when_the_defaults_apply(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no config/analytics.yaml here
+    monkeypatch.delenv("ANALYTICS_CONFIG", raising=False)
+    assert main(["check-config"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ("no configuration file at config/analytics.yaml: the built-in defaults (and the "
+                            "environment) apply\n")
+    assert "sources:" in captured.out
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # the repository's documented file: no note
+    assert main(["check-config"]) == 0
+    assert capsys.readouterr().err == ""
