@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, TypeVar
@@ -20,6 +20,7 @@ from .timeranges import iso_z
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+HOUR = 3600.0
 # Refresh durations span a cached file read (ms) to a slow upstream with retries (tens of s).
 REFRESH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -33,6 +34,7 @@ class SourceState:
     last_error: str | None = None
     last_refresh_seconds: float | None = None
     requests: Counter[str] = field(default_factory=Counter)
+    request_times: deque[float] = field(default_factory=deque)  # of the last hour's requests
     refresh_bucket_counts: list[int] = field(default_factory=lambda: [0] * len(REFRESH_BUCKETS))
     refresh_count: int = 0
     refresh_sum: float = 0.0
@@ -77,8 +79,22 @@ class HealthRegistry:
         return state
 
     def record_request(self, name: str, outcome: str) -> None:
-        self.sources[name].requests[outcome] += 1
+        state = self.sources[name]
+        state.requests[outcome] += 1
+        state.request_times.append(self.clock())
+        self._forget_before(state, self.clock() - HOUR)
         self.revision += 1
+
+    def requests_in_last_hour(self, name: str) -> int:
+        """Requests actually sent to source ``name`` in the last hour, whatever asked for them."""
+        state = self.sources[name]
+        self._forget_before(state, self.clock() - HOUR)
+        return len(state.request_times)
+
+    @staticmethod
+    def _forget_before(state: SourceState, moment: float) -> None:
+        while state.request_times and state.request_times[0] <= moment:
+            state.request_times.popleft()
 
     async def track(self, name: str, load: Callable[[], Awaitable[T]]) -> T:
         """Run one refresh of source ``name``, recording its duration and outcome."""

@@ -8,6 +8,7 @@ those counts).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from typing import Any, Awaitable, Callable, Hashable, Iterator, TypeVar
@@ -27,6 +28,8 @@ from .sources.plausible import PlausibleClient
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# The memo key whose load is running in this task: a load started from inside it is one of its parts.
+_loading_key: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("loading_key", default=None)
 
 
 class AnalyticsService:
@@ -35,7 +38,8 @@ class AnalyticsService:
         self.clock = clock
         self.health = HealthRegistry(clock)
         self.memo = Memo(config.cache.ttl_seconds, clock=clock)
-        self._requests_by_key: dict[Hashable, tuple[str, int]] = {}
+        self._requests_by_key: dict[Hashable, tuple[str, int]] = {}  # per query: its source, requests last load
+        self._parts: dict[Hashable, set[Hashable]] = {}  # per query: the queries its load asked for
         self._last_forced_refresh: float | None = None  # clock time of the last POST /metrics/refresh
         self._clients: list[Any] = []
         # One client per upstream for the life of the process; None when the source is disabled.
@@ -84,10 +88,14 @@ class AnalyticsService:
 
     async def load(self, key: Hashable, source: str, loader: Callable[[], Awaitable[T]]) -> Cached[T]:
         """Memoized ``loader()``: health-tracked and request-counted for ``source``."""
+        parent = _loading_key.get()
+        if parent is not None:
+            self._parts.setdefault(parent, set()).add(key)
         return await self.memo.get(key, self._tracked(key, source, loader))
 
     def _tracked(self, key: Hashable, source: str, loader: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
         async def tracked() -> T:
+            _loading_key.set(key)  # this load runs in a task of its own: the setting stays in it
             result, attempts = await counting_requests(lambda: self.health.track(source, loader))
             self._requests_by_key[key] = (source, attempts)
             return result
@@ -95,9 +103,20 @@ class AnalyticsService:
         return tracked
 
     def requests_per_cycle(self, source: str) -> int:
-        """Upstream requests one refresh of every live cached query of ``source`` costs."""
-        live = [(key, count) for key, (name, count) in self._requests_by_key.items() if name == source]
-        return sum(count for key, count in live if self.memo.peek(key) is not None)
+        """Upstream requests of ``source`` that one refresh of everything ``/metrics`` publishes
+        costs, as last measured: the published snapshots and every query their loads ask for.
+
+        What else callers asked for (another time range, a forced refresh) does not change it.
+        """
+        pending = [area.key(params) for area, params in self.published_snapshots()]
+        cycle: set[Hashable] = set()
+        while pending:
+            key = pending.pop()
+            if key not in cycle:
+                cycle.add(key)
+                pending.extend(self._parts.get(key, ()))
+        counted = (self._requests_by_key.get(key) for key in cycle)
+        return sum(count for name, count in filter(None, counted) if name == source)
 
     def source_details(self, source: str) -> dict[str, Any]:
         """Source-specific facts for ``/health``: the Plausible API version and request budget, the
@@ -109,6 +128,7 @@ class AnalyticsService:
         return {"api_version": self.plausible.api_version or "auto (not yet detected)",
                 "requests_per_refresh_cycle": self.requests_per_cycle(source),
                 "projected_hourly_requests": round(self.projected_hourly_requests(source), 1),
+                "requests_last_hour": self.health.requests_in_last_hour(source),
                 "hourly_request_budget": self.config.sources.plausible.hourly_request_budget}
 
     def projected_hourly_requests(self, source: str) -> float:

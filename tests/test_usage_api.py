@@ -200,3 +200,20 @@ async def test_request_budget_is_counted_and_fits_plausible_io(make_client, fake
     per_cycle = health["sources"]["plausible"]["requests_per_refresh_cycle"]
     assert per_cycle == len(fake_plausible.requests) > 0  # what the upstream really saw
     assert health["sources"]["plausible"]["projected_hourly_requests"] == per_cycle * 3600 / 300 <= 600
+    assert health["sources"]["plausible"]["requests_last_hour"] == per_cycle
+
+
+async def test_the_cycle_cost_is_the_configured_one_and_the_spending_is_counted_apart(make_client, fake_plausible,
+                                                                                      clock):
+    client, _ = await make_client(**{"sources.plausible.api_version": "v2"})
+    await client.get("/metrics")
+    cycle = (await (await client.get("/health")).json())["sources"]["plausible"]["requests_per_refresh_cycle"]
+    # A caller asks for ranges /metrics does not publish: requests are spent, the cycle is unchanged.
+    for time_range in ("90d", "6h"):
+        assert (await client.get("/api/v1/usage-trends", params={"time_range": time_range})).status == 200
+    plausible = (await (await client.get("/health")).json())["sources"]["plausible"]
+    assert plausible["requests_per_refresh_cycle"] == cycle
+    assert plausible["requests_last_hour"] == len(fake_plausible.requests) > cycle
+    clock.advance(3601)  # an hour later the spending is forgotten, the cycle's cost is not
+    plausible = (await (await client.get("/health")).json())["sources"]["plausible"]
+    assert plausible["requests_last_hour"] == 0 and plausible["requests_per_refresh_cycle"] == cycle
