@@ -65,7 +65,7 @@ SERIES_VALUE = "value"
 # First match on the last part of the row name wins; intervals take their field's unit.
 UNIT_RULES = tuple((re.compile(pattern), unit) for pattern, unit in (
     (r"bounce_rate|percentage", "percent"),
-    (r"p_value|p_value_pooled|adjusted_p_value|chance_to_beat_control|alpha", "probability"),
+    (r"p_value|p_value_pooled|sequential_p_value|adjusted_p_value|chance_to_beat_control|alpha", "probability"),
     ((r"users_over_time|users|.*_users|.*visitors|user_count|assignments|conversions|users_entered|"
       r"users_completed|required_sample_size|expected|observed"), "users"),
     ((r".*page_?views.*|visits|.*_uses|.*features.*|n_points|total|invalid_ratings|"

@@ -205,10 +205,10 @@ FEEDBACK = record({
                                    "average_rating": nullable({"type": "number", "minimum": 1, "maximum": 5})}),
                            description="top categories by volume, then 'other'"),
     "by_type": mapping_of(COUNT, "responses per feedback type, largest first"),
-    "open_items": described(COUNT, "items of the window still open or in progress"),
+    "open_items_in_window": described(COUNT, "items submitted in the window that are still open or in progress"),
     "status_codes": STATUS_CODES,
     "window_start": TIMESTAMP,
-    "open_items_all_time": COUNT,
+    "open_items": described(COUNT, "every item still open or in progress, whenever submitted (the backlog)"),
     "skipped_items": described(COUNT, "malformed items skipped"),
 })
 

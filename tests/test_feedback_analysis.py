@@ -69,7 +69,7 @@ def test_hand_worked_summary():
     assert list(summary["by_type"].items()) == [
         ("feedback", 6), ("bug_report", 4), ("feature_request", 1), ("unknown", 1),
     ]
-    assert summary["open_items"] == 6  # five open + one in_progress
+    assert summary["open_items_in_window"] == 6  # five open + one in_progress
     assert summary["status_codes"] == []
 
 
@@ -104,7 +104,7 @@ def test_no_feedback_is_all_nulls_and_zeros():
         "nps_5star": {"score": None, "promoters": 0, "passives": 0, "detractors": 0},
         "sentiment": {"average_compound": None, "positive": 0, "neutral": 0, "negative": 0,
                       "unknown": 0},
-        "by_category": [], "by_type": {}, "open_items": 0,
+        "by_category": [], "by_type": {}, "open_items_in_window": 0,
         "status_codes": ["no_ratings", "no_sentiment_scores"],
     }
 
@@ -179,7 +179,7 @@ def test_random_items_match_plain_counts(items, top_n):
     assert sum(row["count"] for row in summary["by_category"]) == len(items)
     assert len([row for row in summary["by_category"] if row["category"] != "other"]) <= top_n
     assert sum(summary["by_type"].values()) == len(items)
-    assert summary["open_items"] == len([it for it in items
+    assert summary["open_items_in_window"] == len([it for it in items
                                          if it.status in ("open", "in_progress")])
     if valid:
         assert summary["average_rating"] == pytest.approx(sum(valid) / len(valid))

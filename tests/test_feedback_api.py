@@ -61,12 +61,12 @@ def reference(rows: list[dict], top_n: int) -> dict:
                          for label in ("positive", "neutral", "negative")}},
         "by_category": capped,
         "by_type": dict(Counter(r["feedback_type"] for r in rows)),
-        "open_items": sum(r["status"] in ("open", "in_progress") for r in rows),
+        "open_items_in_window": sum(r["status"] in ("open", "in_progress") for r in rows),
     }
 
 
 def assert_matches(body: dict, expected: dict) -> None:
-    for key in ("total", "rating_distribution", "by_type", "open_items"):
+    for key in ("total", "rating_distribution", "by_type", "open_items_in_window"):
         assert body[key] == expected[key], key
     for key in ("average_rating", "csat"):
         assert body[key] == pytest.approx(expected[key], rel=1e-12), key
@@ -112,7 +112,7 @@ async def test_summary_equals_a_direct_computation(feedback_client, fake, now, t
     assert_matches(body, reference(rows, top_n=8))
     assert body["time_range"] == f"{days}d"
     assert body["sources"]["feedback"]["status"] == "up"
-    assert body["open_items_all_time"] == sum(i["status"] in ("open", "in_progress") for i in fake.items)
+    assert body["open_items"] == sum(i["status"] in ("open", "in_progress") for i in fake.items)
     assert body["skipped_items"] == 0 and body["status_codes"] == []
     assert body["window_start"] == start.isoformat().replace("+00:00", "Z")
 
@@ -156,7 +156,7 @@ async def test_metrics_have_the_contract_names_labels_and_values(feedback_client
         assert by_window("analytics_feedback_sentiment_compound")[(window, None)] == \
             pytest.approx(body["sentiment"]["average_compound"])
     (open_items,) = families["analytics_feedback_open_items"].samples
-    assert open_items.value == bodies["30d"]["open_items_all_time"]
+    assert open_items.value == bodies["30d"]["open_items"]
 
 
 async def test_category_label_is_capped_to_the_top_n_plus_other(feedback_client, fake, now):

@@ -8,7 +8,9 @@ Decisions the spec leaves open:
 * ``total`` counts every item. Ratings outside 1..5 are excluded from every rating-based figure
   (average, distribution, CSAT, ``nps_5star``, per-category average) and counted in
   ``invalid_ratings``; the item still counts towards categories, types, sentiment and open items.
-* ``open_items`` counts status ``open`` and ``in_progress``: both are feedback nobody has closed.
+* ``open_items_in_window`` counts the window's items with status ``open`` or ``in_progress``: both
+  are feedback nobody has closed. (The backlog of every open item, whenever submitted, is the
+  area's ``open_items``.)
 * Categories are free text, so ``by_category`` keeps the ``top_categories`` largest and folds the
   rest into ``"other"`` (always last). A category literally called "Other" (any case; the portal
   widget offers one) means the same thing and is folded into that bucket rather than shown twice.
@@ -82,7 +84,7 @@ def summarise_feedback(items: Sequence[FeedbackItem], *, top_categories: int = 8
     "csat", "csat_ci": [lo, hi] | None, "nps_5star": {"score", "promoters", "passives",
     "detractors"}, "sentiment": {"average_compound", "positive", "neutral", "negative",
     "unknown"}, "by_category": [{"category", "count", "average_rating"}], "by_type": {type: n},
-    "open_items", "status_codes"}``. CSAT is the share of 4-5★ with a Wilson 95% interval;
+    "open_items_in_window", "status_codes"}``. CSAT is the share of 4-5★ with a Wilson 95% interval;
     ``nps_5star`` is the platform's 5★-scale score, 100 x (5★ - 1..3★) / rated, not a 0-10 NPS.
     """
     ratings = [item.rating for item in items if item.rating in STARS]
@@ -125,7 +127,7 @@ def summarise_feedback(items: Sequence[FeedbackItem], *, top_categories: int = 8
         },
         "by_category": _category_rows(items, top_categories),
         "by_type": _largest_first(Counter(item.feedback_type or UNKNOWN for item in items)),
-        "open_items": sum(item.status in OPEN_STATUSES for item in items),
+        "open_items_in_window": sum(item.status in OPEN_STATUSES for item in items),
         "status_codes": status_codes,
     }
 

@@ -30,8 +30,9 @@ class FeedbackArea(Area):
         )
         body = summarise_feedback(fetched.items, top_categories=self.service.config.metrics.feedback_top_categories)
         body["window_start"] = iso_z(window.start)
-        # ``open_items`` counts the window's items still open; this counts every open item.
-        body["open_items_all_time"] = open_items.value
+        # The backlog, as analytics_feedback_open_items publishes it: every item still open or in
+        # progress, whenever submitted (the window's share is open_items_in_window).
+        body["open_items"] = open_items.value
         body["skipped_items"] = fetched.skipped
         if fetched.skipped:
             body["status_codes"].append("malformed_items_skipped")

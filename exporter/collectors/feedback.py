@@ -61,5 +61,5 @@ class FeedbackCollector(AreaCollector):
             for row in body["by_category"]:
                 categories.add_metric([label, row["category"]], row["count"])
         if snapshots:
-            open_items.add_metric([], snapshots[0][1]["open_items_all_time"])
+            open_items.add_metric([], snapshots[0][1]["open_items"])
         return [family for family in families if family.samples]
