@@ -7,9 +7,10 @@ from aiohttp import web
 from exporter.rendering import MetricsRenderer
 from exporter.service import AnalyticsService
 
+from .keys import RENDERER, RESPONSES, SERVICE
 from .middlewares import auth_middleware, cors_middleware, error_middleware
-from .routes import RENDERER, SECTION_JSON, SERVICE, add_routes
-from .section_json import SectionJson
+from .responses import Responses
+from .routes import add_routes
 
 MAX_REQUEST_BODY_BYTES = 64 * 1024  # no endpoint takes a body; refuse large ones early
 
@@ -26,7 +27,7 @@ def create_app(service: AnalyticsService) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BODY_BYTES)
     app[SERVICE] = service
     app[RENDERER] = MetricsRenderer(service)
-    app[SECTION_JSON] = SectionJson(service)
+    app[RESPONSES] = Responses(service.health, service.clock)
     add_routes(app)
 
     async def close_service(_: web.Application) -> None:

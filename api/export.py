@@ -8,19 +8,21 @@ it. ``csv`` is one tidy table, a row per numeric leaf of every section::
 - ``section``: the dashboard key (``usage_trends``, ..., ``funnels``).
 - ``name``: the dotted path of field names from the section to the number, e.g. ``active_users``,
   ``features.adoption_rate``, ``experiments.variants.p_value``, ``steps.completion_rate_ci.low``.
-  A list of items adds no index: the item's identifying field becomes part of ``dimension``
-  (see ``ITEM_KEYS``); a time-series point's ``value`` is named after its series
+  A list of items adds no index: the item's identifying field (declared ``key=True``) becomes
+  part of ``dimension``; a time-series point's ``value`` is named after its series
   (``users_over_time``); an interval ``[lo, hi]`` gives ``<field>.low`` and ``<field>.high``.
 - ``dimension``: what the row is about, outermost first, joined by ``|`` (a literal ``|`` or
   ``\\`` in a label is escaped with ``\\``); empty for a section-wide figure. The parts are list
   items' identifying values (feature name, experiment id, variant id, step name, timestamp, ...),
   the keys of mappings keyed by data (``rating_distribution``, ``by_type``, ``srm.expected``,
-  ``srm.observed``, the section's ``sources``), and, in ``funnels``, the funnel's name first.
+  ``srm.observed``, the section's ``sources``), and, in a section with members (``funnels``),
+  the member's name first.
 - ``value``: the number as JSON has it (Python's shortest round-trip form).
-- ``unit``: from the field name (``unit_of``): ``ratio`` (fraction 0..1, differences of fractions
-  and relative changes too), ``percent`` (0..100), ``probability``, ``seconds``, ``days``,
-  ``users``, ``users_per_week``, ``count``, ``stars`` (1..5), ``score`` (see the field's
-  documentation for its scale), ``index`` (a position), ``number`` (a plain quantity).
+- ``unit``: the unit the field is declared with (:mod:`exporter.results`): ``ratio`` (fraction
+  0..1, differences of fractions and relative changes too), ``percent`` (0..100),
+  ``probability``, ``seconds``, ``days``, ``users``, ``users_per_week``, ``count``, ``stars``
+  (1..5), ``score`` (see the field's documentation for its scale), ``index`` (a position),
+  ``number`` (a plain quantity, and any number of a free-form object such as ``definitions``).
 - ``time_range``: the section's own ``time_range`` (empty where it takes none: experiments).
 
 Nulls (undefined numbers), booleans and strings have no row; a section that could not be served
@@ -31,56 +33,35 @@ the same data are identical.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
-import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any, Union
 
 from aiohttp import web
 
-from .dashboard import FUNNELS, HEADER_FIELDS, build_dashboard
+from exporter.areas.base import Area, SectionHeader
+from exporter.areas.params import time_range
+from exporter.results import declaration, key_field
+
+from .dashboard import HEADER_FIELDS, build_dashboard
 from .errors import ApiError
 from .jsonio import dumps
-from .params import parse_query, time_range
-from .routes import SERVICE
+from .keys import RESPONSES, SERVICE
+from .params import parse_query
 
 EXPORT_QUERY = {"time_range": time_range("30d")}
 FORMATS = ("json", "csv")
 CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"}
 CSV_HEADER = ("section", "name", "dimension", "value", "unit", "time_range")
-
-# The field that identifies an item of a list, by the list's name; other lists of objects are
-# identified by their items' "timestamp" (time series) or, failing that, by position.
-ITEM_KEYS = {
-    "top_pages": "name", "traffic_sources": "name", "features": "feature_name", "experiments": "experiment_id",
-    "variants": "variant_id", "segments": "segment_name", "power_user_curve": "days_active", "steps": "step_name",
-    "by_category": "category", "rules": "segment",
-}
-# Objects whose keys are data (a rating, a type, a variant, a source) rather than field names.
-KEYED_MAPPINGS = frozenset({"rating_distribution", "by_type", "expected", "observed", "sources"})
-INTERVAL_SUFFIX = "_ci"
-SERIES_VALUE = "value"
-
-# First match on the last part of the row name wins; intervals take their field's unit.
-UNIT_RULES = tuple((re.compile(pattern), unit) for pattern, unit in (
-    (r"bounce_rate|percentage", "percent"),
-    (r"p_value|p_value_pooled|sequential_p_value|adjusted_p_value|chance_to_beat_control|alpha", "probability"),
-    ((r"users_over_time|users|.*_users|.*visitors|user_count|assignments|conversions|users_entered|"
-      r"users_completed|required_sample_size|expected|observed"), "users"),
-    ((r".*page_?views.*|visits|.*_uses|.*features.*|n_points|total|invalid_ratings|"
-      r"rating_distribution|promoters|passives|detractors|positive|neutral|negative|unknown|count|by_type|"
-      r"open_items.*|skipped_items"), "count"),
-    ((r".*_rate|.*_ratio|csat|sample_progress|expected_loss|absolute_lift|relative_lift|relative_change|"
-      r"confidence_interval_(low|high)|adoption_trend"), "ratio"),
-    (r".*_seconds|.*_time|.*_time_to_next_step|avg_session_duration", "seconds"),
-    (r".*_days(_.*)?", "days"),
-    (r"slope", "users_per_week"),
-    (r"average_rating", "stars"),
-    (r"avg_engagement|score|average_compound", "score"),
-    (r"step_number", "index"),
-))
+SERIES_VALUE = "value"  # a point of a series: its value row is named after the series
 DEFAULT_UNIT = "number"
+
+Row = tuple[str, str, str, int | float, str, str]
 
 
 @dataclass(frozen=True)
@@ -97,14 +78,16 @@ async def export(request: web.Request) -> web.Response:
     if form not in FORMATS:
         raise ApiError(404, "unknown_format", f"no export format {form[:64]!r}; formats: {', '.join(FORMATS)}")
     params = parse_query(request, EXPORT_QUERY)
-    rendered = render_export(await build_dashboard(request.app[SERVICE], params["time_range"]), form)
+    service = request.app[SERVICE]
+    dashboard = await build_dashboard(service, request.app[RESPONSES], params["time_range"])
+    rendered = render_export(service.areas, dashboard, form)
     return web.Response(text=rendered.text, content_type=rendered.content_type,
                         headers={"Content-Disposition": f'attachment; filename="{rendered.filename}"'})
 
 
-def render_export(dashboard: Mapping[str, Any], form: str) -> Export:
+def render_export(areas: Mapping[str, Area], dashboard: Mapping[str, Any], form: str) -> Export:
     """The dashboard as ``form`` (``json`` or ``csv``), named after its range and generation time."""
-    text = dumps(dashboard) if form == "json" else dashboard_csv(dashboard)
+    text = dumps(dashboard) if form == "json" else dashboard_csv(areas, dashboard)
     return Export(text, CONTENT_TYPES[form], export_filename(dashboard, form))
 
 
@@ -114,71 +97,107 @@ def export_filename(dashboard: Mapping[str, Any], form: str) -> str:
     return f"analytics-dashboard-{dashboard['time_range']}-{generated:%Y%m%dT%H%M%SZ}.{form}"
 
 
-def dashboard_csv(dashboard: Mapping[str, Any]) -> str:
+def dashboard_csv(areas: Mapping[str, Area], dashboard: Mapping[str, Any]) -> str:
     """The tidy table (module docstring) with its header, RFC 4180 line endings."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
-    writer.writerows(dashboard_rows(dashboard))
+    writer.writerows(dashboard_rows(areas, dashboard))
     return out.getvalue()
 
 
-def dashboard_rows(dashboard: Mapping[str, Any]) -> Iterator[tuple[str, str, str, int | float, str, str]]:
-    """``(section, name, dimension, value, unit, time_range)`` for every numeric leaf."""
+def dashboard_rows(areas: Mapping[str, Area], dashboard: Mapping[str, Any]) -> Iterator[Row]:
+    """``(section, name, dimension, value, unit, time_range)`` for every numeric leaf of every
+    section served (an error envelope has none)."""
     for section, body in dashboard.items():
         if section in HEADER_FIELDS:
             continue
-        served = body.items() if section == FUNNELS else [(None, body)]
-        for funnel, part in served:
-            outer = () if funnel is None else (funnel,)
+        area = areas[section]
+        served = body.items() if area.member else [(None, body)]
+        for member, part in served:
+            if "error" in part:
+                continue
+            outer = () if member is None else (member,)
             range_label = part.get("time_range") or ""
-            for path, dimension, value in numeric_leaves(part, (), outer):
-                name = ".".join(path)
-                yield section, name, join_dimension(dimension), value, unit_of(path), range_label
+            for path, dimension, value, unit in section_leaves(part, area.result):
+                yield section, ".".join(path), join_dimension((*outer, *dimension)), value, unit, range_label
 
 
-def numeric_leaves(value: Any, path: tuple[str, ...], dimension: tuple[str, ...]
-                   ) -> Iterator[tuple[tuple[str, ...], tuple[str, ...], int | float]]:
-    """Every number under ``value`` with its field path and its dimension (module docstring)."""
+def section_leaves(part: Mapping[str, Any], result: type) -> Iterator[tuple[tuple[str, ...], tuple[str, ...],
+                                                                               int | float, str]]:
+    """Every number of a section (its header's and its body's) with its path, dimension and unit."""
+    header = {field.name for field in dataclasses.fields(SectionHeader)}
+    for name, value in part.items():
+        owner = SectionHeader if name in header else result
+        field = next(f for f in dataclasses.fields(owner) if f.name == name)
+        yield from typed_leaves(value, typing.get_type_hints(owner)[name], (name,), (), declaration(field).unit)
+
+
+def typed_leaves(value: Any, hint: Any, path: tuple[str, ...], dimension: tuple[str, ...], unit: Any
+                 ) -> Iterator[tuple[tuple[str, ...], tuple[str, ...], int | float, str]]:
+    """The numbers under ``value``, read by its declared type ``hint``; ``unit`` is the nearest
+    declared one (a container's applies to the numbers in it that declare none)."""
+    if isinstance(value, bool | str) or value is None:
+        return
+    hint = _without_none(hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(value, int | float):
+        yield path, dimension, value, unit.name if unit is not None else DEFAULT_UNIT
+    elif dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        for field in dataclasses.fields(hint):
+            if field.name in value:
+                own = declaration(field).unit
+                yield from typed_leaves(value[field.name], hints[field.name], (*path, field.name), dimension,
+                                        own or unit)
+    elif origin is tuple and len(args) == 2 and args[1] is not Ellipsis:  # an interval
+        for bound, item in zip(("low", "high"), value):
+            yield from typed_leaves(item, args[0], (*path, bound), dimension, unit)
+    elif origin in (tuple, list):
+        yield from _items(value, args[0], path, dimension, unit)
+    elif origin is dict:  # keyed by data: the key is part of the dimension
+        for key, item in value.items():
+            yield from typed_leaves(item, args[1], path, (*dimension, str(key)), unit)
+    else:  # free-form (Any): field names from the data, positions for list items
+        yield from _free_form(value, path, dimension)
+
+
+def _items(items: list[Any], hint: Any, path: tuple[str, ...], dimension: tuple[str, ...], unit: Any
+           ) -> Iterator[tuple[tuple[str, ...], tuple[str, ...], int | float, str]]:
+    key = key_field(hint) if dataclasses.is_dataclass(hint) else None
+    for position, item in enumerate(items):
+        if key is None or not isinstance(item, Mapping):
+            yield from typed_leaves(item, hint, path, (*dimension, str(position)), unit)
+            continue
+        label = (*dimension, str(item[key]))
+        rest = {name: value for name, value in item.items() if name != key}
+        if rest.keys() == {SERIES_VALUE}:  # a point of a series stands for its value
+            field = next(f for f in dataclasses.fields(hint) if f.name == SERIES_VALUE)
+            yield from typed_leaves(rest[SERIES_VALUE], typing.get_type_hints(hint)[SERIES_VALUE], path, label,
+                                    declaration(field).unit or unit)
+        else:
+            yield from typed_leaves(rest, hint, path, label, unit)
+
+
+def _free_form(value: Any, path: tuple[str, ...], dimension: tuple[str, ...]
+               ) -> Iterator[tuple[tuple[str, ...], tuple[str, ...], int | float, str]]:
     if isinstance(value, bool | str) or value is None:
         return
     if isinstance(value, int | float):
-        yield path, dimension, value
-    elif isinstance(value, Mapping) and path and path[-1] in KEYED_MAPPINGS:
-        for key, item in value.items():  # an item is a number or a record (a source's summary)
-            fields = item.items() if isinstance(item, Mapping) else [(None, item)]
-            for field, leaf in fields:
-                yield from numeric_leaves(leaf, path if field is None else (*path, field), (*dimension, key))
+        yield path, dimension, value, DEFAULT_UNIT
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from numeric_leaves(item, (*path, key), dimension)
-    elif path and path[-1].endswith(INTERVAL_SUFFIX) and len(value) == 2:
-        for bound, item in zip(("low", "high"), value):
-            yield from numeric_leaves(item, (*path, bound), dimension)
+            yield from _free_form(item, (*path, str(key)), dimension)
     else:
         for position, item in enumerate(value):
-            label, item = _identified(path[-1] if path else "", position, item)
-            yield from numeric_leaves(item, path, (*dimension, label))
+            yield from _free_form(item, path, (*dimension, str(position)))
 
 
-def _identified(list_name: str, position: int, item: Any) -> tuple[str, Any]:
-    """A list item's label and what remains of it once its identifying field is taken out; a
-    time-series point's ``value`` stands for the point itself."""
-    if not isinstance(item, Mapping):
-        return str(position), item
-    key = ITEM_KEYS.get(list_name, "timestamp")
-    if key not in item:
-        return str(position), item
-    rest = {field: value for field, value in item.items() if field != key}
-    return str(item[key]), rest[SERIES_VALUE] if rest.keys() == {SERIES_VALUE} else rest
-
-
-def unit_of(path: tuple[str, ...]) -> str:
-    """The unit of the number at ``path`` (module docstring); an interval bound takes its field's."""
-    field = path[-1]
-    if field in ("low", "high") and len(path) > 1 and path[-2].endswith(INTERVAL_SUFFIX):
-        field = path[-2][:-len(INTERVAL_SUFFIX)]
-    return next((unit for pattern, unit in UNIT_RULES if pattern.fullmatch(field)), DEFAULT_UNIT)
+def _without_none(hint: Any) -> Any:
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        rest = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return rest[0] if len(rest) == 1 else hint
+    return hint
 
 
 def join_dimension(parts: tuple[str, ...]) -> str:

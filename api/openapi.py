@@ -1,15 +1,15 @@
 """``GET /api/v1/openapi.json``: OpenAPI 3.1, generated from what this process serves.
 
 - Paths and methods are read from the application's router, so no endpoint can be missing or
-  extra; a route that ``OPERATIONS`` (or ``SECTIONS``) does not describe fails the build, which
+  extra; a route that neither an area nor ``OPERATIONS`` describes fails the build, which
   ``tests/test_openapi.py`` catches.
 - Query parameters (names, enums, defaults, which ones are optional) come from the same ``Param``
-  specs the handlers parse with; path parameter enums from the configuration (funnel names) and
-  the export formats.
-- Section responses are the area's body schema (``api.schemas``) plus the header every section
-  carries, whose ``time_range`` follows the route's parameters and whose ``sources`` are the
-  area's sources in this configuration. The dashboard's keys are the sections of the route table
-  and the configured funnels.
+  specs the handlers parse with; path parameter enums from the configuration (an area's
+  members, such as the funnel names) and the export formats.
+- Section responses are the schema of the area's typed result (:func:`exporter.results.json_schema`)
+  plus the header every section carries, whose ``time_range`` follows the route's parameters and
+  whose ``sources`` are the area's sources in this configuration. The dashboard's keys are the
+  areas' sections, an area with members as a mapping of them.
 - Errors are the envelope: 400 wherever a handler parses the query string (unknown, repeated or
   invalid parameters), 401 on ``/api/v1/*`` when an API token is configured, 404 for an unknown
   funnel or export format, 405 for another method on a documented path, 503 where a section
@@ -20,22 +20,26 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.areas.base import Area, SectionHeader
+from exporter.areas.funnels import FunnelCatalogue
+from exporter.areas.params import Param
+from exporter.health import SourceSummary
+from exporter.results import json_schema
 from exporter.service import AnalyticsService
 from exporter.timeranges import TimeRange
 
 from . import schemas
-from .dashboard import DASHBOARD_QUERY, FUNNELS
+from .dashboard import DASHBOARD_QUERY
 from .export import CONTENT_TYPES, EXPORT_QUERY, FORMATS
 from .jsonio import json_response
+from .keys import SERVICE
 from .middlewares import API_PREFIX
-from .params import Param, parse_query
-from .routes import FUNNEL_QUERY, SECTIONS, SERVICE
+from .params import parse_query
 
 OPENAPI_VERSION = "3.1.0"
 AUTO_METHODS = frozenset({"HEAD", "OPTIONS"})  # aiohttp adds HEAD to every GET; CORS answers OPTIONS
@@ -62,18 +66,21 @@ class Operation:
     errors: tuple[str, ...] = ()  # error responses besides 400/401/405 (ERROR_RESPONSES names)
 
 
-def schema_name(area: str) -> str:
-    """``usage_trends`` -> ``UsageTrends``; the funnels area's section is one ``Funnel``."""
-    return "Funnel" if area == FUNNELS else "".join(part.capitalize() for part in area.split("_"))
+def schema_name(area: Area) -> str:
+    """``usage_trends`` -> ``UsageTrends``; a section of an area with members is one of them:
+    ``funnels`` -> ``Funnel``."""
+    name = area.name.removesuffix("s") if area.member else area.name
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
-def _section_operation(area: str, spec: Mapping[str, Param]) -> Operation:
-    title = area.replace("_", " ")
-    return Operation("Sections", f"{title.capitalize()} (one section)",
+def _section_operation(area: Area) -> Operation:
+    title = area.title.lower()
+    errors = ("NotFound", "Unavailable") if area.member else ("Unavailable",)
+    return Operation("Sections", f"{area.title} (one section)",
                      f"The {title} section: the same cached snapshot `/metrics` reads.",
-                     spec, {"200": {"description": f"the {title} section",
-                                    "content": json_content(ref("schemas", schema_name(area)))}},
-                     ("Unavailable",))
+                     area.query, {"200": {"description": f"the {title} section",
+                                          "content": json_content(ref("schemas", schema_name(area)))}},
+                     errors)
 
 
 ERROR_STATUS = {"BadRequest": "400", "Unauthorized": "401", "NotFound": "404", "MethodNotAllowed": "405",
@@ -84,7 +91,8 @@ ERROR_RESPONSES: dict[str, Schema] = {
     "Unauthorized": {"description": "missing or wrong `Authorization: Bearer <API token>`",
                      "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
                      "content": json_content(ref("schemas", "Error"))},
-    "NotFound": {"description": "no such funnel or export format; the message names the valid ones",
+    "NotFound": {"description": "no such funnel (or other member) or export format; the message names the valid "
+                                "ones",
                  "content": json_content(ref("schemas", "Error"))},
     "MethodNotAllowed": {"description": "this path does not serve the request's method (`Allow` lists those it does)",
                          "headers": {"Allow": {"schema": {"type": "string"}}},
@@ -110,10 +118,6 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         None, {"200": {"description": "the metrics", "content": {
             "text/plain": {"schema": {"type": "string"}},
             "application/openmetrics-text": {"schema": {"type": "string"}}}}}),
-    ("GET", "/api/v1/funnel/{funnel_name}"): Operation(
-        "Sections", "One funnel", "A configured funnel's steps, conversion and timings.", FUNNEL_QUERY,
-        {"200": {"description": "the funnel", "content": json_content(ref("schemas", schema_name(FUNNELS)))}},
-        ("NotFound", "Unavailable")),
     ("GET", "/api/v1/funnels"): Operation(
         "Sections", "Configured funnels",
         "Each funnel with the event (and Plausible goal, if any) that marks each step.", {},
@@ -150,15 +154,6 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {"200": {"description": "the OpenAPI document", "content": json_content({"type": "object"})}}),
 }
 
-PARAMETER_DESCRIPTIONS = {
-    "time_range": "the window: sub-day ranges are rolling and bucketed by hour; day ranges are the N calendar "
-                  "days ending today (site timezone), bucketed by day",
-    "status": "only experiments with this status (default: all)",
-}
-PATH_PARAMETERS: dict[str, Callable[[Config], tuple[list[str], str]]] = {
-    "funnel_name": lambda config: ([funnel.name for funnel in config.funnels], "a configured funnel"),
-    "format": lambda _: (list(FORMATS), "the export format"),
-}
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -171,13 +166,13 @@ def openapi_document(app: web.Application) -> Schema:
     service = app[SERVICE]
     secured = service.config.server.api_token is not None
     routes = registered_routes(app)
-    undocumented = [f"{method} {path}" for method, path in routes if _operation(method, path) is None]
+    undocumented = [f"{method} {path}" for method, path in routes if _operation(service, method, path) is None]
     if undocumented:
         raise LookupError(f"routes without an OpenAPI description (api/openapi.py OPERATIONS): {undocumented}")
     paths: dict[str, Schema] = {}
     for method, path in routes:
         paths.setdefault(path, {})[method.lower()] = _operation_object(
-            method, path, _operation(method, path), service.config, secured and path.startswith(API_PREFIX))
+            method, path, _operation(service, method, path), service, secured and path.startswith(API_PREFIX))
     components: Schema = {"schemas": _component_schemas(service), "responses": ERROR_RESPONSES}
     if secured:
         components["securitySchemes"] = {"apiToken": {"type": "http", "scheme": "bearer",
@@ -199,14 +194,16 @@ def registered_routes(app: web.Application) -> list[tuple[str, str]]:
                    if route.method not in AUTO_METHODS and route.resource is not None})
 
 
-def _operation(method: str, path: str) -> Operation | None:
-    if method == "GET" and path in SECTIONS:
-        return _section_operation(*SECTIONS[path])
+def _operation(service: AnalyticsService, method: str, path: str) -> Operation | None:
+    area = next((area for area in service.areas.values() if area.path == path), None)
+    if method == "GET" and area is not None:
+        return _section_operation(area)
     return OPERATIONS.get((method, path))
 
 
-def _operation_object(method: str, path: str, operation: Operation, config: Config, secured: bool) -> Schema:
-    parameters = [_path_parameter(name, config) for name in re.findall(r"{(\w+)}", path)]
+def _operation_object(method: str, path: str, operation: Operation, service: AnalyticsService,
+                      secured: bool) -> Schema:
+    parameters = [_path_parameter(name, service) for name in re.findall(r"{(\w+)}", path)]
     parameters += [_query_parameter(name, param) for name, param in (operation.query or {}).items()]
     errors = (("BadRequest",) if operation.query is not None else ()) + (("Unauthorized",) if secured else ()) \
         + operation.errors + ("MethodNotAllowed",)
@@ -225,58 +222,68 @@ def _operation_object(method: str, path: str, operation: Operation, config: Conf
 
 
 def _query_parameter(name: str, param: Param) -> Schema:
-    schema: Schema = {"type": "string", "enum": list(param.choices)}
+    schema: Schema = {"type": "string"} | ({"enum": list(param.choices)} if param.choices is not None else {})
+    schema |= param.schema
     if param.default is not None:
         schema["default"] = param.default
+    if param.repeatable:
+        schema = {"type": "array", "items": schema}
     parameter = {"name": name, "in": "query", "required": False, "schema": schema}
-    if name in PARAMETER_DESCRIPTIONS:
-        parameter["description"] = PARAMETER_DESCRIPTIONS[name]
+    if param.repeatable:
+        parameter |= {"style": "form", "explode": True}
+    if param.description:
+        parameter["description"] = param.description
     return parameter
 
 
-def _path_parameter(name: str, config: Config) -> Schema:
-    values, description = PATH_PARAMETERS[name](config)
+def _path_parameter(name: str, service: AnalyticsService) -> Schema:
+    if name == "format":
+        values, description = list(FORMATS), "the export format"
+    else:
+        area = next(area for area in service.areas.values() if area.member == name)
+        values, description = list(area.members()), f"a configured {name.removesuffix('_name')}"
     return {"name": name, "in": "path", "required": True, "description": description,
             "schema": {"type": "string", "enum": values}}
 
 
 def _component_schemas(service: AnalyticsService) -> dict[str, Schema]:
-    sections = {area: spec for area, spec in SECTIONS.values()} | {FUNNELS: FUNNEL_QUERY}
-    result = {schema_name(area): _section_schema(area, spec, service) for area, spec in sections.items()}
-    return result | {
+    sections = {schema_name(area): _section_schema(area) for area in service.areas.values()}
+    return sections | {
         "Dashboard": _dashboard_schema(service),
         "Error": schemas.ERROR,
-        "SourceSummary": schemas.SOURCE_SUMMARY,
-        "FunnelCatalogue": schemas.FUNNEL_CATALOGUE,
+        "SourceSummary": json_schema(SourceSummary),
+        "FunnelCatalogue": json_schema(FunnelCatalogue),
         "RefreshOutcome": schemas.REFRESH_OUTCOME,
         "Health": schemas.HEALTH,
     }
 
 
-def _section_schema(area: str, spec: Mapping[str, Param], service: AnalyticsService) -> Schema:
-    """The area's body with the header of a section served for ``spec``'s parameters."""
-    body = schemas.SECTION_BODIES[area]
-    header = {
-        "time_range": schemas.enum(TimeRange.names()) if "time_range" in spec else {"type": "null"},
-        "generated_at": schemas.described(schemas.TIMESTAMP, "when the snapshot was computed"),
-        "sources": schemas.record({name: ref("schemas", "SourceSummary") for name in service.areas[area].sources},
-                                  description="the sources this section used"),
-        "stale": schemas.described({"const": True}, "present while a refresh of an expired snapshot is running"),
-    }
-    return body | {"properties": header | body["properties"],
-                   "required": [name for name in header if name != "stale"] + body["required"]}
+def _section_schema(area: Area) -> Schema:
+    """The area's result with the header of its section: ``time_range`` as its parameters allow,
+    ``sources`` the area's in this configuration."""
+    body, header = json_schema(area.result), json_schema(SectionHeader)
+    properties = dict(header["properties"])
+    properties["time_range"] = ({"type": "string", "enum": TimeRange.names()} if "time_range" in area.query
+                                else {"type": "null"}) | {"description": properties["time_range"]["description"]}
+    properties["sources"] = schemas.record({name: ref("schemas", "SourceSummary") for name in area.sources},
+                                           description="the sources this section used")
+    return body | {"properties": properties | body["properties"], "required": header["required"] + body["required"]}
 
 
 def _dashboard_schema(service: AnalyticsService) -> Schema:
-    def served_or_error(area: str) -> Schema:
+    def served_or_error(area: Area) -> Schema:
         return {"oneOf": [ref("schemas", schema_name(area)), ref("schemas", "Error")]}
 
-    funnels = schemas.record({funnel.name: served_or_error(FUNNELS) for funnel in service.config.funnels},
-                             description="every configured funnel by name, in configuration order")
+    def section(area: Area) -> Schema:
+        if area.member is None:
+            return served_or_error(area)
+        return schemas.record({name: served_or_error(area) for name in area.members()},
+                              description=f"every configured {area.member.removesuffix('_name')} by name, in "
+                                          "configuration order")
+
     return schemas.record({
         "time_range": schemas.enum(TimeRange.names()),
         "generated_at": schemas.described(schemas.TIMESTAMP, "when the dashboard was assembled"),
         "sources": schemas.record({name: ref("schemas", "SourceSummary") for name in service.health.sources}),
-        **{area: served_or_error(area) for area, _ in SECTIONS.values()},
-        FUNNELS: funnels,
+        **{area.name: section(area) for area in service.areas.values()},
     })

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from exporter.timeranges import TimeRange
+from exporter.areas.params import Param
 
 from .errors import ApiError
 
 
-@dataclass(frozen=True)
-class Param:
-    choices: Sequence[str]
-    default: str | None  # None: optional, absent from the result when not given
-    convert: Callable[[str], Any] = str
-
-
-def time_range(default: str) -> Param:
-    return Param(TimeRange.names(), default, TimeRange)
-
-
-def parse_query(request: web.Request, spec: dict[str, Param]) -> dict[str, Any]:
+def parse_query(request: web.Request, spec: Mapping[str, Param]) -> dict[str, Any]:
     # Most requests have no query string: skip building the parsed multidict for them.
     query = request.rel_url.query if request.query_string else _NO_QUERY
     if query is not _NO_QUERY:
@@ -37,16 +26,24 @@ def parse_query(request: web.Request, spec: dict[str, Param]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, param in spec.items():
         given = query.getall(name, [])
+        if param.repeatable:
+            values[name] = tuple(_value(name, param, raw) for raw in given)
+            continue
         if len(given) > 1:
             raise ApiError(400, "repeated_parameter", f"'{name}' is given {len(given)} times; give it once")
         raw = given[0] if given else param.default
-        if raw is None:
-            continue
-        if raw not in param.choices:
-            raise ApiError(400, f"invalid_{name}",
-                           f"'{_clip(raw)}' is not a valid {name}; valid: {', '.join(param.choices)}")
-        values[name] = param.convert(raw)
+        if raw is not None:
+            values[name] = _value(name, param, raw)
     return values
+
+
+def _value(name: str, param: Param, raw: str) -> Any:
+    if param.choices is not None and raw not in param.choices:
+        raise ApiError(400, f"invalid_{name}", f"'{_clip(raw)}' is not a valid {name}; valid: {', '.join(param.choices)}")
+    try:
+        return param.convert(raw)
+    except ValueError as error:
+        raise ApiError(400, f"invalid_{name}", str(error)) from None
 
 
 _NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())

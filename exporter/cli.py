@@ -127,6 +127,7 @@ async def _serve_async(args: argparse.Namespace, loaded: Config) -> None:
         try:
             await _listen(web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG), host, port)
             log.info("analytics-dashboard %s listening on http://%s:%d (metrics at /metrics)", __version__, host, port)
+            service.health.log_disabled()
             # Warm the cache so /health and the first scrape find data instead of cold sources.
             warm_up = asyncio.create_task(service.refresh_metrics(config.server.request_timeout_seconds))
             received = await stop
@@ -180,17 +181,18 @@ def _export(args: argparse.Namespace) -> int:
 async def _export_async(args: argparse.Namespace, loaded: Config, time_range: TimeRange) -> str:
     from api.dashboard import build_dashboard
     from api.export import render_export
+    from api.responses import Responses
 
     from .service import AnalyticsService
 
     async with _demo_if_asked(args, loaded) as config:
         service = AnalyticsService(config)
         try:
-            dashboard = await build_dashboard(service, time_range)
+            dashboard = await build_dashboard(service, Responses(service.health, service.clock), time_range)
         finally:
             await _cancel_other_tasks()  # loads the export no longer waits for must not outlive the clients
             await service.close()
-    return render_export(dashboard, args.format).text
+    return render_export(service.areas, dashboard, args.format).text
 
 
 async def _cancel_other_tasks() -> None:

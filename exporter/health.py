@@ -12,9 +12,10 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Literal, TypeVar
 
 from .errors import SourceError
+from .results import SECONDS, Timestamp, declare
 from .timeranges import iso_z
 
 T = TypeVar("T")
@@ -23,6 +24,17 @@ log = logging.getLogger(__name__)
 HOUR = 3600.0
 # Refresh durations span a cached file read (ms) to a slow upstream with retries (tens of s).
 REFRESH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """A source as a response states it."""
+
+    status: Literal["up", "down", "disabled"] = declare("up, down (its last refresh failed) or disabled")
+    last_success: Timestamp | None = declare("when the data was fetched: the source's last success, or the "
+                                             "snapshot's time in a section")
+    age_seconds: float | None = declare("seconds since last_success (whole seconds)", SECONDS)
+    error: str | None = declare("why the source is down or disabled; null when up")
 
 
 @dataclass
@@ -74,9 +86,13 @@ class HealthRegistry:
     def register(self, name: str, disabled_reason: str | None = None) -> SourceState:
         state = self.sources[name] = SourceState(name, disabled_reason)
         self.revision += 1
-        if disabled_reason is not None:
-            log.warning("source %s is disabled: %s", name, disabled_reason)
         return state
+
+    def log_disabled(self) -> None:
+        """Log each disabled source with why (at start-up; enabled ones log their first outcome)."""
+        for name, state in self.sources.items():
+            if not state.enabled:
+                log.warning("source %s is disabled: %s", name, state.disabled_reason)
 
     def record_request(self, name: str, outcome: str) -> None:
         state = self.sources[name]
@@ -115,12 +131,13 @@ class HealthRegistry:
             self.revision += 1
             _log_change(name, before, state)
 
-    def summary(self, name: str) -> dict:
-        """The contract's per-source object: status, last_success, age_seconds, error."""
+    def summary(self, name: str, data_time: float | None = None) -> SourceSummary:
+        """Source ``name`` now: its status and error, and how old its data is -- its last success,
+        or ``data_time`` when the data in question is a snapshot fetched then."""
         state = self.sources[name]
-        last = None if state.last_success is None else iso_z(datetime.fromtimestamp(state.last_success, timezone.utc))
-        return {"status": state.status, "last_success": last, "age_seconds": age_seconds(state.last_success, self.clock()),
-                "error": state.error}
+        moment = state.last_success if data_time is None else data_time
+        last = None if moment is None else iso_z(datetime.fromtimestamp(moment, timezone.utc))
+        return SourceSummary(state.status, last, age_seconds(moment, self.clock()), state.error)
 
     def overall_status(self) -> str:
         enabled = [s for s in self.sources.values() if s.enabled]
@@ -145,18 +162,17 @@ def _log_change(name: str, before: tuple[str, str | None] | None, state: SourceS
         log.warning("source %s is down: %s", name, state.error)
 
 
-def age_seconds(last_success: float | None, now: float) -> float | None:
-    """Seconds from a source's last success to the millisecond holding ``now`` (ms resolution);
-    None before one. Every response within one millisecond states the same ages."""
-    # Both ends on the millisecond grid: a success within the current millisecond is age 0, not -0.001.
-    return None if last_success is None else round(millisecond(now) - millisecond(last_success), 3)
+def age_seconds(moment: float | None, now: float) -> float | None:
+    """Whole seconds from ``moment`` to ``now`` (None without a moment). Both ends are on the
+    second grid (:func:`second`), so every response within one second states the same ages and
+    can be shared, and a success within the current second is age 0, never negative."""
+    return None if moment is None else float(second(now) - second(moment))
 
 
-def millisecond(now: float) -> float:
-    """The start of the millisecond holding the clock reading ``now``: the instant a response
-    states its ages (and the dashboard its ``generated_at``) for, so that responses within one
-    millisecond are identical and can be shared."""
-    return math.floor(now * 1000) / 1000
+def second(now: float) -> int:
+    """The second holding the clock reading ``now``: the instant a response states its ages (and
+    the dashboard its ``generated_at``) for."""
+    return math.floor(now)
 
 
 def describe_failure(error: Exception) -> str:

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Hashable
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from .collectors.events import EventsCollector
-from .collectors.health import HealthCollector
+from .collectors import analytics_collectors, health_collectors
 
 if TYPE_CHECKING:
     from .service import AnalyticsService
@@ -41,12 +40,10 @@ class _Response:
 class MetricsRenderer:
     def __init__(self, service: "AnalyticsService") -> None:
         self.service = service
-        self.analytics = CollectorRegistry(auto_describe=True)
-        for area in service.areas.values():
-            self.analytics.register(area.collector())
-        self.health = CollectorRegistry(auto_describe=True)
-        self.health.register(HealthCollector(service))
-        self.health.register(EventsCollector(service))
+        self.analytics = _registry(analytics_collectors(service.areas, service.config.cache.ttl_seconds))
+        plausible_hourly = (lambda: service.projected_hourly_requests("plausible")) if service.plausible else lambda: None
+        self.health = _registry(health_collectors(service.health, service.events, service.requests_per_cycle,
+                                                  plausible_hourly))
         self._rendered: dict[str, tuple[Hashable, bytes]] = {}
         self._responses: dict[str, _Response] = {}  # per content type: the last reusable response
         self.analytics_renders = 0  # how often the analytics families were rendered (for tests/bench)
@@ -97,3 +94,10 @@ class MetricsRenderer:
                 section = area.peek(params)
                 parts.append((area.name, area.key(params), None if section is None else section.generated_at))
         return tuple(parts)
+
+
+def _registry(collectors: list) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in collectors:
+        registry.register(collector)
+    return registry

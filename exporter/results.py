@@ -27,7 +27,7 @@ import math
 import types
 import typing
 from dataclasses import MISSING, dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal, NewType, Union
 
 SIGNIFICANT_DIGITS = 12
 
@@ -57,6 +57,12 @@ NUMBER = Unit("number")  # a plain quantity
 
 _META = "result"
 
+Timestamp = NewType("Timestamp", str)  # ISO 8601 in UTC with a Z suffix
+TIMESTAMP_SCHEMA = {"type": "string", "format": "date-time",
+                    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
+STATUS_CODES = ("machine-readable codes: why a number is null or approximate, or what else qualifies the object "
+                "(empty when nothing does)")
+
 
 @dataclass(frozen=True)
 class Declaration:
@@ -73,6 +79,19 @@ def declare(description: str, unit: Unit | None = None, *, key: bool = False, om
         default = None
     return dataclasses.field(default=default, default_factory=default_factory,
                              metadata={_META: Declaration(description, unit, key, omit_if_none)})
+
+
+def status_codes() -> Any:
+    """The ``status_codes`` field every result object ends with."""
+    return declare(STATUS_CODES, default=())
+
+
+@dataclass(frozen=True)
+class Point:
+    """One bucket of a time series; the series' field declares the unit of ``value``."""
+
+    timestamp: Timestamp = declare("start of the bucket", key=True)
+    value: float | None = declare("the series' value in the bucket (null when undefined)")
 
 
 def declaration(field: dataclasses.Field) -> Declaration:
@@ -148,6 +167,8 @@ def _schema_of(hint: Any, unit: Unit | None) -> Schema:
             else inner | {"type": _with_null(inner["type"])}
     if hint is Any:
         return {}
+    if hint is Timestamp:
+        return dict(TIMESTAMP_SCHEMA)
     if dataclasses.is_dataclass(hint):
         return json_schema(hint)
     if origin is Literal:

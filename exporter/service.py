@@ -2,7 +2,8 @@
 
 Every fetch goes through :meth:`AnalyticsService.load`, which memoizes it, records the source's
 health and counts the upstream requests the refresh cost (the Plausible budget is derived from
-those counts).
+those counts). Each area gets that load, the clock and the disabled sources' reasons as its
+:class:`~exporter.areas.base.Context`, and the clients it reads; it never sees this object.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import time
 from typing import Any, Awaitable, Callable, Hashable, Iterator, TypeVar
 
 from .areas import build_areas
-from .areas.base import Area
+from .areas.base import Area, Context
 from .cache import Cached, Memo
 from .config import ENVIRONMENT_FOR_KEY, Config, EventsConfig
 from .events.backend import EventsBackend
-from .health import HealthRegistry
 from .events.clickhouse_source import ClickHouseEventsSource
 from .events.file_source import EventsFileSource
+from .health import HealthRegistry
 from .sources.experimentation import ExperimentationClient
 from .sources.feedback import FeedbackClient
 from .sources.http import counting_requests
@@ -48,7 +49,11 @@ class AnalyticsService:
             "experimentation", config.sources.experimentation, ExperimentationClient)
         self.feedback: FeedbackClient | None = self._register("feedback", config.sources.feedback, FeedbackClient)
         self.events: EventsBackend | None = self._register_events(config.events)
-        self.areas: dict[str, Area] = build_areas(self)
+        disabled = {name: state.disabled_reason for name, state in self.health.sources.items() if not state.enabled}
+        context = Context(load=self.load, peek=self.memo.peek, clock=clock, disabled=disabled)
+        self.areas: dict[str, Area] = build_areas(context, config, plausible=self.plausible,
+                                                  experimentation=self.experimentation, feedback=self.feedback,
+                                                  events=self.events)
 
     def _register(self, name: str, source_config: Any, factory: Callable[[Any, HealthRegistry], T]) -> T | None:
         """Register source ``name`` with the health registry; build its client if it can run."""

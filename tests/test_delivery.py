@@ -211,7 +211,8 @@ async def test_healthcheck_passes_against_the_running_app_and_fails_without_it(a
 
 def test_compose_runs_the_service_in_demo_mode_read_only():
     service = compose()["services"][APP_SERVICE]
-    assert service["command"] == ["serve", "--demo"]
+    # In a container, loopback is the container's own: the demo must be told to listen on every interface.
+    assert service["command"] == ["serve", "--demo", "--host", "0.0.0.0"]
     assert service["read_only"] is True
     assert "/tmp" in service["tmpfs"]
     assert service["image"].endswith(f":{__version__}")

@@ -86,13 +86,13 @@ async def test_a_missing_file_marks_the_source_down_and_keeps_the_last_good_log(
     with pytest.raises(SourceError) as raised:
         await source.read()
     assert raised.value.code == "file_unreadable" and str(path) in str(raised.value)
-    assert health.summary("events")["status"] == "down" and "does not exist" in health.summary("events")["error"]
+    assert health.summary("events").status == "down" and "does not exist" in health.summary("events").error
     assert source.snapshot is good
 
     os.replace(tmp_path / "elsewhere.jsonl", path)  # the same file back: same fingerprint, no re-parse
     clock.advance(1)
     assert await source.read() is good and len(parses) == 1
-    assert health.summary("events")["status"] == "up"
+    assert health.summary("events").status == "up"
 
 
 async def test_an_unusable_file_is_not_parsed_again_until_it_changes(tmp_path, clock, parses):
@@ -104,7 +104,7 @@ async def test_an_unusable_file_is_not_parsed_again_until_it_changes(tmp_path, c
             await source.read()
         assert raised.value.code == "invalid_file" and "user_id, event, timestamp" in str(raised.value)
     assert len(parses) == 1
-    assert "lacks column" in health.summary("events")["error"]
+    assert "lacks column" in health.summary("events").error
 
     path.write_text("user_id,event,timestamp\nu-1,login,2026-01-01T00:00:00Z\n")
     assert len((await source.read()).log) == 1 and len(parses) == 2

@@ -12,6 +12,10 @@ from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportion_confint
 
 from exporter.analysis.feedback import FeedbackItem, cap_categories, summarise_feedback
+from tests.tools import published
+
+# The analyses return typed results; these tests read them as the API publishes them.
+summarise_feedback = published(summarise_feedback)
 
 WHEN = datetime(2025, 12, 20, 10, 15, tzinfo=timezone.utc)
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 
 from exporter.analysis.trends import TrendResult, classify_trend
+from exporter.results import to_json
 
 
 # --- independent reference implementations -------------------------------------------------
@@ -145,7 +146,7 @@ def test_constant_series_is_stable_with_p_one():
     assert (result.label, result.p_value, result.relative_change, result.slope) == (
         "stable", 1.0, 0.0, 0.0,
     )
-    json.dumps(result.detail(), allow_nan=False)
+    json.dumps(to_json(result.detail()), allow_nan=False)
 
 
 def test_too_few_points_is_insufficient():
@@ -156,7 +157,7 @@ def test_too_few_points_is_insufficient():
 def test_low_volume_is_insufficient():
     result = classify_trend([0, 1, 2, 3, 4, 5, 6, 7])  # median 3.5 < 5
     assert result.label == "insufficient_data"
-    assert result.detail() == {
+    assert to_json(result.detail()) == {
         "p_value": None, "relative_change": None, "slope": None, "n_points": 8,
     }
 
@@ -179,7 +180,7 @@ def test_thresholds_are_parameters():
 
 
 def test_detail_shape():
-    detail = classify_trend([20, 23, 22, 27, 31, 30, 36, 41, 40, 47]).detail()
+    detail = to_json(classify_trend([20, 23, 22, 27, 31, 30, 36, 41, 40, 47]).detail())
     assert set(detail) == {"p_value", "relative_change", "slope", "n_points"}
     assert isinstance(detail["n_points"], int)
     assert all(isinstance(detail[k], float) for k in ("p_value", "relative_change", "slope"))

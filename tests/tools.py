@@ -6,11 +6,14 @@ Locally a missing tool skips the test with a reason; under CI (``CI=true``) it f
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from exporter.results import to_json
 
 LOCAL_TOOLS = Path(__file__).resolve().parent.parent / ".tools" / "prometheus" / "usr" / "bin"
 
@@ -23,3 +26,13 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def published(function):
+    """``function`` with its result as the API publishes it: plain JSON data (tests of an
+    analysis check the numbers a caller reads)."""
+    @functools.wraps(function)
+    def plain(*args, **kwargs):
+        return to_json(function(*args, **kwargs))
+
+    return plain

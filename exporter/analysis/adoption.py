@@ -1,4 +1,4 @@
-"""Feature adoption: per-feature reach, weekly trends and the overall adoption series (contract §4.3).
+"""Feature adoption: per-feature reach, weekly trends and the overall adoption series (docs/api.md#feature-adoption).
 
 Inputs are counts the sources already produced; this module only divides, ranks and classifies.
 
@@ -7,7 +7,7 @@ Definitions (published with the result, see ``DEFINITIONS``):
 * ``adoption_rate`` = unique users of the feature / active users of the platform in the same
   window, clipped to 0..1 (two counts from different queries can disagree by a user or two).
 * The trend of a feature is :func:`~exporter.analysis.trends.classify_trend` over its unique
-  users per whole week, oldest first (methods.md §4).
+  users per whole week, oldest first (docs/methods.md#trends).
 * ``adoption_trend`` is, for every whole week, the mean adoption rate of the observable features
   in that week: one number that rises when features reach a larger share of the week's users.
 * ``most_adopted`` / ``least_adopted`` rank by adoption rate, then unique users, then name.
@@ -21,9 +21,11 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
+from ..results import COUNT, FRACTION, USERS, Point, Timestamp, declare, status_codes
 from ..timeranges import iso_z
 from .numbers import finite_or_none
-from .trends import classify_trend
+from .trends import TrendDetail, TrendLabel, classify_trend
+from .usage import APPROXIMATED, Basis
 
 DEFINITIONS = {
     "adoption_rate": "unique users of the feature / active users in the same window, 0..1",
@@ -67,18 +69,55 @@ def first_complete_week(today: date, weeks: int) -> date:
     return this_monday - timedelta(weeks=weeks)
 
 
+@dataclass(frozen=True)
+class FeatureRow:
+    """One configured feature: how many use it, how widely, and where it is heading."""
+
+    feature_name: str = declare("the configured feature's name", key=True)
+    total_uses: int | None = declare("uses (goal completions or events) in the window", COUNT)
+    unique_users: int | None = declare("unique users of the feature in the window (see basis)", USERS)
+    adoption_rate: float | None = declare("unique users of the feature / active users in the window, 0..1",
+                                          FRACTION)
+    all_time_uses: int | None = declare("uses since the site's stats start", COUNT)
+    trend: TrendLabel = declare("direction of the weekly unique users")
+    trend_detail: TrendDetail = declare("the evidence behind the trend label")
+    weekly_users: tuple[Point, ...] = declare("unique users of the feature per whole week", USERS)
+    first_seen: Timestamp | None = declare("first use (only an identified events source knows it)")
+    last_used: Timestamp | None = declare("latest use (only an identified events source knows it)")
+    status_codes: tuple[str, ...] = status_codes()
+
+
+@dataclass(frozen=True)
+class FeatureAdoption:
+    """Reach and trend of every configured feature."""
+
+    total_features: int = declare("configured features", COUNT)
+    features: tuple[FeatureRow, ...] = declare("in configuration order")
+    most_adopted: str | None = declare("highest adoption rate (then unique users, then name)")
+    least_adopted: str | None = declare("lowest adoption rate")
+    adoption_trend: tuple[Point, ...] = declare("mean adoption rate of the observable features per whole week",
+                                                FRACTION)
+    active_users: int = declare("active users in the window: the denominator of adoption_rate", USERS)
+    definitions: dict[str, str] = declare("how each figure is defined")
+    status_codes: tuple[str, ...] = status_codes()
+    basis: Basis = declare("where unique users come from", default="plausible_visitors")
+    unknown_goals: tuple[str, ...] = declare("configured goals Plausible does not know", default=())
+    approximation: str | None = declare("how the figures are approximated (status approximated_range)",
+                                        omit_if_none=True)
+
+
 def feature_adoption(features: Sequence[FeatureUsage], *, active_users: float, week_starts: Sequence[datetime],
-                     weekly_active: Sequence[float]) -> dict:
-    """The contract §4.3 body (JSON-safe) for ``features`` in configuration order.
+                     weekly_active: Sequence[float], basis: Basis = "plausible_visitors",
+                     unknown_goals: Sequence[str] = (), approximation: str | None = None,
+                     codes: Sequence[str] = ()) -> FeatureAdoption:
+    """The feature-adoption body for ``features`` in configuration order.
 
     ``active_users`` is the window's active users; ``week_starts`` (tz-aware) and
     ``weekly_active`` describe the trend weeks, which every ``weekly_users`` series must match.
-    Returns ``{"total_features", "features": [{"feature_name", "total_uses", "unique_users",
-    "adoption_rate", "all_time_uses", "trend", "trend_detail", "weekly_users", "first_seen",
-    "last_used", "status_codes"}], "most_adopted", "least_adopted", "adoption_trend",
-    "active_users", "definitions", "status_codes"}``. An ``adoption_trend`` value is null when
-    no feature can be observed (``no_observable_features``) or the week had no active users
-    (``weeks_without_active_users``).
+    An ``adoption_trend`` value is null when no feature can be observed
+    (``no_observable_features``) or the week had no active users (``weeks_without_active_users``).
+    ``basis``, ``unknown_goals``, ``approximation`` and ``codes`` (further status codes) say what
+    the sources could and could not tell.
     """
     for feature in features:
         if feature.weekly_users is not None and len(feature.weekly_users) != len(week_starts):
@@ -91,21 +130,29 @@ def feature_adoption(features: Sequence[FeatureUsage], *, active_users: float, w
         status_codes.append("no_observable_features")
     elif any(active <= 0 for active in weekly_active):
         status_codes.append("weeks_without_active_users")
-    ranked = sorted((row for row in rows if row["adoption_rate"] is not None),
-                    key=lambda row: (-row["adoption_rate"], -row["unique_users"], row["feature_name"]))
-    return {
-        "total_features": len(rows),
-        "features": rows,
-        "most_adopted": ranked[0]["feature_name"] if ranked else None,
-        "least_adopted": ranked[-1]["feature_name"] if ranked else None,
-        "adoption_trend": _adoption_trend(observable, week_starts, weekly_active),
-        "active_users": int(active_users),
-        "definitions": DEFINITIONS,
-        "status_codes": status_codes,
-    }
+    status_codes += codes
+    if unknown_goals:
+        status_codes.append("unknown_goals")
+    if approximation:
+        status_codes.append(APPROXIMATED)
+    ranked = sorted((row for row in rows if row.adoption_rate is not None),
+                    key=lambda row: (-row.adoption_rate, -row.unique_users, row.feature_name))
+    return FeatureAdoption(
+        total_features=len(rows),
+        features=tuple(rows),
+        most_adopted=ranked[0].feature_name if ranked else None,
+        least_adopted=ranked[-1].feature_name if ranked else None,
+        adoption_trend=_adoption_trend(observable, week_starts, weekly_active),
+        active_users=int(active_users),
+        definitions=DEFINITIONS,
+        status_codes=tuple(status_codes),
+        basis=basis,
+        unknown_goals=tuple(sorted(unknown_goals)),
+        approximation=approximation or None,
+    )
 
 
-def _feature_row(feature: FeatureUsage, active_users: float, week_starts: Sequence[datetime]) -> dict:
+def _feature_row(feature: FeatureUsage, active_users: float, week_starts: Sequence[datetime]) -> FeatureRow:
     status_codes = list(feature.status_codes)
     rate = None
     if feature.observable:
@@ -116,24 +163,24 @@ def _feature_row(feature: FeatureUsage, active_users: float, week_starts: Sequen
     if feature.first_seen is None and "never_used" not in status_codes:  # only a per-event source knows them
         status_codes.append("usage_dates_unavailable")
     trend = classify_trend(feature.weekly_users or ())
-    return {
-        "feature_name": feature.name,
-        "total_uses": _count(feature.total_uses),
-        "unique_users": _count(feature.unique_users),
-        "adoption_rate": rate,
-        "all_time_uses": _count(feature.all_time_uses),
-        "trend": trend.label,
-        "trend_detail": trend.detail(),
-        "weekly_users": [{"timestamp": iso_z(start), "value": _count(value)}
-                         for start, value in zip(week_starts, feature.weekly_users or ())],
-        "first_seen": iso_z(feature.first_seen),
-        "last_used": iso_z(feature.last_used),
-        "status_codes": status_codes,
-    }
+    return FeatureRow(
+        feature_name=feature.name,
+        total_uses=_count(feature.total_uses),
+        unique_users=_count(feature.unique_users),
+        adoption_rate=rate,
+        all_time_uses=_count(feature.all_time_uses),
+        trend=trend.label,
+        trend_detail=trend.detail(),
+        weekly_users=tuple(Point(iso_z(start), _count(value))
+                           for start, value in zip(week_starts, feature.weekly_users or ())),
+        first_seen=iso_z(feature.first_seen),
+        last_used=iso_z(feature.last_used),
+        status_codes=tuple(status_codes),
+    )
 
 
 def _adoption_trend(features: Sequence[FeatureUsage], week_starts: Sequence[datetime],
-                    weekly_active: Sequence[float]) -> list[dict]:
+                    weekly_active: Sequence[float]) -> tuple[Point, ...]:
     """Mean weekly adoption rate of ``features``; ``None`` for a week without active users."""
     if len(weekly_active) != len(week_starts):
         raise ValueError(f"{len(weekly_active)} weekly active-user counts for {len(week_starts)} weeks")
@@ -143,8 +190,8 @@ def _adoption_trend(features: Sequence[FeatureUsage], week_starts: Sequence[date
         if features and active > 0:
             rates = np.clip([feature.weekly_users[week] / active for feature in features], 0.0, 1.0)
             value = finite_or_none(np.mean(rates))
-        points.append({"timestamp": iso_z(start), "value": value})
-    return points
+        points.append(Point(iso_z(start), value))
+    return tuple(points)
 
 
 def _count(value: float | None) -> int | None:

@@ -1,4 +1,4 @@
-"""Summary of user feedback over a window (methods.md §5, contract §4.6).
+"""Summary of user feedback over a window (docs/methods.md#feedback, docs/api.md#feedback).
 
 Callers window the items; this module only summarises what it is given. The item type carries no
 comment, email or other free-text personal data, so none can leak into the output.
@@ -30,8 +30,9 @@ from datetime import datetime, timedelta
 
 from exporter.analysis.intervals import wilson_interval
 from exporter.analysis.numbers import finite_or_none, safe_ratio
+from exporter.results import COUNT, FRACTION, STARS, Timestamp, Unit, declare, status_codes
 
-STARS = (1, 2, 3, 4, 5)
+RATINGS = (1, 2, 3, 4, 5)
 SENTIMENT_LABELS = ("positive", "neutral", "negative")
 OPEN_STATUSES = frozenset({"open", "in_progress"})
 OTHER_CATEGORY = "other"
@@ -77,17 +78,66 @@ def cap_categories(counts: Mapping[str, int], top_n: int) -> dict[str, int]:
     return capped
 
 
-def summarise_feedback(items: Sequence[FeedbackItem], *, top_categories: int = 8) -> dict:
-    """Contract §4.6 summary of already-windowed feedback items (JSON-safe).
+@dataclass(frozen=True)
+class NpsFiveStar:
+    """The platform's 5-star "NPS": promoters 5, passives 4, detractors 1-3 (not a 0-10 NPS)."""
 
-    Returns ``{"total", "invalid_ratings", "average_rating", "rating_distribution": {"1".."5"},
-    "csat", "csat_ci": [lo, hi] | None, "nps_5star": {"score", "promoters", "passives",
-    "detractors"}, "sentiment": {"average_compound", "positive", "neutral", "negative",
-    "unknown"}, "by_category": [{"category", "count", "average_rating"}], "by_type": {type: n},
-    "open_items_in_window", "status_codes"}``. CSAT is the share of 4-5★ with a Wilson 95% interval;
-    ``nps_5star`` is the platform's 5★-scale score, 100 x (5★ - 1..3★) / rated, not a 0-10 NPS.
+    score: float | None = declare("100 x (promoters - detractors) / rated, -100..100", Unit("score", -100, 100))
+    promoters: int = declare("5-star ratings", COUNT)
+    passives: int = declare("4-star ratings", COUNT)
+    detractors: int = declare("1-3 star ratings", COUNT)
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    """Sentiment of the window's feedback."""
+
+    average_compound: float | None = declare("mean compound score, -1..1", Unit("score", -1, 1))
+    positive: int = declare("items labelled positive", COUNT)
+    neutral: int = declare("items labelled neutral", COUNT)
+    negative: int = declare("items labelled negative", COUNT)
+    unknown: int = declare("items with another label or none", COUNT)
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    """One category of feedback (the largest ones, then ``other``)."""
+
+    category: str = declare("the category as written, trimmed", key=True)
+    count: int = declare("items in the category", COUNT)
+    average_rating: float | None = declare("mean rating of the category's items", STARS)
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    """Satisfaction, sentiment and open items of the feedback in the window."""
+
+    total: int = declare("items in the window", COUNT)
+    invalid_ratings: int = declare("items whose rating is outside 1..5 (left out of every rating figure)", COUNT)
+    average_rating: float | None = declare("mean rating", STARS)
+    rating_distribution: dict[str, int] = declare("responses per star rating, 1 to 5", COUNT)
+    csat: float | None = declare("share of 4-5 star ratings", FRACTION)
+    csat_ci: tuple[float, float] | None = declare("Wilson 95% interval of csat", FRACTION)
+    nps_5star: NpsFiveStar = declare("the platform's 5-star NPS")
+    sentiment: Sentiment = declare("sentiment labels and scores")
+    by_category: tuple[CategoryRow, ...] = declare("top categories by volume, then 'other'")
+    by_type: dict[str, int] = declare("responses per feedback type, largest first", COUNT)
+    open_items_in_window: int = declare("items submitted in the window that are still open or in progress", COUNT)
+    status_codes: tuple[str, ...] = status_codes()
+    window_start: Timestamp | None = declare("start of the window (UTC calendar days)", omit_if_none=True)
+    open_items: int | None = declare("every item still open or in progress, whenever submitted (the backlog)",
+                                     COUNT, omit_if_none=True)
+    skipped_items: int | None = declare("malformed items skipped", COUNT, omit_if_none=True)
+
+
+def summarise_feedback(items: Sequence[FeedbackItem], *, top_categories: int = 8) -> FeedbackSummary:
+    """The summary of already-windowed feedback items (docs/methods.md#feedback).
+
+    CSAT is the share of 4-5★ with a Wilson 95% interval; ``nps_5star`` is the platform's
+    5★-scale score, 100 x (5★ - 1..3★) / rated, not a 0-10 NPS. The caller adds the window's
+    start, the backlog of open items and the items it had to skip.
     """
-    ratings = [item.rating for item in items if item.rating in STARS]
+    ratings = [item.rating for item in items if item.rating in RATINGS]
     stars = Counter(ratings)
     rated = len(ratings)
     promoters, passives = stars[5], stars[4]
@@ -108,42 +158,31 @@ def summarise_feedback(items: Sequence[FeedbackItem], *, top_categories: int = 8
     if not compounds:
         status_codes.append("no_sentiment_scores")
 
-    return {
-        "total": len(items),
-        "invalid_ratings": len(items) - rated,
-        "average_rating": _mean(ratings),
-        "rating_distribution": {str(star): stars[star] for star in STARS},
-        "csat": safe_ratio(satisfied, rated),
-        "csat_ci": list(wilson_interval(satisfied, rated)) if rated else None,
-        "nps_5star": {
-            "score": safe_ratio(100 * (promoters - detractors), rated),
-            "promoters": promoters,
-            "passives": passives,
-            "detractors": detractors,
-        },
-        "sentiment": {
-            "average_compound": _mean(compounds),
-            **{label: sentiment_labels[label] for label in (*SENTIMENT_LABELS, UNKNOWN)},
-        },
-        "by_category": _category_rows(items, top_categories),
-        "by_type": _largest_first(Counter(item.feedback_type or UNKNOWN for item in items)),
-        "open_items_in_window": sum(item.status in OPEN_STATUSES for item in items),
-        "status_codes": status_codes,
-    }
+    return FeedbackSummary(
+        total=len(items),
+        invalid_ratings=len(items) - rated,
+        average_rating=_mean(ratings),
+        rating_distribution={str(star): stars[star] for star in RATINGS},
+        csat=safe_ratio(satisfied, rated),
+        csat_ci=tuple(wilson_interval(satisfied, rated)) if rated else None,
+        nps_5star=NpsFiveStar(safe_ratio(100 * (promoters - detractors), rated), promoters, passives, detractors),
+        sentiment=Sentiment(_mean(compounds), *(sentiment_labels[label] for label in (*SENTIMENT_LABELS, UNKNOWN))),
+        by_category=_category_rows(items, top_categories),
+        by_type=_largest_first(Counter(item.feedback_type or UNKNOWN for item in items)),
+        open_items_in_window=sum(item.status in OPEN_STATUSES for item in items),
+        status_codes=tuple(status_codes),
+    )
 
 
-def _category_rows(items: Sequence[FeedbackItem], top_n: int) -> list[dict]:
+def _category_rows(items: Sequence[FeedbackItem], top_n: int) -> tuple[CategoryRow, ...]:
     labels = [(item.category or "").strip() or UNCATEGORISED for item in items]
     capped = cap_categories(Counter(labels), top_n)
     ratings_by_bucket: dict[str, list[int]] = {name: [] for name in capped}
     for label, item in zip(labels, items):
-        if item.rating in STARS:
+        if item.rating in RATINGS:
             # Anything cap_categories did not keep by name sits in the "other" bucket.
             ratings_by_bucket[label if label in capped else OTHER_CATEGORY].append(item.rating)
-    return [
-        {"category": name, "count": count, "average_rating": _mean(ratings_by_bucket[name])}
-        for name, count in capped.items()
-    ]
+    return tuple(CategoryRow(name, count, _mean(ratings_by_bucket[name])) for name, count in capped.items())
 
 
 def _largest_first(counts: Counter) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Ordered conversion funnels over identified events (methods.md section 2).
+"""Ordered conversion funnels over identified events (docs/methods.md#funnels).
 
 Semantics are those of ClickHouse ``windowFunnel(W)`` with its ``strict_increase`` option, and
 of PostHog's ordered funnels:
@@ -22,12 +22,12 @@ Report fields: for step k, ``users_entered`` is the number of users who reached 
 ``users_completed`` the number who reached step k+1 (for the last step: equal to
 ``users_entered``), and ``completion_rate = users_completed / users_entered`` -- the conversion
 *from* step k to the next. The last step has no next step: its rate, interval, drop-off and
-times are ``null``. ``drop_off_rate`` is ``1 - completion_rate``; the interval is Wilson 95%. Time statistics are exact over the users who
-made the transition: mean, true median, and the 90th percentile by linear interpolation between
-order statistics (numpy's default, Hyndman-Fan type 7). An undefined number is ``null``, and
-``status_codes`` say why: ``no_entries`` (nobody reached the step / entered the funnel),
-``no_transitions`` (nobody went on from this step), ``last_step`` (no next step to time),
-``no_completions`` (nobody completed the funnel).
+times are ``null``. ``drop_off_rate`` is ``1 - completion_rate``; the interval is Wilson 95%.
+Time statistics are exact over the users who made the transition: mean, true median, and the
+90th percentile by linear interpolation between order statistics (numpy's default, Hyndman-Fan
+type 7). An undefined number is ``null``, and ``status_codes`` say why: ``no_entries`` (nobody
+reached the step / entered the funnel), ``no_transitions`` (nobody went on from this step),
+``last_step`` (no next step to time), ``no_completions`` (nobody completed the funnel).
 
 How far each user got is worked out by the events backends: from the log in memory
 (:mod:`exporter.events.log_funnels`) or in SQL (:mod:`exporter.events.clickhouse_queries`); both
@@ -38,12 +38,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
 from exporter.analysis.intervals import wilson_interval
 from exporter.analysis.numbers import finite_or_none, safe_ratio
+from exporter.results import FRACTION, INDEX, SECONDS, USERS, Timestamp, declare, status_codes
 
 METHOD = "ordered_events"
 P90 = 0.9
@@ -105,7 +106,7 @@ class FunnelProgress(Protocol):
     def completion_seconds(self) -> np.ndarray: ...
 
 
-def progress_report(funnel: FunnelDefinition, reach: FunnelProgress, *, range_end: int, now: int) -> dict:
+def progress_report(funnel: FunnelDefinition, reach: FunnelProgress, *, range_end: int, now: int) -> FunnelReport:
     """The ordered-events report of a funnel's outcome for entries before ``range_end`` (see
     :func:`analyse_funnel` for ``now``)."""
     incomplete_cohort = range_end > now - funnel.window_seconds
@@ -115,10 +116,51 @@ def progress_report(funnel: FunnelDefinition, reach: FunnelProgress, *, range_en
                          step_seconds=reach.transition_seconds, completion_seconds=reach.completion_seconds())
 
 
+@dataclass(frozen=True)
+class StepReport:
+    """One funnel step: who reached it, who went on, and how fast."""
+
+    step_name: str = declare("the step", key=True)
+    step_number: int = declare("1-based", INDEX)
+    users_entered: int = declare("users who reached this step", USERS)
+    users_completed: int = declare("users who reached the next step (the last step: users_entered)", USERS)
+    completion_rate: float | None = declare("users_completed / users_entered (null for the last step)", FRACTION)
+    completion_rate_ci: tuple[float, float] | None = declare("Wilson 95% interval of completion_rate", FRACTION)
+    drop_off_rate: float | None = declare("1 - completion_rate", FRACTION)
+    avg_time_to_next_step: float | None = declare("mean time to the next step, over users who made it", SECONDS)
+    median_time_to_next_step: float | None = declare("median time to the next step", SECONDS)
+    p90_time_to_next_step: float | None = declare("90th percentile of the time to the next step", SECONDS)
+    status_codes: tuple[str, ...] = status_codes()
+
+
+@dataclass(frozen=True)
+class FunnelReport:
+    """A funnel's conversion, step by step."""
+
+    funnel_name: str = declare("the configured funnel")
+    description: str = declare("what the funnel measures")
+    method: Literal["ordered_events", "aggregate_goals"] = declare(
+        "ordered_events (identified events, exact) or aggregate_goals (Plausible goal counts)")
+    window_seconds: int = declare("conversion window from the first step", SECONDS)
+    steps: tuple[StepReport, ...] = declare("in order")
+    overall_conversion_rate: float | None = declare("users who completed / users who entered", FRACTION)
+    total_users: int = declare("users who entered (reached step 1)", USERS)
+    completed_users: int = declare("users who reached the last step", USERS)
+    avg_completion_time: float | None = declare("mean time from step 1 to the last step", SECONDS)
+    median_completion_time: float | None = declare("median time from step 1 to the last step", SECONDS)
+    incomplete_cohort: bool = declare("entries whose window is still open may yet complete")
+    status_codes: tuple[str, ...] = status_codes()
+    method_note: str | None = declare("how aggregate_goals counts a step", omit_if_none=True)
+    entries_between: tuple[Timestamp, Timestamp] | None = declare(
+        "[start, end) of the entries counted (ordered_events)", omit_if_none=True)
+    approximation: str | None = declare("how the figures are approximated (status approximated_range)",
+                                        omit_if_none=True)
+
+
 def funnel_report(funnel: FunnelDefinition, entered: list[int], *, method: str, incomplete_cohort: bool,
                   step_seconds: Callable[[int], np.ndarray] | None = None,
-                  completion_seconds: np.ndarray | None = None, codes: Sequence[str] = ()) -> dict:
-    """The contract section 4.5 report from the users who reached each step.
+                  completion_seconds: np.ndarray | None = None, codes: Sequence[str] = ()) -> FunnelReport:
+    """The funnel report from the users who reached each step.
 
     ``step_seconds(k)`` gives the seconds from step k to step k+1 of the users who made that
     transition; without it (aggregate counts) every time is ``null``. ``codes`` are status codes
@@ -140,19 +182,19 @@ def funnel_report(funnel: FunnelDefinition, entered: list[int], *, method: str, 
             step_codes.append("last_step")
         elif entered[index] and not completed[index]:
             step_codes.append("no_transitions")
-        steps.append({
-            "step_name": step.name,
-            "step_number": index + 1,
-            "users_entered": entered[index],
-            "users_completed": completed[index],
-            "completion_rate": rate,
-            "completion_rate_ci": None if rate is None else [float(low[index]), float(high[index])],
-            "drop_off_rate": None if rate is None else 1.0 - rate,
-            "avg_time_to_next_step": summary["mean"],
-            "median_time_to_next_step": summary["median"],
-            "p90_time_to_next_step": summary["p90"],
-            "status_codes": step_codes,
-        })
+        steps.append(StepReport(
+            step_name=step.name,
+            step_number=index + 1,
+            users_entered=entered[index],
+            users_completed=completed[index],
+            completion_rate=rate,
+            completion_rate_ci=None if rate is None else (float(low[index]), float(high[index])),
+            drop_off_rate=None if rate is None else 1.0 - rate,
+            avg_time_to_next_step=summary["mean"],
+            median_time_to_next_step=summary["median"],
+            p90_time_to_next_step=summary["p90"],
+            status_codes=tuple(step_codes),
+        ))
 
     total, finished = entered[0], entered[-1]
     completion = _time_summary(completion_seconds)
@@ -161,20 +203,20 @@ def funnel_report(funnel: FunnelDefinition, entered: list[int], *, method: str, 
         funnel_codes.append("no_entries")
     elif not finished:
         funnel_codes.append("no_completions")
-    return {
-        "funnel_name": funnel.name,
-        "description": funnel.description,
-        "method": method,
-        "window_seconds": funnel.window_seconds,
-        "steps": steps,
-        "overall_conversion_rate": safe_ratio(finished, total),
-        "total_users": total,
-        "completed_users": finished,
-        "avg_completion_time": completion["mean"],
-        "median_completion_time": completion["median"],
-        "incomplete_cohort": bool(incomplete_cohort),
-        "status_codes": funnel_codes,
-    }
+    return FunnelReport(
+        funnel_name=funnel.name,
+        description=funnel.description,
+        method=method,
+        window_seconds=funnel.window_seconds,
+        steps=tuple(steps),
+        overall_conversion_rate=safe_ratio(finished, total),
+        total_users=total,
+        completed_users=finished,
+        avg_completion_time=completion["mean"],
+        median_completion_time=completion["median"],
+        incomplete_cohort=bool(incomplete_cohort),
+        status_codes=tuple(funnel_codes),
+    )
 
 
 def _time_summary(seconds: np.ndarray | None) -> dict[str, float | None]:

@@ -1,4 +1,4 @@
-"""Funnels from Plausible's aggregate goal counts, when no identified events exist (methods.md section 2).
+"""Funnels from Plausible's goal counts when no identified events exist (docs/methods.md#funnels).
 
 Plausible cannot follow a person across days and has no funnel endpoint, so this is a weaker
 funnel than :mod:`exporter.analysis.funnels`, and the report says how it was counted:
@@ -11,17 +11,18 @@ funnel than :mod:`exporter.analysis.funnels`, and the report says how it was cou
   on the visitors who did steps 1..k.
 
 Counts are whole visitors; there are no per-person timestamps, so every time field is ``null``
-and ``status_codes`` carries ``timings_unavailable``. The shape is that of contract section 4.5,
+and ``status_codes`` carries ``timings_unavailable``. The report is the ordered one's,
 with ``method: "aggregate_goals"`` and a ``method_note`` in words.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
-from .funnels import FunnelDefinition, funnel_report
+from .funnels import FunnelDefinition, FunnelReport, funnel_report
 
 METHOD = "aggregate_goals"
 NO_TIMINGS = "timings_unavailable"
@@ -34,11 +35,11 @@ PER_GOAL_NOTE = ("Plausible goal counts (no identified events source; Stats API 
 
 
 def goal_funnel_report(funnel: FunnelDefinition, visitors: Sequence[float], *, same_session: bool,
-                       incomplete_cohort: bool) -> dict:
-    """Contract section 4.5 report from the visitors counted at each step (one count per step)."""
+                       incomplete_cohort: bool) -> FunnelReport:
+    """The funnel report from the visitors counted at each step (one count per step)."""
     if len(visitors) != len(funnel.steps):
         raise ValueError(f"funnel {funnel.name!r}: {len(visitors)} counts for {len(funnel.steps)} steps")
     # v2's nested filters are already non-increasing; v1's independent counts are capped here.
     entered = np.minimum.accumulate(np.round(np.asarray(visitors, dtype=float))).astype(np.int64).tolist()
     report = funnel_report(funnel, entered, method=METHOD, incomplete_cohort=incomplete_cohort, codes=[NO_TIMINGS])
-    return {**report, "method_note": SAME_SESSION_NOTE if same_session else PER_GOAL_NOTE}
+    return dataclasses.replace(report, method_note=SAME_SESSION_NOTE if same_session else PER_GOAL_NOTE)

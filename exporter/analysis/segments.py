@@ -1,4 +1,4 @@
-"""Behavioural user segments, engagement score and power-user curve (methods.md section 3).
+"""Behavioural user segments, engagement score and power-user curve (docs/methods.md#segments-and-engagement).
 
 Days are UTC calendar days counted back from the day holding ``now``: day 0 is today, day 1
 yesterday. Events after ``now`` are ignored. An *active day* is a day with at least one
@@ -20,7 +20,7 @@ seen through non-meaningful events have never been active and belong to no segme
 Rules, first match wins (thresholds in :class:`SegmentThresholds`):
 
 1. ``new``: age <= 14.
-2. ``churned``: R > 56. ``dormant``: 28 <= R <= 56 -- methods.md writes ``28 < R``, but with R
+2. ``churned``: R > 56. ``dormant``: 28 <= R <= 56 -- not ``28 < R``: with R
    counted from 0 the L28 window is R = 0..27, so R = 28 already means "no active day in 28
    days" and would otherwise match no rule.
 3. ``at_risk``: L28_prev >= 4 and (R >= max(14, 3 x gap) or L28 <= 0.5 x L28_prev).
@@ -41,12 +41,15 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import Any, Literal
 
 import numpy as np
 
+from exporter.results import COUNT, DAYS, PERCENT, USERS, Timestamp, Unit, declare, status_codes
 
 SEGMENTATION_METHOD = "behavioral"
-SEGMENT_NAMES = ("power", "core", "casual", "new", "at_risk", "dormant", "churned")
+SegmentName = Literal["power", "core", "casual", "new", "at_risk", "dormant", "churned"]
+SEGMENT_NAMES: tuple[SegmentName, ...] = ("power", "core", "casual", "new", "at_risk", "dormant", "churned")
 
 DAY_SECONDS = 86_400
 WINDOW_DAYS = 28
@@ -56,9 +59,9 @@ LOOKBACK_DAYS = 90
 
 @dataclass(frozen=True)
 class SegmentThresholds:
-    """The configurable numbers of the segment rules (defaults from methods.md).
+    """The configurable numbers of the segment rules (defaults: docs/methods.md#segment-rules).
 
-    Every comparison is inclusive: methods.md's "R > 56" for churned is ``R >= 57`` here.
+    Every comparison is inclusive: the "R > 56" of churned is ``R >= 57`` here.
     """
 
     new_max_age_days: int = 14
@@ -103,6 +106,51 @@ class UserActivity:
     gap: np.ndarray
 
 
+@dataclass(frozen=True)
+class Characteristics:
+    """Medians of the rule measures over a segment's users (null for an empty segment)."""
+
+    median_active_days_28d: float | None = declare("L28: active days in days 0-27", DAYS)
+    median_active_days_previous_28d: float | None = declare("L28_prev: active days in days 28-55", DAYS)
+    median_days_since_active: float | None = declare("R: days since the last active day", DAYS)
+    median_features_used_28d: float | None = declare("B: distinct features used in days 0-27", COUNT)
+    median_age_days: float | None = declare("days since the first event of any kind", DAYS)
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """One behavioural segment."""
+
+    segment_name: SegmentName = declare("the segment", key=True)
+    user_count: int = declare("users in the segment", USERS)
+    percentage: float | None = declare("share of the population, percent 0..100", PERCENT)
+    avg_engagement: float | None = declare("mean engagement score of the segment's users, 0..100",
+                                           Unit("score", 0, 100))
+    characteristics: Characteristics = declare("medians of the rule measures")
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Users by active days in the last 28 days."""
+
+    days_active: int = declare("active days in days 0-27", key=True)
+    users: int = declare("users with that many active days", USERS)
+
+
+@dataclass(frozen=True)
+class UserSegments:
+    """Every user of the population in one behavioural segment, as of ``last_updated``."""
+
+    total_users: int = declare("the population: users with a meaningful event up to last_updated", USERS)
+    segments: tuple[SegmentRow, ...] = declare("every segment, in rule order")
+    segmentation_method: Literal["behavioral"] = declare("how users are segmented")
+    definitions: dict[str, Any] = declare("the measures, rules, thresholds and score, as applied")
+    power_user_curve: tuple[CurvePoint, ...] = declare("users by active days in the last 28 days, 0..28")
+    last_updated: Timestamp = declare("the instant the segments are computed as of")
+    status_codes: tuple[str, ...] = status_codes()
+    time_range_note: str | None = declare("why time_range does not change the segments", omit_if_none=True)
+
+
 def segments_report(
     activity: UserActivity,
     *,
@@ -110,9 +158,9 @@ def segments_report(
     thresholds: SegmentThresholds = SegmentThresholds(),
     meaningful_events: Collection[str] | None = None,
     feature_events: Mapping[str, str] | None = None,
-) -> dict:
-    """The report of :func:`analyse_segments` from per-user measures, whichever backend computed
-    them. The numbers do not depend on the order of the users."""
+) -> UserSegments:
+    """The segments report from per-user measures, whichever backend computed them. The numbers
+    do not depend on the order of the users."""
     segment = assign_segments(activity, thresholds)
     score = engagement_score(activity)
     total = len(activity.users)
@@ -121,26 +169,24 @@ def segments_report(
     for index, name in enumerate(SEGMENT_NAMES):
         members = segment == index
         count = int(members.sum())
-        segments.append({
-            "segment_name": name,
-            "user_count": count,
-            "percentage": 100.0 * count / total if total else None,
+        segments.append(SegmentRow(
+            segment_name=name,
+            user_count=count,
+            percentage=100.0 * count / total if total else None,
             # fsum is exact, so the mean does not depend on the order of the users as np.mean would.
-            "avg_engagement": math.fsum(score[members]) / count if count else None,
-            "characteristics": _characteristics(activity, members),
-        })
+            avg_engagement=math.fsum(score[members]) / count if count else None,
+            characteristics=_characteristics(activity, members),
+        ))
     curve = np.bincount(activity.l28, minlength=WINDOW_DAYS + 1)
-    return {
-        "total_users": total,
-        "segments": segments,
-        "segmentation_method": SEGMENTATION_METHOD,
-        "definitions": _definitions(thresholds, meaningful_events, feature_events),
-        "power_user_curve": [
-            {"days_active": days, "users": int(users)} for days, users in enumerate(curve.tolist())
-        ],
-        "last_updated": _iso_utc(now),
-        "status_codes": [] if total else ["no_users"],
-    }
+    return UserSegments(
+        total_users=total,
+        segments=tuple(segments),
+        segmentation_method=SEGMENTATION_METHOD,
+        definitions=_definitions(thresholds, meaningful_events, feature_events),
+        power_user_curve=tuple(CurvePoint(days, int(users)) for days, users in enumerate(curve.tolist())),
+        last_updated=_iso_utc(now),
+        status_codes=() if total else ("no_users",),
+    )
 
 
 def assign_segments(activity: UserActivity, thresholds: SegmentThresholds) -> np.ndarray:
@@ -178,17 +224,11 @@ def engagement_score(activity: UserActivity) -> np.ndarray:
     return 100.0 * (0.40 * frequency + 0.25 * recency + 0.20 * breadth + 0.15 * trend)
 
 
-def _characteristics(activity: UserActivity, members: np.ndarray) -> dict[str, float | None]:
-    measures = {
-        "median_active_days_28d": activity.l28,
-        "median_active_days_previous_28d": activity.l28_prev,
-        "median_days_since_active": activity.recency,
-        "median_features_used_28d": activity.breadth,
-        "median_age_days": activity.age,
-    }
+def _characteristics(activity: UserActivity, members: np.ndarray) -> Characteristics:
+    measures = (activity.l28, activity.l28_prev, activity.recency, activity.breadth, activity.age)
     if not members.any():
-        return dict.fromkeys(measures)
-    return {name: float(np.median(values[members])) for name, values in measures.items()}
+        return Characteristics(*(None for _ in measures))
+    return Characteristics(*(float(np.median(values[members])) for values in measures))
 
 
 def _definitions(

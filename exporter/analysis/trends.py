@@ -31,6 +31,7 @@ import numpy as np
 
 from exporter.analysis.kendall import mann_kendall_p_value, theil_sen
 from exporter.analysis.numbers import finite_or_none
+from exporter.results import CHANGE, COUNT, PROBABILITY, USERS_PER_WEEK, declare
 
 TrendLabel = Literal["up", "down", "stable", "insufficient_data"]
 
@@ -45,14 +46,20 @@ class TrendResult:
     slope: float | None
     n_points: int
 
-    def detail(self) -> dict:
-        """The contract's ``trend_detail`` object (JSON-safe: no NaN, no infinity)."""
-        return {
-            "p_value": finite_or_none(self.p_value),
-            "relative_change": finite_or_none(self.relative_change),
-            "slope": finite_or_none(self.slope),
-            "n_points": self.n_points,
-        }
+    def detail(self) -> TrendDetail:
+        """The evidence as published (no NaN, no infinity)."""
+        return TrendDetail(finite_or_none(self.p_value), finite_or_none(self.relative_change),
+                           finite_or_none(self.slope), self.n_points)
+
+
+@dataclass(frozen=True)
+class TrendDetail:
+    """The evidence behind a trend label (null where not computed: too few points or users)."""
+
+    p_value: float | None = declare("Mann-Kendall p-value of the weekly series", PROBABILITY)
+    relative_change: float | None = declare("Theil-Sen change over the window / its start", CHANGE)
+    slope: float | None = declare("Theil-Sen slope, users per week", USERS_PER_WEEK)
+    n_points: int = declare("weeks in the series", COUNT)
 
 
 def classify_trend(

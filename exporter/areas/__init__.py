@@ -1,23 +1,40 @@
-"""The analytics areas. Adding an area: write it (see base.Area), then list it here."""
+"""The analytics areas, built in one place, each given the clients and settings it reads.
+
+Adding an area: write it (see ``base.Area`` and docs/extending.md), then list it here; routes,
+the dashboard, exports and OpenAPI read its declaration, and its collector is registered in
+``exporter/collectors/__init__.py``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .base import Area
+from ..config import Config
+from ..events.backend import EventsBackend
+from ..sources.experimentation import ExperimentationClient
+from ..sources.feedback import FeedbackClient
+from ..sources.plausible import PlausibleClient
+from .base import Area, Context
 from .experiments import ExperimentsArea
-from .feedback import FeedbackArea
 from .features import FeaturesArea
+from .feedback import FeedbackArea
 from .funnels import FunnelsArea
+from .identified import IdentifiedUsers
 from .segments import SegmentsArea
 from .usage import UsageArea
 
-if TYPE_CHECKING:
-    from ..service import AnalyticsService
 
-AREA_TYPES: tuple[type[Area], ...] = (UsageArea, ExperimentsArea, FeaturesArea, FeedbackArea, FunnelsArea,
-                                      SegmentsArea)
-
-
-def build_areas(service: "AnalyticsService") -> dict[str, Area]:
-    return {area.name: area for area in (kind(service) for kind in AREA_TYPES)}
+def build_areas(context: Context, config: Config, *, plausible: PlausibleClient | None,
+                experimentation: ExperimentationClient | None, feedback: FeedbackClient | None,
+                events: EventsBackend | None) -> dict[str, Area]:
+    """Every area by section name, in the dashboard's order."""
+    metrics = config.metrics
+    identified = IdentifiedUsers(events, context.clock, config.segments.meaningful_events)
+    usage = UsageArea(context, plausible, identified, metrics.usage_ranges)
+    areas: list[Area] = [
+        usage,
+        ExperimentsArea(context, experimentation),
+        FeaturesArea(context, plausible, identified, usage, config.features, metrics.feature_ranges),
+        FeedbackArea(context, feedback, metrics.feedback_ranges, metrics.feedback_top_categories),
+        SegmentsArea(context, events, config.segments, config.features),
+        FunnelsArea(context, events, plausible, config.funnels, metrics.funnel_ranges),
+    ]
+    return {area.name: area for area in areas}

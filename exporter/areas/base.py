@@ -1,32 +1,63 @@
-"""What every analytics area has in common: memoized snapshots and their JSON form.
+"""What every analytics area has in common: its declaration, its context and its snapshots.
 
 An area (usage, features, experiments, ...) turns source data into one analysed **snapshot** per
-parameter set. The snapshot is memoized by the service for the TTL; the area's collector and its
-JSON endpoint both read that same snapshot, so ``/metrics`` and ``/api/v1/*`` cannot disagree.
+parameter set. The snapshot is memoized for the TTL; the area's collector and its JSON endpoint
+both read that same snapshot, so ``/metrics`` and ``/api/v1/*`` cannot disagree.
+
+An area is one declaration: its section's name in the dashboard, its endpoint, the query
+parameters it takes, the typed result it returns, the sources it reads and the parameter sets
+``/metrics`` publishes. The API (routes, dashboard, export, OpenAPI) and the CLI read these;
+nothing else needs to change to add one (docs/extending.md).
+
+An area is given a narrow :class:`Context` (the memo's load, the clock, which sources are
+disabled and why) and the clients it reads, never the whole service.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Hashable
+from typing import Any, ClassVar, TypeVar
 
 from ..cache import Cached
 from ..errors import SourceDisabled
+from ..health import SourceSummary
+from ..results import Timestamp, declare
 from ..timeranges import iso_z
+from .params import Param
 
-if TYPE_CHECKING:
-    from prometheus_client.registry import Collector
-
-    from ..service import AnalyticsService
+T = TypeVar("T")
+Load = Callable[[Hashable, str, Callable[[], Awaitable[Any]]], Awaitable[Cached[Any]]]
 
 
 @dataclass(frozen=True)
-class Section:
-    """An analysed snapshot as served: the body plus when it was made and from what."""
+class Context:
+    """What an area may use of the running service."""
 
-    body: dict[str, Any]
+    load: Load  # memoized, health-tracked and request-counted: load(key, source, loader)
+    peek: Callable[[Hashable], Cached[Any] | None]  # the memo's value for a key, without loading
+    clock: Callable[[], float]
+    disabled: Mapping[str, str]  # why each disabled source is disabled (enabled ones are absent)
+
+
+@dataclass(frozen=True)
+class SectionHeader:
+    """What every section carries besides its own fields."""
+
+    time_range: str | None = declare("the window the section covers (null where it takes none)")
+    generated_at: Timestamp = declare("when the snapshot was computed")
+    sources: dict[str, SourceSummary] = declare("the sources the section used, and how old their data is")
+    stale: bool | None = declare("present (true) while a refresh of an expired snapshot is running",
+                                 omit_if_none=True)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An analysed snapshot as served: the typed body plus when it was made and from what."""
+
+    body: Any  # the area's result type
     time_range: str | None
     generated_at: float
     stale: bool
@@ -36,60 +67,57 @@ class Section:
     def generated_at_iso(self) -> str:
         return iso_z(datetime.fromtimestamp(self.generated_at, timezone.utc))
 
-    def to_json(self, service: "AnalyticsService") -> dict[str, Any]:
-        header = {"time_range": self.time_range, "generated_at": self.generated_at_iso,
-                  "sources": {name: service.health.summary(name) for name in self.sources}}
-        if self.stale:
-            header["stale"] = True
-        return header | self.body
-
 
 class Area(ABC):
-    """One analytics area. Subclasses say which sources they read and how to compute a body."""
+    """One analytics area. Subclasses declare their section and say how to compute a body."""
 
-    name: str  # the section's key in the dashboard object
+    name: ClassVar[str]  # the section's key in the dashboard object
+    path: ClassVar[str]  # its endpoint; ``{member}`` in it for an area with members (funnels)
+    result: ClassVar[type]  # the typed body
+    title: ClassVar[str]  # a few words for the OpenAPI summary
+    member: ClassVar[str | None] = None  # the path parameter naming a member, if the area has members
     sources: tuple[str, ...]  # sources it reads; the first one owns the refresh metrics
+    query: Mapping[str, Param]  # the query parameters its endpoint takes
 
-    def __init__(self, service: "AnalyticsService") -> None:
-        self.service = service
+    def __init__(self, context: Context) -> None:
+        self.context = context
 
     @abstractmethod
-    async def compute(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Fetch (through the service's memo) and analyse: the section body for ``params``."""
+    async def compute(self, params: dict[str, Any]) -> Any:
+        """Fetch (through the context's load) and analyse: the section body for ``params``."""
 
     @abstractmethod
     def metric_params(self) -> list[dict[str, Any]]:
         """The parameter sets whose snapshots ``/metrics`` publishes."""
 
-    @abstractmethod
-    def collector(self) -> "Collector":
-        """The prometheus collector that renders this area's snapshots."""
+    def members(self) -> Sequence[str]:
+        """The members an area with members serves (one section each); empty for the others."""
+        return ()
 
     def disabled_reason(self) -> str | None:
-        reasons = [self.service.health.sources[s].disabled_reason for s in self.sources]
-        return next((r for r in reasons if r), None)
+        return next((self.context.disabled[s] for s in self.sources if s in self.context.disabled), None)
 
-    async def section(self, params: dict[str, Any]) -> Section:
+    async def section(self, params: dict[str, Any]) -> Snapshot:
         reason = self.disabled_reason()
         if reason:
             raise SourceDisabled(self.sources[0], reason)
-        cached = await self.service.load(self.key(params), self.sources[0], lambda: self.compute(params))
-        return self._as_section(cached, params)
+        cached = await self.context.load(self.key(params), self.sources[0], lambda: self.compute(params))
+        return self._as_snapshot(cached, params)
 
-    def peek(self, params: dict[str, Any]) -> Section | None:
+    def peek(self, params: dict[str, Any]) -> Snapshot | None:
         """The current snapshot without fetching (what collectors use); None when absent."""
-        cached = self.service.memo.peek(self.key(params))
-        return None if cached is None else self._as_section(cached, params)
+        cached = self.context.peek(self.key(params))
+        return None if cached is None else self._as_snapshot(cached, params)
 
-    def fresh(self, params: dict[str, Any]) -> Section | None:
+    def fresh(self, params: dict[str, Any]) -> Snapshot | None:
         """The current snapshot if it is within its TTL (asking would not refresh it); else None."""
-        section = self.peek(params)
-        return None if section is None or section.stale else section
+        snapshot = self.peek(params)
+        return None if snapshot is None or snapshot.stale else snapshot
 
     def key(self, params: dict[str, Any]) -> Hashable:
         return ("area", self.name, tuple(sorted(params.items())))
 
-    def _as_section(self, cached: Cached[dict[str, Any]], params: dict[str, Any]) -> Section:
+    def _as_snapshot(self, cached: Cached[Any], params: dict[str, Any]) -> Snapshot:
         time_range = params.get("time_range")
-        return Section(cached.value, getattr(time_range, "value", time_range), cached.fetched_at,
-                       cached.stale, self.sources)
+        return Snapshot(cached.value, getattr(time_range, "value", time_range), cached.fetched_at, cached.stale,
+                        self.sources)

@@ -1,32 +1,50 @@
-"""Experiment results: the Experimentation Service's counts, analysed by our own engine (contract §4.1)."""
+"""Experiment results: the Experimentation Service's counts, analysed by our own engine.
+
+(docs/api.md#experiment-results, docs/methods.md#experiments)
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from ..analysis.experiments import analyse_experiments, unavailable_experiment
-from ..collectors.experiments import ExperimentsCollector
-from ..sources.experimentation import ExperimentReading
-from .base import Area
+from ..analysis.experiments import ExperimentResult, analyse_experiments, unavailable_experiment
+from ..results import declare
+from ..sources.experimentation import STATUSES, ExperimentationClient, ExperimentReading
+from .base import Area, Context
+from .params import Param
+
+
+@dataclass(frozen=True)
+class ExperimentResults:
+    """Every experiment the Experimentation Service lists (with the status asked for)."""
+
+    experiments: tuple[ExperimentResult, ...] = declare("in the upstream's order")
 
 
 class ExperimentsArea(Area):
     name = "experiment_results"
+    path = "/api/v1/experiment-results"
+    result = ExperimentResults
+    title = "Experiment results"
     sources = ("experimentation",)
+    query = {"status": Param(STATUSES, None, description="only experiments with this status (default: all)")}
 
-    async def compute(self, params: dict[str, Any]) -> dict[str, Any]:
-        readings = await self.service.experimentation.read_experiments(params.get("status"))
-        return {"experiments": analyse_readings(readings)}
+    def __init__(self, context: Context, experimentation: ExperimentationClient | None) -> None:
+        super().__init__(context)
+        self.experimentation = experimentation
+
+    async def compute(self, params: dict[str, Any]) -> ExperimentResults:
+        readings = await self.experimentation.read_experiments(params.get("status"))
+        return ExperimentResults(tuple(analyse_readings(readings)))
 
     def metric_params(self) -> list[dict[str, Any]]:
         return [{}]  # every status: the collector picks the experiments it may publish
 
-    def collector(self) -> ExperimentsCollector:
-        return ExperimentsCollector(self)
 
-
-def analyse_readings(readings: Sequence[ExperimentReading]) -> list[dict[str, Any]]:
-    """One experiment object per reading, in order; those without counts come back unavailable."""
+def analyse_readings(readings: Sequence[ExperimentReading]) -> list[ExperimentResult]:
+    """One result per reading, in order; those without counts come back unavailable."""
     analysed = iter(analyse_experiments([r.analysis_input for r in readings if r.analysis_input is not None]))
     return [next(analysed) if r.analysis_input is not None else unavailable_experiment(r.experiment, r.problem)
             for r in readings]

@@ -1,4 +1,4 @@
-"""Feature adoption: configured features observed through Plausible goals (contract §4.3).
+"""Feature adoption: configured features observed through Plausible goals (docs/api.md#feature-adoption).
 
 Plausible requests per refresh cycle, whatever the number of features (the budget is visible in
 ``/health``):
@@ -24,77 +24,76 @@ import logging
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from ..analysis.adoption import FeatureUsage, feature_adoption, first_complete_week
-from ..collectors.features import FeaturesCollector
+from ..analysis.adoption import FeatureAdoption, FeatureUsage, feature_adoption, first_complete_week
 from ..concurrency import gather_or_cancel
 from ..config import FeatureConfig
-from ..sources.plausible import GoalUses
+from ..sources.plausible import GoalUses, PlausibleClient
 from ..timeranges import ResolvedRange, TimeRange, resolve
-from .base import Area
-from .identified import identified_feature_dates, identified_feature_users
+from .base import Area, Context
+from .identified import IdentifiedUsers
+from .params import time_range
 from .usage import UsageArea
 
 log = logging.getLogger(__name__)
 
-TREND_WEEKS = 12  # methods.md §4: 8-12 weekly points
+TREND_WEEKS = 12  # docs/methods.md#trends: the last 12 whole weeks
 NO_USES = GoalUses(visitors=0.0, events=0.0)  # a goal absent from a breakdown had no conversions
 
 
 class FeaturesArea(Area):
     name = "feature_adoption"
-    sources = ("plausible",)
+    path = "/api/v1/feature-adoption"
+    result = FeatureAdoption
+    title = "Feature adoption"
+    query = {"time_range": time_range("30d")}
 
-    def __init__(self, service: Any) -> None:
-        super().__init__(service)
+    def __init__(self, context: Context, plausible: PlausibleClient | None, identified: IdentifiedUsers,
+                 usage: UsageArea, features: tuple[FeatureConfig, ...], windows: tuple[TimeRange, ...]) -> None:
+        super().__init__(context)
+        self.plausible = plausible
+        self.identified = identified
+        self.usage = usage  # the window's active users, the denominator, are its snapshot's
+        self.features = features
+        self.windows = windows
         self._known_goals: set[str] = set()  # goals Plausible confirmed; never asked about again
         self._reported_unknown: set[str] = set()  # goals already logged as unknown to Plausible
-        if service.events is not None:  # unique users come from the identified events
-            self.sources = (*self.sources, "events")
+        # Unique users come from the identified events when there are any.
+        self.sources = ("plausible", "events") if identified.available else ("plausible",)
 
-    async def compute(self, params: dict[str, Any]) -> dict[str, Any]:
-        client = self.service.plausible
-        time_range: TimeRange = params["time_range"]
-        now = datetime.fromtimestamp(self.service.clock(), timezone.utc)
-        window = resolve(time_range, now, client.tz)
+    async def compute(self, params: dict[str, Any]) -> FeatureAdoption:
+        client, load = self.plausible, self.context.load
+        window_range: TimeRange = params["time_range"]
+        now = datetime.fromtimestamp(self.context.clock(), timezone.utc)
+        window = resolve(window_range, now, client.tz)
         today = now.astimezone(client.tz).date()
         first_week = first_complete_week(today, TREND_WEEKS)
         usage, (window_uses, note), all_time, weekly = await gather_or_cancel(
-            self.service.areas[UsageArea.name].section(UsageArea.params(time_range)),
+            self.usage.section({"time_range": window_range}),
             client.goal_uses(window),
-            self.service.load(("plausible", "goals", "all_time"), "plausible",
-                              lambda: client.all_time_goal_uses(today)),
-            self.service.load(("plausible", "goals", "weekly", first_week.isoformat()), "plausible",
-                              lambda: self._weekly(first_week)),
+            load(("plausible", "goals", "all_time"), "plausible", lambda: client.all_time_goal_uses(today)),
+            load(("plausible", "goals", "weekly", first_week.isoformat()), "plausible",
+                 lambda: self._weekly(first_week)),
         )
         goal_series, weekly_active = weekly.value
         unknown = await self._unknown_goals(all_time.value)
         features = [self._usage(feature, unknown, window_uses, all_time.value, goal_series)
-                    for feature in self.service.config.features]
-        basis, codes = usage.body["basis"], []
+                    for feature in self.features]
+        basis, codes = usage.body.basis, []
         if basis == "identified_users":  # counted like the usage area's active users, the denominator
             features, codes = await self._identified(features, window)
             basis = "plausible_visitors" if codes else basis
         week_starts = [datetime.combine(first_week + timedelta(weeks=i), time(), client.tz) for i in range(TREND_WEEKS)]
-        body = feature_adoption(features, active_users=usage.body["active_users"], week_starts=week_starts,
-                                weekly_active=weekly_active)
-        body["basis"] = basis
-        body["status_codes"].extend(codes)
-        body["unknown_goals"] = sorted(unknown)
-        if unknown:
-            body["status_codes"].append("unknown_goals")
-        if note:
-            body["approximation"] = note
-            body["status_codes"].append("approximated_range")
-        return body
+        return feature_adoption(features, active_users=usage.body.active_users, week_starts=week_starts,
+                                weekly_active=weekly_active, basis=basis, unknown_goals=sorted(unknown),
+                                approximation=note, codes=codes)
 
     async def _identified(self, features: list[FeatureUsage], window: ResolvedRange
                           ) -> tuple[list[FeatureUsage], list[str]]:
         """``features`` with unique users (the observable ones) and first and last use from the
         events, for those naming an event."""
-        events = {f.name: f.event for f in self.service.config.features if f.event}
-        (users, codes), (dates, _) = await gather_or_cancel(
-            identified_feature_users(self.service, window, events.values()),
-            identified_feature_dates(self.service, events.values()))
+        events = {f.name: f.event for f in self.features if f.event}
+        (users, codes), (dates, _) = await gather_or_cancel(self.identified.feature_users(window, events.values()),
+                                                            self.identified.feature_dates(events.values()))
         if users is None or dates is None:
             return features, codes
         return [self._with_events(f, users[events[f.name]], dates[events[f.name]]) if f.name in events else f
@@ -110,19 +109,18 @@ class FeaturesArea(Area):
 
     async def _weekly(self, first_week: date) -> tuple[dict[str, list[float]], list[float]]:
         """Unique visitors per goal and of the whole site, for each trend week."""
-        client = self.service.plausible
+        client = self.plausible
         goals, visitors = await gather_or_cancel(client.weekly_goal_visitors(first_week, TREND_WEEKS),
                                                client.weekly_visitors(first_week, TREND_WEEKS))
         return goals, visitors
 
     async def _unknown_goals(self, all_time: dict[str, GoalUses]) -> set[str]:
         """Configured goals Plausible does not know. Only goals never converted need asking."""
-        client = self.service.plausible
+        client = self.plausible
         self._known_goals.update(all_time)
-        never_used = sorted({f.goal for f in self.service.config.features
-                             if f.goal and f.goal not in self._known_goals})
+        never_used = sorted({f.goal for f in self.features if f.goal and f.goal not in self._known_goals})
         known = await gather_or_cancel(*(
-            self.service.load(("plausible", "goal_exists", goal), "plausible",
+            self.context.load(("plausible", "goal_exists", goal), "plausible",
                               lambda goal=goal: client.goal_exists(goal))
             for goal in never_used))
         unknown = {goal for goal, exists in zip(never_used, known) if not exists.value}
@@ -146,7 +144,4 @@ class FeaturesArea(Area):
                             weekly_users=goal_series.get(feature.goal, [0.0] * TREND_WEEKS))
 
     def metric_params(self) -> list[dict[str, Any]]:
-        return [{"time_range": tr} for tr in self.service.config.metrics.feature_ranges]
-
-    def collector(self) -> FeaturesCollector:
-        return FeaturesCollector(self)
+        return [{"time_range": window} for window in self.windows]

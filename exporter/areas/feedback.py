@@ -1,47 +1,52 @@
-"""Feedback: satisfaction, sentiment and open items from the Feedback Service (contract §4.6).
+"""Feedback: satisfaction, sentiment and open items from the Feedback Service (docs/api.md#feedback).
 
 Each window pages the list until its start (UTC calendar days, like the service's timestamps;
-today included). The all-time count of open items is one shared ``/stats`` request.
+today included). The backlog of open items is one shared ``/stats`` request.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 from typing import Any
 
-from ..analysis.feedback import summarise_feedback
-from ..collectors.feedback import FeedbackCollector
+from ..analysis.feedback import FeedbackSummary, summarise_feedback
 from ..concurrency import gather_or_cancel
-from ..timeranges import iso_z, resolve
-from .base import Area
+from ..sources.feedback import FeedbackClient
+from ..timeranges import TimeRange, iso_z, resolve
+from .base import Area, Context
+from .params import time_range
 
 
 class FeedbackArea(Area):
     name = "feedback"
+    path = "/api/v1/feedback"
+    result = FeedbackSummary
+    title = "Feedback"
     sources = ("feedback",)
+    query = {"time_range": time_range("30d")}
 
-    async def compute(self, params: dict[str, Any]) -> dict[str, Any]:
-        client = self.service.feedback
-        now = datetime.fromtimestamp(self.service.clock(), timezone.utc)
+    def __init__(self, context: Context, feedback: FeedbackClient | None, windows: tuple[TimeRange, ...],
+                 top_categories: int) -> None:
+        super().__init__(context)
+        self.feedback = feedback
+        self.windows = windows
+        self.top_categories = top_categories
+
+    async def compute(self, params: dict[str, Any]) -> FeedbackSummary:
+        client = self.feedback
+        now = datetime.fromtimestamp(self.context.clock(), timezone.utc)
         window = resolve(params["time_range"], now, timezone.utc)
         fetched, open_items = await gather_or_cancel(
             client.items_since(window.start),
-            self.service.load(("feedback", "open_items"), "feedback", client.open_items),
+            self.context.load(("feedback", "open_items"), "feedback", client.open_items),
         )
-        body = summarise_feedback(fetched.items, top_categories=self.service.config.metrics.feedback_top_categories)
-        body["window_start"] = iso_z(window.start)
-        # The backlog, as analytics_feedback_open_items publishes it: every item still open or in
-        # progress, whenever submitted (the window's share is open_items_in_window).
-        body["open_items"] = open_items.value
-        body["skipped_items"] = fetched.skipped
-        if fetched.skipped:
-            body["status_codes"].append("malformed_items_skipped")
-        if not fetched.complete:
-            body["status_codes"].append("truncated")
-        return body
+        summary = summarise_feedback(fetched.items, top_categories=self.top_categories)
+        codes = (("malformed_items_skipped",) if fetched.skipped else ()) + (() if fetched.complete else ("truncated",))
+        # open_items is the backlog, as analytics_feedback_open_items publishes it: every item still
+        # open or in progress, whenever submitted (the window's share is open_items_in_window).
+        return dataclasses.replace(summary, window_start=iso_z(window.start), open_items=open_items.value,
+                                   skipped_items=fetched.skipped, status_codes=summary.status_codes + codes)
 
     def metric_params(self) -> list[dict[str, Any]]:
-        return [{"time_range": tr} for tr in self.service.config.metrics.feedback_ranges]
-
-    def collector(self) -> FeedbackCollector:
-        return FeedbackCollector(self)
+        return [{"time_range": window} for window in self.windows]

@@ -12,53 +12,56 @@ stamped later than now (a producer's clock running ahead) is not activity yet.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable, Callable, Collection, TypeVar
+from collections.abc import Awaitable, Callable, Collection
+from typing import TypeVar
 
 from ..analysis.usage import UserCounts
 from ..errors import SourceError
 from ..events.backend import EventsBackend
 from ..timeranges import ResolvedRange
 
-if TYPE_CHECKING:
-    from ..service import AnalyticsService
-
 UNAVAILABLE = "identified_users_unavailable"
 T = TypeVar("T")
+Answer = tuple[T | None, list[str]]  # the answer (None without a readable events source) and status codes
 
 
-async def identified_user_counts(service: "AnalyticsService", window: ResolvedRange
-                                 ) -> tuple[UserCounts | None, list[str]]:
-    """Users ever seen and users active in ``window``; None without a readable events source."""
-    start, end = _bounds(service, window)
-    meaningful = service.config.segments.meaningful_events
-    return await _ask(service, lambda backend: backend.user_counts(start=start, end=end, meaningful_events=meaningful))
+class IdentifiedUsers:
+    """The questions Plausible's areas ask the identified events, when there are any."""
 
+    def __init__(self, events: EventsBackend | None, clock: Callable[[], float],
+                 meaningful_events: Collection[str] | None) -> None:
+        self.events = events
+        self._clock = clock
+        self._meaningful = meaningful_events
 
-async def identified_feature_users(service: "AnalyticsService", window: ResolvedRange, events: Collection[str]
-                                   ) -> tuple[dict[str, int] | None, list[str]]:
-    """Distinct users per event name in ``window``; None without a readable events source."""
-    start, end = _bounds(service, window)
-    return await _ask(service, lambda backend: backend.feature_users(events, start=start, end=end))
+    @property
+    def available(self) -> bool:
+        return self.events is not None
 
+    async def user_counts(self, window: ResolvedRange) -> Answer[UserCounts]:
+        """Users ever seen and users active in ``window``."""
+        start, end = self._bounds(window)
+        return await self._ask(lambda events: events.user_counts(start=start, end=end,
+                                                                 meaningful_events=self._meaningful))
 
-async def identified_feature_dates(service: "AnalyticsService", events: Collection[str]
-                                   ) -> tuple[dict[str, tuple[int, int] | None] | None, list[str]]:
-    """First and last time of each event name up to now; None without a readable events source."""
-    end = int(service.clock()) + 1
-    return await _ask(service, lambda backend: backend.feature_dates(events, end=end))
+    async def feature_users(self, window: ResolvedRange, names: Collection[str]) -> Answer[dict[str, int]]:
+        """Distinct users per event name in ``window``."""
+        start, end = self._bounds(window)
+        return await self._ask(lambda events: events.feature_users(names, start=start, end=end))
 
+    async def feature_dates(self, names: Collection[str]) -> Answer[dict[str, tuple[int, int] | None]]:
+        """First and last time of each event name up to now."""
+        end = int(self._clock()) + 1
+        return await self._ask(lambda events: events.feature_dates(names, end=end))
 
-async def _ask(service: "AnalyticsService", question: Callable[[EventsBackend], Awaitable[T]]
-               ) -> tuple[T | None, list[str]]:
-    if service.events is None:
-        return None, []
-    try:
-        return await question(service.events), []
-    except SourceError:
-        return None, [UNAVAILABLE]  # the reason is in the events source's health
+    async def _ask(self, question: Callable[[EventsBackend], Awaitable[T]]) -> Answer[T]:
+        if self.events is None:
+            return None, []
+        try:
+            return await question(self.events), []
+        except SourceError:
+            return None, [UNAVAILABLE]  # the reason is in the events source's health
 
-
-def _bounds(service: "AnalyticsService", window: ResolvedRange) -> tuple[int, int]:
-    end = int(service.clock()) + 1  # exclusive: an event stamped exactly now counts
-    return int(window.start.timestamp()), min(end, int(window.end.timestamp()))
-
+    def _bounds(self, window: ResolvedRange) -> tuple[int, int]:
+        end = int(self._clock()) + 1  # exclusive: an event stamped exactly now counts
+        return int(window.start.timestamp()), min(end, int(window.end.timestamp()))

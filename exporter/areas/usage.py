@@ -1,32 +1,40 @@
-"""Usage trends: who is active and what they look at, from Plausible (contract §4.2)."""
+"""Usage trends: who is active and what they look at, from Plausible (docs/api.md#usage-trends)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
 
-from ..analysis.usage import usage_trends
-from ..collectors.usage import UsageCollector
+from ..analysis.usage import UsageTrends, usage_trends
 from ..concurrency import gather_or_cancel
+from ..sources.plausible import PlausibleClient
 from ..timeranges import TimeRange, resolve
-from .base import Area
-from .identified import identified_user_counts
+from .base import Area, Context
+from .identified import IdentifiedUsers
+from .params import time_range
 
 TOP_N = 10
 
 
 class UsageArea(Area):
     name = "usage_trends"
-    sources = ("plausible",)
+    path = "/api/v1/usage-trends"
+    result = UsageTrends
+    title = "Usage trends"
+    query = {"time_range": time_range("7d")}
 
-    def __init__(self, service: Any) -> None:
-        super().__init__(service)
-        if service.events is not None:  # the user counts come from the identified events
-            self.sources = (*self.sources, "events")
+    def __init__(self, context: Context, plausible: PlausibleClient | None, identified: IdentifiedUsers,
+                 windows: tuple[TimeRange, ...]) -> None:
+        super().__init__(context)
+        self.plausible = plausible
+        self.identified = identified
+        self.windows = windows
+        # The user counts come from the identified events when there are any.
+        self.sources = ("plausible", "events") if identified.available else ("plausible",)
 
-    async def compute(self, params: dict[str, Any]) -> dict[str, Any]:
-        client = self.service.plausible
-        now = datetime.fromtimestamp(self.service.clock(), timezone.utc)
+    async def compute(self, params: dict[str, Any]) -> UsageTrends:
+        client, load = self.plausible, self.context.load
+        now = datetime.fromtimestamp(self.context.clock(), timezone.utc)
         window = resolve(params["time_range"], now, client.tz)
         # Everything of one window is asked concurrently; the realtime and all-time figures are
         # shared by every window, so they are memoized once for all of them.
@@ -35,22 +43,14 @@ class UsageArea(Area):
             client.timeseries(window),
             client.breakdown(window, "event:page", limit=TOP_N),
             client.breakdown(window, "visit:source", limit=TOP_N),
-            self.service.load(("plausible", "realtime"), "plausible", lambda: client.realtime_visitors(now)),
-            self.service.load(("plausible", "all_time"), "plausible", lambda: client.all_time(now.date())),
-            identified_user_counts(self.service, window),
+            load(("plausible", "realtime"), "plausible", lambda: client.realtime_visitors(now)),
+            load(("plausible", "all_time"), "plausible", lambda: client.all_time(now.date())),
+            self.identified.user_counts(window),
         )
-        body = usage_trends(aggregate=aggregate.metrics, all_time=all_time.value, current_visitors=realtime.value,
+        return usage_trends(aggregate=aggregate.metrics, all_time=all_time.value, current_visitors=realtime.value,
                             points=points, pages=pages, traffic_sources=sources,
-                            approximation=aggregate.approximation or note, top_n=TOP_N, identified_users=identified)
-        body["status_codes"].extend(codes)
-        return body
+                            approximation=aggregate.approximation or note, top_n=TOP_N, identified_users=identified,
+                            codes=codes)
 
     def metric_params(self) -> list[dict[str, Any]]:
-        return [{"time_range": tr} for tr in self.service.config.metrics.usage_ranges]
-
-    def collector(self) -> UsageCollector:
-        return UsageCollector(self)
-
-    @staticmethod
-    def params(time_range: TimeRange) -> dict[str, Any]:
-        return {"time_range": time_range}
+        return [{"time_range": window} for window in self.windows]

@@ -6,19 +6,16 @@ already holds, and it changes when the file is re-read, not when a snapshot does
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..events.file_source import EventsFileSource
 
-if TYPE_CHECKING:
-    from ..service import AnalyticsService
-
 
 class EventsCollector:
-    def __init__(self, service: "AnalyticsService") -> None:
-        self.service = service
+    def __init__(self, events: EventsFileSource | None) -> None:
+        self.events = events  # only a file has lines to skip; ClickHouse rows are typed
 
     def describe(self) -> Iterator[Metric]:
         return iter(self._families(with_samples=False))
@@ -32,8 +29,7 @@ class EventsCollector:
             "Lines of the events file skipped as malformed at its last successful read (see /health and the log).")
         if not with_samples:
             return [malformed]
-        events = self.service.events  # only a file has lines to skip; ClickHouse rows are typed
-        snapshot = events.snapshot if isinstance(events, EventsFileSource) else None
+        snapshot = None if self.events is None else self.events.snapshot
         if snapshot is not None:
             malformed.add_metric([], snapshot.malformed_lines)
         return [malformed] if malformed.samples else []

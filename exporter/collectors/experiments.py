@@ -1,4 +1,4 @@
-"""Experiment metrics (contract §5) from the experiment-results snapshot.
+"""Experiment metrics (docs/metrics.md#experiments) from the experiment-results snapshot.
 
 Label values stay bounded: only experiments that are running, or stopped within the last 30
 days, get series. "Within" is measured from when the snapshot was made, so one snapshot always
@@ -8,12 +8,11 @@ renders the same way (the rendered bytes are reused until the next refresh).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from ..analysis.experiments import ExperimentResult
 from .base import AreaCollector, helptext
-
 
 SOURCE = "the Experimentation Service (statistics computed by this service)"
 STOPPED_PUBLISHED_FOR = timedelta(days=30)
@@ -43,7 +42,7 @@ PER_VARIANT = (
 class ExperimentsCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
-        ttl = self.area.service.config.cache.ttl_seconds
+        ttl = self.ttl
         active = GaugeMetricFamily("analytics_active_experiments",
                                    helptext("Experiments currently running.", SOURCE, ttl))
         significant = GaugeMetricFamily(
@@ -70,30 +69,30 @@ class ExperimentsCollector(AreaCollector):
         if section is None:
             return [] if with_samples else families
 
-        experiments = section.body["experiments"]
+        experiments = section.body.experiments
         snapshot_time = datetime.fromtimestamp(section.generated_at, timezone.utc)
         published = [e for e in experiments if is_published(e, snapshot_time)]
-        active.add_metric([], sum(e["status"] == "running" for e in experiments))
-        significant.add_metric([], sum(e["recommendation"] in DECIDED for e in published))
+        active.add_metric([], sum(e.status == "running" for e in experiments))
+        significant.add_metric([], sum(e.recommendation in DECIDED for e in published))
         for experiment in published:
-            experiment_id = experiment["experiment_id"]
-            info.add_metric([experiment_id, experiment["experiment_name"], experiment["status"],
-                             experiment["control"] or ""], 1.0)
+            experiment_id = experiment.experiment_id
+            info.add_metric([experiment_id, experiment.experiment_name, experiment.status, experiment.control or ""],
+                            1.0)
             for code in RECOMMENDATIONS:
-                recommendation.add_metric([experiment_id, code], float(experiment["recommendation"] == code))
-            if experiment["srm"]["p_value"] is not None:
-                srm.add_metric([experiment_id], experiment["srm"]["p_value"])
-            for variant in experiment["variants"]:
+                recommendation.add_metric([experiment_id, code], float(experiment.recommendation == code))
+            if experiment.srm.p_value is not None:
+                srm.add_metric([experiment_id], experiment.srm.p_value)
+            for variant in experiment.variants:
                 for name, field, _ in PER_VARIANT:
-                    if variant[field] is not None:
-                        per_variant[name].add_metric([experiment_id, variant["name"]], variant[field])
+                    if getattr(variant, field) is not None:
+                        per_variant[name].add_metric([experiment_id, variant.name], getattr(variant, field))
         return [f for f in families if f.samples]
 
 
-def is_published(experiment: dict[str, Any], now: datetime) -> bool:
+def is_published(experiment: ExperimentResult, now: datetime) -> bool:
     """Running, or stopped within the last 30 days (a stopped one without a stop date is not)."""
-    if experiment["status"] == "running":
+    if experiment.status == "running":
         return True
-    if experiment["status"] != "stopped" or experiment["end_date"] is None:
+    if experiment.status != "stopped" or experiment.end_date is None:
         return False
-    return now - datetime.fromisoformat(experiment["end_date"]) <= STOPPED_PUBLISHED_FOR
+    return now - datetime.fromisoformat(experiment.end_date) <= STOPPED_PUBLISHED_FOR

@@ -1,4 +1,4 @@
-"""Feature metrics (contract §5) from the feature-adoption snapshots of each configured window.
+"""Feature metrics (docs/metrics.md#features) from the feature-adoption snapshots of each configured window.
 
 Windowed values (adoption rate, unique users) carry a ``window`` label; the all-time usage
 counter and the weekly trend do not depend on the window and come from the first snapshot
@@ -8,15 +8,10 @@ observed (unknown goal, no source) has no series rather than a misleading zero.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..timeranges import window_label
 from .base import AreaCollector, helptext
-
-if TYPE_CHECKING:
-    pass
 
 TRENDS = ("up", "down", "stable", "insufficient_data")
 
@@ -28,7 +23,7 @@ class FeaturesCollector(AreaCollector):
         snapshots = [(window_label(params["time_range"]), section.body)
                      for params in self.area.metric_params()
                      if with_samples and (section := self.area.peek(params)) is not None]
-        identified = bool(snapshots) and snapshots[0][1].get("basis") == "identified_users"
+        identified = bool(snapshots) and snapshots[0][1].basis == "identified_users"
         users_text, users_source = (("Unique identified users of the feature in the window.",
                                      "the identified events source") if identified else
                                     ("Unique users of the feature in the window (Plausible's daily-salted visitors).",
@@ -54,16 +49,16 @@ class FeaturesCollector(AreaCollector):
         if not with_samples:
             return families
         for label, body in snapshots:
-            for feature in body["features"]:
-                if feature["adoption_rate"] is not None:
-                    rate.add_metric([feature["feature_name"], label], feature["adoption_rate"])
-                if feature["unique_users"] is not None:
-                    users.add_metric([feature["feature_name"], label], feature["unique_users"])
+            for feature in body.features:
+                if feature.adoption_rate is not None:
+                    rate.add_metric([feature.feature_name, label], feature.adoption_rate)
+                if feature.unique_users is not None:
+                    users.add_metric([feature.feature_name, label], feature.unique_users)
         if snapshots:
-            for feature in snapshots[0][1]["features"]:
-                if feature["all_time_uses"] is None:
+            for feature in snapshots[0][1].features:
+                if feature.all_time_uses is None:
                     continue  # not observable: its trend is no evidence either
-                usage.add_metric([feature["feature_name"]], feature["all_time_uses"])
+                usage.add_metric([feature.feature_name], feature.all_time_uses)
                 for state in TRENDS:
-                    trend.add_metric([feature["feature_name"], state], 1.0 if feature["trend"] == state else 0.0)
+                    trend.add_metric([feature.feature_name, state], 1.0 if feature.trend == state else 0.0)
         return [family for family in families if family.samples]

@@ -1,4 +1,4 @@
-"""Feedback metrics (contract §5) from the feedback snapshots of each configured window.
+"""Feedback metrics (docs/metrics.md#feedback) from the feedback snapshots of each configured window.
 
 Category labels come from free text, so they are the capped ``by_category`` rows of the snapshot
 (the top N by volume plus ``other``); no comment, email or other free text reaches a label.
@@ -6,15 +6,10 @@ Category labels come from free text, so they are the capped ``by_category`` rows
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..timeranges import window_label
 from .base import AreaCollector, helptext
-
-if TYPE_CHECKING:
-    pass
 
 WINDOWED = (
     ("analytics_feedback_average_rating", "average_rating", "Mean rating (1-5 stars) of feedback in the window."),
@@ -25,7 +20,7 @@ WINDOWED = (
 class FeedbackCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
-        ttl = self.area.service.config.cache.ttl_seconds
+        ttl = self.ttl
         source = "the Feedback Service"
         responses = GaugeMetricFamily(
             "analytics_feedback_responses", helptext("Feedback items in the window by rating.", source, ttl),
@@ -51,15 +46,15 @@ class FeedbackCollector(AreaCollector):
                      for params in self.area.metric_params()
                      if (section := self.area.peek(params)) is not None]
         for label, body in snapshots:
-            for rating, count in body["rating_distribution"].items():
+            for rating, count in body.rating_distribution.items():
                 responses.add_metric([label, rating], count)
             for name, field, _ in WINDOWED:
-                if body[field] is not None:
-                    windowed[name].add_metric([label], body[field])
-            if body["sentiment"]["average_compound"] is not None:
-                sentiment.add_metric([label], body["sentiment"]["average_compound"])
-            for row in body["by_category"]:
-                categories.add_metric([label, row["category"]], row["count"])
+                if getattr(body, field) is not None:
+                    windowed[name].add_metric([label], getattr(body, field))
+            if body.sentiment.average_compound is not None:
+                sentiment.add_metric([label], body.sentiment.average_compound)
+            for row in body.by_category:
+                categories.add_metric([label, row.category], row.count)
         if snapshots:
-            open_items.add_metric([], snapshots[0][1]["open_items"])
+            open_items.add_metric([], snapshots[0][1].open_items)
         return [family for family in families if family.samples]

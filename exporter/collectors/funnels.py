@@ -1,8 +1,8 @@
-"""Funnel metrics (contract §5) from the funnel snapshots of every configured funnel and window.
+"""Funnel metrics (docs/metrics.md#funnels) from the funnel snapshots of every configured funnel and window.
 
 Label values are configured funnel and step names, never data. A ``window`` label is added only
 when more than one funnel window is configured (``metrics.funnel_windows``), so the default
-setup keeps the contract's label sets. An undefined number (nobody entered, nobody completed)
+setup keeps the documented label sets. An undefined number (nobody entered, nobody completed)
 has no sample rather than a misleading zero.
 """
 
@@ -27,7 +27,7 @@ class FunnelsCollector(AreaCollector):
     def _families(self, with_samples: bool) -> list[Metric]:
         ttl = self.ttl
         source = SOURCES[self.area.method]
-        windowed = len(self.area.service.config.metrics.funnel_windows) > 1
+        windowed = len(self.area.windows) > 1
         funnel_labels = ["funnel_name", "window"] if windowed else ["funnel_name"]
         step_labels = ["funnel_name", "step", "window"] if windowed else ["funnel_name", "step"]
         conversion = GaugeMetricFamily(
@@ -57,14 +57,14 @@ class FunnelsCollector(AreaCollector):
                 continue
             body = section.body
             window = [window_label(params["time_range"])] if windowed else []
-            funnel = [body["funnel_name"], *window]
-            _add(conversion, funnel, body["overall_conversion_rate"])
-            _add(median, funnel, body["median_completion_time"])
-            for step in body["steps"]:
-                labels = [body["funnel_name"], step["step_name"], *window]
-                _add(step_rate, labels, step["completion_rate"])
-                _add(drop_off, labels, step["drop_off_rate"])
-                _add(users, labels, step["users_entered"])
+            funnel = [body.funnel_name, *window]
+            _add(conversion, funnel, body.overall_conversion_rate)
+            _add(median, funnel, body.median_completion_time)
+            for step in body.steps:
+                labels = [body.funnel_name, step.step_name, *window]
+                _add(step_rate, labels, step.completion_rate)
+                _add(drop_off, labels, step.drop_off_rate)
+                _add(users, labels, step.users_entered)
         return [family for family in families if family.samples]
 
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from .. import __version__
-from ..health import REFRESH_BUCKETS
-
-if TYPE_CHECKING:
-    from ..service import AnalyticsService
+from ..health import REFRESH_BUCKETS, HealthRegistry
 
 
 class HealthCollector:
-    def __init__(self, service: "AnalyticsService") -> None:
-        self.service = service
+    """Per-source state from the health registry, and the request budget of a refresh cycle.
+
+    ``requests_per_cycle(source)`` is what one refresh of everything published costs;
+    ``plausible_hourly()`` that cost per hour for Plausible (None when Plausible is disabled).
+    """
+
+    def __init__(self, health: HealthRegistry, requests_per_cycle: Callable[[str], int],
+                 plausible_hourly: Callable[[], float | None]) -> None:
+        self.health = health
+        self.requests_per_cycle = requests_per_cycle
+        self.plausible_hourly = plausible_hourly
 
     def describe(self) -> Iterator[Metric]:
         return iter(self._families())
@@ -41,7 +47,7 @@ class HealthCollector:
         budget = GaugeMetricFamily("analytics_plausible_projected_hourly_requests",
                                    "Plausible requests per hour at this TTL if every cached query is refreshed "
                                    "each cycle (plausible.io allows 600 per hour per team).")
-        for name, state in self.service.health.sources.items():
+        for name, state in self.health.sources.items():
             if not state.enabled:
                 continue
             up.add_metric([name], 1.0 if state.status == "up" else 0.0)
@@ -54,9 +60,10 @@ class HealthCollector:
             buckets = [(repr(bound), count) for bound, count in zip(REFRESH_BUCKETS, state.refresh_bucket_counts)]
             buckets.append(("+Inf", state.refresh_count))  # the health registry keeps counts cumulative
             refresh.add_metric([name], buckets, state.refresh_sum)
-            per_cycle.add_metric([name], self.service.requests_per_cycle(name))
-        if self.service.plausible is not None:
-            budget.add_metric([], self.service.projected_hourly_requests("plausible"))
+            per_cycle.add_metric([name], self.requests_per_cycle(name))
+        hourly = self.plausible_hourly()
+        if hourly is not None:
+            budget.add_metric([], hourly)
         info = GaugeMetricFamily("analytics_build_info", "Build information.", labels=["version"])
         info.add_metric([__version__], 1.0)
         return [up, duration, last_success, requests, refresh, per_cycle, budget, info]

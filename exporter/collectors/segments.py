@@ -1,4 +1,4 @@
-"""Segment metrics (contract §5) from the user-segments snapshot.
+"""Segment metrics (docs/metrics.md#segments) from the user-segments snapshot.
 
 Segment names are the fixed behavioural segments, so the label set is bounded. A segment's size
 is published even when it is empty (0 is a fact); its mean engagement only when it has members.
@@ -36,8 +36,8 @@ class SegmentsCollector(AreaCollector):
         sections = (self.area.peek(params) for params in self.area.metric_params())
         section = next((s for s in sections if s is not None), None)
         if section is not None:
-            for segment in section.body["segments"]:
-                size.add_metric([segment["segment_name"]], segment["user_count"])
-                if segment["avg_engagement"] is not None:
-                    engagement.add_metric([segment["segment_name"]], segment["avg_engagement"])
+            for segment in section.body.segments:
+                size.add_metric([segment.segment_name], segment.user_count)
+                if segment.avg_engagement is not None:
+                    engagement.add_metric([segment.segment_name], segment.avg_engagement)
         return [family for family in families if family.samples]

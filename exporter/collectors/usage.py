@@ -1,4 +1,4 @@
-"""Usage metrics (contract §5) from the usage-trends snapshots of each configured window."""
+"""Usage metrics (docs/metrics.md#usage) from the usage-trends snapshots of each configured window."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class UsageCollector(AreaCollector):
                     snapshots.append((window_label(params["time_range"]), section.body))
         windowed = {name: GaugeMetricFamily(name, helptext(text, source, ttl), labels=["window"])
                     for name, _, text in WINDOWED}
-        basis = snapshots[0][1].get("basis") if snapshots else None
+        basis = snapshots[0][1].basis if snapshots else None
         users_source = USER_COUNT_SOURCE.get(basis, "Plausible or the identified events source")
         active = GaugeMetricFamily("analytics_active_users",
                                    helptext("Unique active users in the window.", users_source, ttl), labels=["window"])
@@ -37,14 +37,14 @@ class UsageCollector(AreaCollector):
         current = GaugeMetricFamily("analytics_current_visitors",
                                     helptext("Visitors in the last 5 minutes.", source, ttl))
         for label, body in snapshots:
-            active.add_metric([label], body["active_users"])
+            active.add_metric([label], body.active_users)
             for name, field, _ in WINDOWED:
-                if body.get(field) is not None:
-                    windowed[name].add_metric([label], body[field])
+                if getattr(body, field) is not None:
+                    windowed[name].add_metric([label], getattr(body, field))
         if snapshots:
             body = snapshots[0][1]
-            total.add_metric([], body["total_users"])
-            pageviews.add_metric([], body["page_views_all_time"])
-            current.add_metric([], body["current_visitors"])
+            total.add_metric([], body.total_users)
+            pageviews.add_metric([], body.page_views_all_time)
+            current.add_metric([], body.current_visitors)
         families = [total, active, *windowed.values(), pageviews, current]
         return [f for f in families if f.samples] if with_samples else families

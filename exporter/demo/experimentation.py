@@ -41,16 +41,15 @@ from aiohttp import web
 from scipy import special
 
 from .fastapi_emulation import (
-    fastapi_json_response,
-    upstream_internal_error,
-    naive_utc_iso,
-    simulated_clock,
     IntQuery,
-    read_int_queries,
+    fastapi_json_response,
+    naive_utc_iso,
     optional_text_query,
     platform_service_middlewares,
+    read_int_queries,
+    simulated_clock,
+    upstream_internal_error,
 )
-
 
 # --------------------------------------------------------------------------------------------
 # Demo experiment catalogue

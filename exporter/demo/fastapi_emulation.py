@@ -17,7 +17,6 @@ from typing import Any
 
 from aiohttp import web
 
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 

@@ -1,6 +1,6 @@
 """Experiment statistics engine: pure functions over per-arm sufficient statistics.
 
-Entry points: ``analyse_experiments`` (a batch of ``ExperimentInput`` to contract-shaped dicts)
+Entry points: ``analyse_experiments`` (a batch of ``ExperimentInput`` to ``ExperimentResult``)
 and ``unavailable_experiment`` (the object for an experiment whose upstream stats failed). The
 individual methods live in one module each: ``moments``, ``frequentist``, ``sequential``,
 ``bayesian``, ``srm``, ``power`` and ``recommend``.
@@ -13,7 +13,7 @@ from .inputs import ArmInput, ExperimentInput
 from .moments import arm_moments
 from .power import FORMULA_NAME, required_sample_size
 from .recommend import recommend
-from .report import unavailable_experiment
+from .report import ExperimentResult, SampleRatio, VariantResult, unavailable_experiment
 from .sequential import always_valid_p_value, critical_value, mixing_rho_squared
 from .srm import sample_ratio_mismatch
 
@@ -21,6 +21,9 @@ __all__ = [
     "FORMULA_NAME",
     "ArmInput",
     "ExperimentInput",
+    "ExperimentResult",
+    "SampleRatio",
+    "VariantResult",
     "always_valid_p_value",
     "analyse_experiments",
     "arm_moments",

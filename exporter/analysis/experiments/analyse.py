@@ -32,9 +32,9 @@ Choices the method table leaves open, resolved here:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from .moments import ArmMoments, arm_moments
 from .power import FORMULA_NAME, required_sample_size_array, sample_progress
 from .recommend import ExperimentOutcome, TreatmentOutcome, recommend
 from .report import (
+    ExperimentResult,
+    SampleRatio,
+    VariantResult,
     experiment_header,
     json_intervals,
     json_numbers,
@@ -66,17 +69,15 @@ DATA_GATES = ("investigate_srm", "insufficient_data")
 SIGNIFICANCE_WITHHELD = "significance_withheld"
 
 
-def analyse_experiments(experiments: Sequence[ExperimentInput]) -> list[dict]:
-    """Analyse a batch of experiments; one JSON-ready dict per experiment, in input order.
+def analyse_experiments(experiments: Sequence[ExperimentInput]) -> list[ExperimentResult]:
+    """Analyse a batch of experiments; one result per experiment, in input order.
 
-    Each dict has the experiment-object fields of contract section 4.1 plus
-    ``required_sample_size_formula``. Experiments with invalid input come back as
-    ``unavailable_experiment(experiment, <problem>)``.
+    Experiments with invalid input come back as ``unavailable_experiment(experiment, <problem>)``.
     """
     problems = [input_problem(e) for e in experiments]
     valid = [e for e, problem in zip(experiments, problems) if problem is None]
     columns, per_experiment = _compute(valid) if valid else ({}, {})
-    results: list[dict] = []
+    results: list[ExperimentResult] = []
     position = 0
     arm_offset = 0
     for experiment, problem in zip(experiments, problems):
@@ -241,8 +242,8 @@ def _experiment_object(
     per_experiment: Mapping[str, list],
     position: int,
     arm_offset: int,
-) -> dict[str, Any]:
-    """Assemble one experiment's JSON object from the batch columns."""
+) -> ExperimentResult:
+    """Assemble one experiment's result from the batch columns."""
     arms = experiment.arms
     variants = [
         variant_row(arm, per_arm, arm_offset + k, is_control=(k == 0)) for k, arm in enumerate(arms)
@@ -278,41 +279,42 @@ def _experiment_object(
         status_codes.append("required_size_unknown")
     if decision.code in DATA_GATES and any(t.is_significant for t in treatments):
         status_codes.append(SIGNIFICANCE_WITHHELD)
-        for row in variants:
-            if row["is_significant"]:
-                row["is_significant"] = False
-                row["status_codes"] = [*row["status_codes"], SIGNIFICANCE_WITHHELD]
-    return {
+        variants = [_withheld(row) if row.is_significant else row for row in variants]
+    return ExperimentResult(
         **experiment_header(experiment),
-        "variants": variants,
-        "srm": {
-            "p_value": srm_p_value,
-            "level": srm_level,
-            "expected": {arm.name: value for arm, value in zip(arms, srm_expected)},
-            "observed": {arm.name: int(arm.assignments) for arm in arms},
-        },
-        "p_value": min(adjusted) if adjusted else None,
-        "is_significant": any(row["is_significant"] for row in variants[1:]),
-        "winner": decision.winner,
-        "required_sample_size": required,
-        "required_sample_size_formula": FORMULA_NAME,
-        "sample_progress": sample_progress(smallest_arm, required),
-        "recommendation": decision.code,
-        "recommendation_text": decision.text,
-        "status_codes": status_codes,
-    }
+        variants=tuple(variants),
+        srm=SampleRatio(
+            p_value=srm_p_value,
+            level=srm_level,
+            expected={arm.name: value for arm, value in zip(arms, srm_expected)},
+            observed={arm.name: int(arm.assignments) for arm in arms},
+        ),
+        p_value=min(adjusted) if adjusted else None,
+        is_significant=any(row.is_significant for row in variants[1:]),
+        winner=decision.winner,
+        required_sample_size=required,
+        required_sample_size_formula=FORMULA_NAME,
+        sample_progress=sample_progress(smallest_arm, required),
+        recommendation=decision.code,
+        recommendation_text=decision.text,
+        status_codes=tuple(status_codes),
+    )
 
 
-def _treatment_outcome(row: Mapping[str, Any]) -> TreatmentOutcome:
+def _withheld(row: VariantResult) -> VariantResult:
+    return dataclasses.replace(row, is_significant=False, status_codes=(*row.status_codes, SIGNIFICANCE_WITHHELD))
+
+
+def _treatment_outcome(row: VariantResult) -> TreatmentOutcome:
     """The gate's view of one treatment row (comparison fields are None when not compared)."""
     return TreatmentOutcome(
-        name=row["name"],
-        is_significant=bool(row["is_significant"]),
-        adjusted_p_value=row["adjusted_p_value"],
-        absolute_lift=row["absolute_lift"],
-        absolute_lift_ci=tuple(row["absolute_lift_ci"]) if row["absolute_lift_ci"] else None,
-        relative_lift=row["relative_lift"],
-        relative_lift_ci=tuple(row["relative_lift_ci"]) if row["relative_lift_ci"] else None,
-        chance_to_beat_control=row["chance_to_beat_control"],
+        name=row.name,
+        is_significant=bool(row.is_significant),
+        adjusted_p_value=row.adjusted_p_value,
+        absolute_lift=row.absolute_lift,
+        absolute_lift_ci=row.absolute_lift_ci,
+        relative_lift=row.relative_lift,
+        relative_lift_ci=row.relative_lift_ci,
+        chance_to_beat_control=row.chance_to_beat_control,
     )
 
