@@ -31,11 +31,11 @@ def error_middleware() -> web.middleware:
             return json_response(envelope(error.code, source_error_message(error)), status=503)
         except web.HTTPMethodNotAllowed as error:
             allowed = ", ".join(sorted(error.allowed_methods))
-            return json_response(envelope("method_not_allowed", f"{request.method} is not allowed here; allowed: {allowed}"),
-                                 status=405, headers={"Allow": allowed})
+            message = f"{request.method} is not allowed here; allowed: {allowed}"
+            return json_response(envelope("method_not_allowed", message), status=405, headers={"Allow": allowed})
         except web.HTTPNotFound:
-            return json_response(envelope("not_found", f"no endpoint at {request.path[:100]}; see /api/v1/openapi.json"),
-                                 status=404)
+            message = f"no endpoint at {request.path[:100]}; see /api/v1/openapi.json"
+            return json_response(envelope("not_found", message), status=404)
         except web.HTTPException as error:
             if error.status < 400:
                 raise

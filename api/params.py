@@ -39,7 +39,8 @@ def parse_query(request: web.Request, spec: Mapping[str, Param]) -> dict[str, An
 
 def _value(name: str, param: Param, raw: str) -> Any:
     if param.choices is not None and raw not in param.choices:
-        raise ApiError(400, f"invalid_{name}", f"'{_clip(raw)}' is not a valid {name}; valid: {', '.join(param.choices)}")
+        valid = ", ".join(param.choices)
+        raise ApiError(400, f"invalid_{name}", f"'{_clip(raw)}' is not a valid {name}; valid: {valid}")
     try:
         return param.convert(raw)
     except ValueError as error:

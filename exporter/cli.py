@@ -86,7 +86,8 @@ def _port(text: str) -> int:
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML configuration file (default: $ANALYTICS_CONFIG or config/analytics.yaml)")
+    parser.add_argument("--config",
+                        help="YAML configuration file (default: $ANALYTICS_CONFIG or config/analytics.yaml)")
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -17,10 +17,9 @@ import yaml
 
 from .analysis.funnels import FunnelDefinition, FunnelStep
 from .analysis.segments import SegmentThresholds
-from .events.clickhouse_queries import quote_identifier
-from .platform import DEFAULT_FUNNELS as CATALOG_FUNNELS
-from .platform import FEATURE_GOALS
-from .platform import FunnelDefinition as CatalogFunnel
+from .identifiers import quote_identifier
+from .platform_names import DEFAULT_FUNNELS as DOCUMENTED_FUNNELS
+from .platform_names import FEATURE_GOALS, DocumentedFunnel
 from .secrets import Secret
 from .timeranges import TimeRange
 from .typed_mapping import MappingError, build, to_plain
@@ -127,10 +126,6 @@ class HttpSourceConfig:
         """Settings without which the source is disabled (empty when it can run)."""
         return [] if self.url else ["url"]
 
-    @property
-    def is_enabled(self) -> bool:
-        return self.enabled and not self.missing_settings()
-
 
 @dataclass(frozen=True)
 class PlausibleConfig(HttpSourceConfig):
@@ -236,10 +231,6 @@ class EventsConfig:
             return [] if self.url else ["url"]
         return [] if self.path else ["path"]
 
-    @property
-    def is_enabled(self) -> bool:
-        return self.enabled and not self.missing_settings()
-
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -322,7 +313,7 @@ class FunnelConfig:
         return None if None in goals else goals
 
 
-def _catalog_funnel(funnel: CatalogFunnel) -> FunnelConfig:
+def _catalog_funnel(funnel: DocumentedFunnel) -> FunnelConfig:
     # A tracker event is "{category}.{action}.{label}"; the label names the step.
     steps = tuple(FunnelStepConfig(name=event.rsplit(".", 1)[-1], event=event) for event in funnel.steps)
     return FunnelConfig(name=funnel.name, description=funnel.description, steps=steps,
@@ -330,7 +321,7 @@ def _catalog_funnel(funnel: CatalogFunnel) -> FunnelConfig:
 
 
 # onboarding (14 d), deployment (1 d) and service_creation (7 d) over the platform's event names.
-DEFAULT_FUNNELS = tuple(_catalog_funnel(funnel) for funnel in CATALOG_FUNNELS)
+DEFAULT_FUNNELS = tuple(_catalog_funnel(funnel) for funnel in DOCUMENTED_FUNNELS)
 
 
 @dataclass(frozen=True)
@@ -357,8 +348,9 @@ class Config:
         # A ClickHouse query that outlasts a scrape could only ever serve the next one.
         if self.events.kind == "clickhouse" and \
                 self.events.query_timeout_seconds >= self.metrics.default_scrape_timeout_seconds:
+            scrape = self.metrics.default_scrape_timeout_seconds
             raise ValueError(f"events.query_timeout_seconds ({self.events.query_timeout_seconds:g}) must be below "
-                             f"metrics.default_scrape_timeout_seconds ({self.metrics.default_scrape_timeout_seconds:g})")
+                             f"metrics.default_scrape_timeout_seconds ({scrape:g})")
         for section, items in (("features", self.features), ("funnels", self.funnels)):
             names = [item.name for item in items]
             duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -41,9 +41,8 @@ class MetricsRenderer:
     def __init__(self, service: "AnalyticsService") -> None:
         self.service = service
         self.analytics = _registry(analytics_collectors(service.areas, service.config.cache.ttl_seconds))
-        plausible_hourly = (lambda: service.projected_hourly_requests("plausible")) if service.plausible else lambda: None
         self.health = _registry(health_collectors(service.health, service.events, service.requests_per_cycle,
-                                                  plausible_hourly))
+                                                  service.plausible_hourly_requests))
         self._rendered: dict[str, tuple[Hashable, bytes]] = {}
         self._responses: dict[str, _Response] = {}  # per content type: the last reusable response
         self.analytics_renders = 0  # how often the analytics families were rendered (for tests/bench)

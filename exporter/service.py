@@ -139,6 +139,10 @@ class AnalyticsService:
     def projected_hourly_requests(self, source: str) -> float:
         return self.requests_per_cycle(source) * 3600.0 / self.config.cache.ttl_seconds
 
+    def plausible_hourly_requests(self) -> float | None:
+        """Plausible's projected requests per hour; None while it is disabled."""
+        return None if self.plausible is None else self.projected_hourly_requests("plausible")
+
     def published_snapshots(self) -> Iterator[tuple[Area, dict[str, Any]]]:
         """Every (area, params) whose snapshot ``/metrics`` publishes, for the areas that can run."""
         for area in self.areas.values():

@@ -10,13 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import ConfigError, load_config
-from exporter.events.clickhouse_queries import (
-    EventsTable,
-    Parameter,
-    quote_identifier,
-    segment_activity_query,
-)
+from exporter.events.clickhouse_queries import EventsTable, Parameter, segment_activity_query
 from exporter.events.clickhouse_source import events_table
+from exporter.identifiers import quote_identifier
 from exporter.service import AnalyticsService
 from tests.fakes.clickhouse import ChdbEngine
 

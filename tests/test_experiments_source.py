@@ -101,13 +101,13 @@ async def test_fields_map_to_the_analysis_and_naive_timestamps_are_utc(connect):
                                                       sequential["id"]: [(100, 10), (100, 12)]})
     client = await connect(fake)
     first, second = await client.read_experiments()
-    one = first.analysis_input
+    one = first.experiment
     assert one.start_date == started.replace(tzinfo=timezone.utc)
     assert one.end_date == stopped.replace(tzinfo=timezone.utc) and one.end_date.tzinfo is not None
-    assert [(a.name, a.assignments, a.conversions, a.weight) for a in one.arms] == [
-        ("control", 300, 30, 0.34), ("a", 310, 41, 0.33), ("b", 290, 29, 0.33)]
+    assert [(a.name, a.weight) for a in one.arms] == [("control", 0.34), ("a", 0.33), ("b", 0.33)]
+    assert first.counts == {"control": (300, 30), "a": (310, 41), "b": (290, 29)}
     assert (one.alpha, one.planned_n_per_arm) == (0.01, 5000)
-    two = second.analysis_input
+    two = second.experiment
     assert (two.alpha, two.planned_n_per_arm, two.start_date, two.end_date) == (0.05, None, None, None)
 
 
@@ -117,12 +117,12 @@ async def test_one_failing_stats_call_makes_only_that_experiment_unavailable(con
     fake.stats_faults = {bug: "500", gone: "404", garbled: "malformed"}
     client = await connect(fake)
     readings = {r.experiment.experiment_id: r for r in await client.read_experiments()}
-    assert {i: (r.analysis_input, r.problem) for i, r in readings.items() if r.problem} == {
+    assert {i: (r.counts, r.problem) for i, r in readings.items() if r.problem} == {
         bug: (None, "upstream_error"), gone: (None, "not_found"), garbled: (None, "invalid_response")}
     for record in fake.experiments[3:]:
         reading = readings[record["id"]]
         assert reading.problem is None
-        assert [(a.assignments, a.conversions) for a in reading.analysis_input.arms] == fake.counts[record["id"]]
+        assert [reading.counts[arm.name] for arm in reading.experiment.arms] == fake.counts[record["id"]]
     # The HTTP errors are still counted per outcome; the 500 is not retried (it is deterministic).
     requests = client.health.sources["experimentation"].requests
     assert requests["server_error"] == fake.stats_requests[bug] == 1 and requests["client_error"] == 1

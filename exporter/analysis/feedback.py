@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from typing import Protocol
 
 from exporter.analysis.intervals import wilson_interval
 from exporter.analysis.numbers import finite_or_none, safe_ratio
@@ -40,9 +40,8 @@ UNCATEGORISED = "uncategorised"
 UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class FeedbackItem:
-    """One feedback entry, reduced to the fields the summary needs."""
+class FeedbackItem(Protocol):
+    """One feedback entry as the summary reads it (the source's records have these fields)."""
 
     rating: int
     category: str | None
@@ -50,13 +49,11 @@ class FeedbackItem:
     status: str | None
     sentiment: str | None
     sentiment_compound: float | None
-    created_at: datetime  # timezone-aware UTC
 
-    def __post_init__(self) -> None:
-        # The upstream sends naive UTC; converting is the source's job, and a naive value here
-        # would make every window comparison downstream raise or silently shift.
-        if self.created_at.utcoffset() != timedelta(0):
-            raise ValueError("created_at must be timezone-aware UTC")
+
+def open_item_count(by_status: Mapping[str, int]) -> int:
+    """Items nobody has closed (open or in progress), from counts by status."""
+    return sum(by_status.get(status, 0) for status in OPEN_STATUSES)
 
 
 def cap_categories(counts: Mapping[str, int], top_n: int) -> dict[str, int]:

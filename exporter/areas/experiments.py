@@ -9,9 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis.experiments import ExperimentResult, analyse_experiments, unavailable_experiment
+from ..analysis.experiments import (
+    ArmInput,
+    ExperimentInput,
+    ExperimentResult,
+    analyse_experiments,
+    unavailable_experiment,
+)
 from ..results import declare
-from ..sources.experimentation import STATUSES, ExperimentationClient, ExperimentReading
+from ..sources.experimentation import STATUSES, Experiment, ExperimentationClient, ExperimentReading
 from .base import Area, Context
 from .params import Param
 
@@ -45,6 +51,15 @@ class ExperimentsArea(Area):
 
 def analyse_readings(readings: Sequence[ExperimentReading]) -> list[ExperimentResult]:
     """One result per reading, in order; those without counts come back unavailable."""
-    analysed = iter(analyse_experiments([r.analysis_input for r in readings if r.analysis_input is not None]))
-    return [next(analysed) if r.analysis_input is not None else unavailable_experiment(r.experiment, r.problem)
+    analysed = iter(analyse_experiments([experiment_input(r.experiment, r.counts) for r in readings
+                                         if r.counts is not None]))
+    return [next(analysed) if r.counts is not None else unavailable_experiment(r.experiment, r.problem)
             for r in readings]
+
+
+def experiment_input(experiment: Experiment, counts: dict[str, tuple[int, int]]) -> ExperimentInput:
+    """The engine's input: the experiment's settings with each variant's (assignments, conversions)."""
+    arms = tuple(ArmInput(arm.name, *counts[arm.name], weight=arm.weight) for arm in experiment.arms)
+    return ExperimentInput(experiment_id=experiment.experiment_id, name=experiment.name, status=experiment.status,
+                           start_date=experiment.start_date, end_date=experiment.end_date, arms=arms,
+                           alpha=experiment.alpha, planned_n_per_arm=experiment.planned_n_per_arm)

@@ -10,7 +10,7 @@ import dataclasses
 from datetime import datetime, timezone
 from typing import Any
 
-from ..analysis.feedback import FeedbackSummary, summarise_feedback
+from ..analysis.feedback import FeedbackSummary, open_item_count, summarise_feedback
 from ..concurrency import gather_or_cancel
 from ..sources.feedback import FeedbackClient
 from ..timeranges import TimeRange, iso_z, resolve
@@ -37,16 +37,17 @@ class FeedbackArea(Area):
         client = self.feedback
         now = datetime.fromtimestamp(self.context.clock(), timezone.utc)
         window = resolve(params["time_range"], now, timezone.utc)
-        fetched, open_items = await gather_or_cancel(
+        fetched, by_status = await gather_or_cancel(
             client.items_since(window.start),
-            self.context.load(("feedback", "open_items"), "feedback", client.open_items),
+            self.context.load(("feedback", "status_counts"), "feedback", client.status_counts),
         )
         summary = summarise_feedback(fetched.items, top_categories=self.top_categories)
         codes = (("malformed_items_skipped",) if fetched.skipped else ()) + (() if fetched.complete else ("truncated",))
         # open_items is the backlog, as analytics_feedback_open_items publishes it: every item still
         # open or in progress, whenever submitted (the window's share is open_items_in_window).
-        return dataclasses.replace(summary, window_start=iso_z(window.start), open_items=open_items.value,
-                                   skipped_items=fetched.skipped, status_codes=summary.status_codes + codes)
+        return dataclasses.replace(summary, window_start=iso_z(window.start),
+                                   open_items=open_item_count(by_status.value), skipped_items=fetched.skipped,
+                                   status_codes=summary.status_codes + codes)
 
     def metric_params(self) -> list[dict[str, Any]]:
         return [{"time_range": window} for window in self.windows]

@@ -38,7 +38,8 @@ class UsageArea(Area):
         window = resolve(params["time_range"], now, client.tz)
         # Everything of one window is asked concurrently; the realtime and all-time figures are
         # shared by every window, so they are memoized once for all of them.
-        aggregate, points, (pages, note), (sources, _), realtime, all_time, (identified, codes) = await gather_or_cancel(
+        (aggregate, points, (pages, note), (sources, _), realtime, all_time,
+         (identified, codes)) = await gather_or_cancel(
             client.aggregate(window),
             client.timeseries(window),
             client.breakdown(window, "event:page", limit=TOP_N),

@@ -2,7 +2,7 @@
 
 This module is the single source of truth for every name the demo uses. The synthetic population
 draws from it and the simulated Plausible configures its goals from it; the platform's own
-event names, feature goals and default funnels come from :mod:`exporter.platform`, which the
+event names, feature goals and default funnels come from :mod:`exporter.platform_names`, which the
 service's default configuration uses too.
 
 Event names follow the platform tracker's ``{category}.{action}.{label}`` convention
@@ -11,7 +11,7 @@ Event names follow the platform tracker's ``{category}.{action}.{label}`` conven
 
 from __future__ import annotations
 
-from ..platform import (  # noqa: F401 - the demo's names include the platform's
+from ..platform_names import (  # noqa: F401 - the demo's names include the platform's
     BUILD_SUCCEEDED,
     CONFIGURE_MONITORING,
     DAY_SECONDS,
@@ -26,7 +26,7 @@ from ..platform import (  # noqa: F401 - the demo's names include the platform's
     TEMPLATE_SELECTED,
     USER_LOGIN,
     VIEW_DOCUMENTATION,
-    FunnelDefinition,
+    DocumentedFunnel,
 )
 
 # Plausible's name for a page view; every other event name is a custom event.

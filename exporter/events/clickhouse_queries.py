@@ -9,9 +9,9 @@ measures; one row of user counts; one row per feature event.
 
 **Nothing from the configuration or a request is ever formatted into SQL as a value.** The SQL
 text consists of this module's constants and of configured identifiers (database, table,
-columns) that must match :data:`IDENTIFIER` and are quoted with backticks. Every value (event
-names, times, windows, the Plausible property name) is a ClickHouse query parameter
-``{name:Type}``, sent apart from the SQL (HTTP ``param_<name>``) and parsed by the server as a
+columns) that must be plain identifiers (:mod:`exporter.identifiers`), quoted with backticks.
+Every value (event names, times, windows, the Plausible property name) is a ClickHouse query
+parameter ``{name:Type}``, sent apart from the SQL (HTTP ``param_<name>``) and parsed by the server as a
 value of that type, never as SQL: a hostile event name is just a string that no event matches.
 
 Semantics match the numpy analyses exactly (``exporter.analysis.funnels`` and ``.segments``;
@@ -43,29 +43,15 @@ import numpy as np
 from exporter.analysis.funnels import FunnelDefinition
 from exporter.analysis.segments import DAY_SECONDS, LOOKBACK_DAYS, WINDOW_DAYS, UserActivity
 from exporter.analysis.usage import UserCounts
+from exporter.identifiers import quote_identifier
 
 T = TypeVar("T")
 Row = dict[str, Any]
-
-# A configured database, table or column name: a plain identifier, or ``nested.column`` (the
-# subcolumns of a ClickHouse Nested column, such as Plausible's ``meta.key``).
-IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
-PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 PLAUSIBLE_PAGEVIEW = "pageview"
 # Plausible (v2.2 and later) records an "engagement" event when a page is left: a measurement of
 # the page view before it, not something the user did, so it is not an event of the preset.
 PLAUSIBLE_NON_EVENTS = ("engagement",)
-
-
-def quote_identifier(name: str, *, nested: bool = False) -> str:
-    """``name`` backtick-quoted; ValueError unless it is an identifier (``a.b`` only if ``nested``)."""
-    pattern = IDENTIFIER if nested else PLAIN_IDENTIFIER
-    if not isinstance(name, str) or not pattern.fullmatch(name):
-        nested_note = " (and one . between a nested column and its subcolumn)" if nested else ""
-        raise ValueError(f"{name!r} is not a ClickHouse name this service accepts: letters, digits and _, "
-                         f"not starting with a digit{nested_note}")
-    return f"`{name}`"
 
 
 # --- parameters ---------------------------------------------------------------------------------

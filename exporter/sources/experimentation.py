@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 from urllib.parse import quote
 
-from ..analysis.experiments import ArmInput, ExperimentInput
 from ..config import ExperimentationConfig
 from ..errors import SourceError
 from ..health import HealthRegistry
@@ -59,10 +58,10 @@ class Arm:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment's configuration in the analysis' terms; ``arms[0]`` is the control.
+    """One experiment's configuration; ``arms[0]`` is the control.
 
-    Field names follow ``ExperimentInput`` so that an experiment without statistics can be passed
-    to ``unavailable_experiment`` as it is.
+    Field names follow the experiment engine's input, so that an experiment without statistics
+    can be reported as it is.
     """
 
     experiment_id: str
@@ -74,20 +73,15 @@ class Experiment:
     alpha: float  # the experiment's significance_level
     planned_n_per_arm: int | None  # target_sample_size; None: no fixed design (sequential mode)
 
-    def with_counts(self, counts: dict[str, tuple[int, int]]) -> ExperimentInput:
-        """The analysis input: ``counts`` maps each variant to (assignments, conversions)."""
-        arms = tuple(ArmInput(arm.name, *counts[arm.name], weight=arm.weight) for arm in self.arms)
-        return ExperimentInput(experiment_id=self.experiment_id, name=self.name, status=self.status,
-                               start_date=self.start_date, end_date=self.end_date, arms=arms,
-                               alpha=self.alpha, planned_n_per_arm=self.planned_n_per_arm)
 
 
 @dataclass(frozen=True)
 class ExperimentReading:
-    """An experiment and either its analysis input or the status code saying why there is none."""
+    """An experiment and either its counts -- (assignments, conversions) per variant -- or the
+    status code saying why there are none."""
 
     experiment: Experiment
-    analysis_input: ExperimentInput | None
+    counts: dict[str, tuple[int, int]] | None
     problem: str | None = None
 
 
@@ -166,7 +160,7 @@ class ExperimentationClient(UpstreamClient):
             log.warning("experiment %s: /stats lists variants %s, the experiment configures %s",
                         experiment.experiment_id, sorted(counts), sorted(configured))
             return ExperimentReading(experiment, None, "variants_mismatch")
-        return ExperimentReading(experiment, experiment.with_counts(counts))
+        return ExperimentReading(experiment, counts)
 
 
 async def _bounded_map(call: Callable[[T], Awaitable[R]], items: Sequence[T], limit: int) -> list[R]:

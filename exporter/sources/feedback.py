@@ -9,10 +9,9 @@ here and never reach the analysis, the JSON API or a metric label.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..analysis.feedback import OPEN_STATUSES, FeedbackItem
 from ..config import FeedbackConfig
 from ..health import HealthRegistry
 from .http import ClientSettings, HttpFailure, UpstreamClient
@@ -22,6 +21,25 @@ PAGE_SIZE = 100  # the upstream's maximum (FastAPI answers 422 above it)
 # A runaway walk (an upstream that ignores paging) stops here: 50,000 items is far beyond any window.
 MAX_PAGES = 500
 TEXT_FIELDS = ("category", "feedback_type", "status", "sentiment")
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    """One feedback entry, reduced to the fields the summary needs (no comment, no email)."""
+
+    rating: int
+    category: str | None
+    feedback_type: str | None
+    status: str | None
+    sentiment: str | None
+    sentiment_compound: float | None
+    created_at: datetime  # timezone-aware UTC
+
+    def __post_init__(self) -> None:
+        # The upstream sends naive UTC; converting is this module's job, and a naive value here
+        # would make every window comparison downstream raise or silently shift.
+        if self.created_at.utcoffset() != timedelta(0):
+            raise ValueError("created_at must be timezone-aware UTC")
 
 
 @dataclass(frozen=True)
@@ -75,14 +93,14 @@ class FeedbackClient(UpstreamClient):
                 return FeedbackWindow(items, skipped, complete=True)
         return FeedbackWindow(items, skipped, complete=False)
 
-    async def open_items(self) -> int:
-        """Items nobody has closed yet (open or in progress), whenever they were submitted."""
+    async def status_counts(self) -> dict[str, int]:
+        """Items by status, whenever they were submitted (the all-time ``/stats``)."""
         data = await self.request_json("GET", "api/v1/feedback/stats")
         by_status = data.get("by_status") if isinstance(data, dict) else None
         if not isinstance(by_status, dict) or not all(_is_count(n) for n in by_status.values()):
             raise self.error("unexpected response shape: 'by_status' is missing or not a mapping of counts",
                              code="invalid_response")
-        return sum(by_status.get(status, 0) for status in OPEN_STATUSES)
+        return {str(status): int(count) for status, count in by_status.items()}
 
     def _page(self, data: Any) -> tuple[list, int | None]:
         if not isinstance(data, dict) or not isinstance(data.get("items"), list):

@@ -175,7 +175,8 @@ class UpstreamClient:
             raise _Retryable(self.error(f"cannot connect ({_reason(error)})", code="connection_error")) from None
         except aiohttp.ClientError as error:
             outcome = "connection_error"
-            raise _Retryable(self.error(f"connection failed ({type(error).__name__})", code="connection_error")) from None
+            failed = self.error(f"connection failed ({type(error).__name__})", code="connection_error")
+            raise _Retryable(failed) from None
         except SourceError:
             outcome = "invalid_response"
             raise

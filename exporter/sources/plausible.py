@@ -140,7 +140,8 @@ class PlausibleClient(UpstreamClient):
             raise self.error("realtime/visitors did not answer a number", code="invalid_response")
         return int(data)
 
-    async def all_time(self, today: date, metrics: Sequence[str] = ("visitors", "pageviews")) -> dict[str, float | None]:
+    async def all_time(self, today: date,
+                       metrics: Sequence[str] = ("visitors", "pageviews")) -> dict[str, float | None]:
         """Totals since the site's stats began (v1 has no ``all`` period: custom from a start date)."""
         if await self._version() == "v2":
             (row,) = await self._v2_query({"metrics": list(metrics), "date_range": "all"}) or [None]

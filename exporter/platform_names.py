@@ -1,7 +1,7 @@
 """The target platform's documented names: tracker events, feature goals and default funnels.
 
 Events follow the platform tracker's ``{category}.{action}.{label}`` convention and the feature
-goals are the ones the platform documents (upstreams.md section 1.4). The service's default
+goals are the ones the platform documents (docs/upstreams.md#platform-goals-and-events). The service's default
 feature and funnel configuration comes from here, and so does the demo, so a renamed event
 cannot silently break a chart.
 """
@@ -33,8 +33,8 @@ FEATURE_GOALS: dict[str, str] = {
 }
 
 @dataclass(frozen=True)
-class FunnelDefinition:
-    """An ordered funnel over identified events (methods.md §2)."""
+class DocumentedFunnel:
+    """One of the platform's documented funnels: its tracker events in order (docs/methods.md#funnels)."""
 
     name: str
     description: str
@@ -44,8 +44,8 @@ class FunnelDefinition:
 
 DAY_SECONDS = 86_400
 
-DEFAULT_FUNNELS: tuple[FunnelDefinition, ...] = (
-    FunnelDefinition(
+DEFAULT_FUNNELS: tuple[DocumentedFunnel, ...] = (
+    DocumentedFunnel(
         name="onboarding",
         description="From first login to a first service running in production",
         window_seconds=14 * DAY_SECONDS,
@@ -57,13 +57,13 @@ DEFAULT_FUNNELS: tuple[FunnelDefinition, ...] = (
             DEPLOYMENT_COMPLETE,
         ),
     ),
-    FunnelDefinition(
+    DocumentedFunnel(
         name="deployment",
         description="A deployment from trigger to completion",
         window_seconds=1 * DAY_SECONDS,
         steps=(DEPLOY_APPLICATION, BUILD_SUCCEEDED, DEPLOYMENT_COMPLETE),
     ),
-    FunnelDefinition(
+    DocumentedFunnel(
         name="service_creation",
         description="Scaffolding a service from a template and deploying it",
         window_seconds=7 * DAY_SECONDS,
