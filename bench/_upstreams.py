@@ -18,7 +18,7 @@ from exporter.demo.runner import DemoUpstreams, start_demo_upstreams
 
 
 def service_environment(demo: DemoUpstreams) -> dict[str, str]:
-    """The service's environment variables (contract §2) for these upstreams."""
+    """The service's environment variables (docs/configuration.md#environment-variables) for these upstreams."""
     return {
         "PLAUSIBLE_URL": demo.plausible_url,
         "PLAUSIBLE_API_KEY": demo.plausible_api_key,

@@ -13,13 +13,13 @@ three is "one upstream request". Target (issue 9): the cold dashboard under 3 x 
 needs everything independent to run concurrently.
 
 The dashboard is timed twice: with the default configuration, and with the upstream limits
-raised to what upstreams.md says the upstreams take (Experimentation: up to 16 concurrent
+raised to what docs/upstreams.md says the upstreams take (Experimentation: up to 16 concurrent
 requests; Plausible: no concurrency limit) and without retrying Experimentation's 500s -- the
 service's own concurrency, with the configuration out of the way.
 
 Where the default's time goes (a request timeline taken while writing this bench, 11 demo
 experiments): Experimentation's list, then its ``/stats`` fan-out in waves of 4 (the documented
-limit) -- four round trips -- and the demo's planted ``/stats`` 500 (upstreams.md's NaN bug) is
+limit) -- four round trips -- and the demo's planted ``/stats`` 500 (the NaN bug of docs/upstreams.md#experimentation-service) is
 retried twice with jittered backoff (up to 0.25 s, then up to 0.5 s), which puts two more round
 trips and the backoff on that experiment's path. Plausible's 12 queries run in three waves of 4.
 """

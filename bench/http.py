@@ -17,8 +17,18 @@ import tempfile
 from pathlib import Path
 
 from bench import BenchResult
-from bench._processes import (WRK_CONNECTIONS, WRK_THREADS, Load, Reply, free_port, get, serve_argv, started,
-                              wait_until_ok, wrk)
+from bench._processes import (
+    WRK_CONNECTIONS,
+    WRK_THREADS,
+    Load,
+    Reply,
+    free_port,
+    get,
+    serve_argv,
+    started,
+    wait_until_ok,
+    wrk,
+)
 
 ENDPOINTS = ("/metrics", "/api/v1/dashboard", "/api/v1/usage-trends")
 ROUNDS = 3

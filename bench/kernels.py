@@ -1,7 +1,7 @@
 """Analysis kernels at scale against plain per-user references: funnels and segments.
 
 **Funnels** (target: at least 5 M events/s on one core, end to end): ``analyse_funnel`` -- step
-keys, the vectorised walk, the per-user reduction and the contract report -- over a 10 M-event
+keys, the vectorised walk, the per-user reduction and the funnel report -- over a 10 M-event
 log in which every event is a step of the funnel (the worst case: every event is keyed, sorted
 and searched). The baseline is the plain per-user implementation a careful engineer writes
 first: group each user's step times in Python lists, then walk every attempt with ``bisect``.

@@ -1,4 +1,4 @@
-"""The memo behind every upstream query and every analysed snapshot (contract §3).
+"""The memo behind every upstream query and every analysed snapshot (docs/api.md#caching-and-freshness).
 
 - A value is fresh for ``ttl`` seconds after it was fetched.
 - Concurrent requests for a cold key share one load (single flight).

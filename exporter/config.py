@@ -1,7 +1,7 @@
 """The service's configuration: declared here, loaded from YAML, overridden by the environment.
 
 ``config/analytics.yaml`` documents every key with the same defaults as declared below. The
-environment variables keep the names of the original service (contract §2).
+environment variables keep the names of the original service (docs/configuration.md#environment-variables).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ class EventColumnsConfig:
 
 @dataclass(frozen=True)
 class EventsConfig:
-    """The identified events source (upstreams.md section 4): a file, or a ClickHouse table."""
+    """The identified events source (docs/upstreams.md#identified-events): a file, or a ClickHouse table."""
 
     enabled: bool = True
     kind: Literal["file", "clickhouse"] = "file"
@@ -251,7 +251,8 @@ class FeatureConfig:
             raise ValueError(f"feature {self.name!r} needs a goal (Plausible) or an event (events source)")
 
 
-# The platform's documented feature goals (upstreams.md §1.4), each with its tracker event name.
+# The platform's documented feature goals, each with its tracker event name
+# (docs/upstreams.md#platform-goals-and-events).
 DEFAULT_FEATURES = tuple(FeatureConfig(name=goal, goal=goal, event=event) for goal, event in FEATURE_GOALS.items())
 
 
@@ -260,7 +261,7 @@ class FunnelStepConfig:
     """One funnel step: a display name, the event that marks it, and optionally a Plausible goal.
 
     The goal is only used without an events source, when funnels fall back to Plausible's
-    aggregate goal counts (methods.md section 2); that fallback needs a goal on every step.
+    aggregate goal counts (docs/methods.md#aggregate-goals-fallback); that fallback needs a goal on every step.
     """
 
     name: str
@@ -326,7 +327,7 @@ DEFAULT_FUNNELS = tuple(_catalog_funnel(funnel) for funnel in DOCUMENTED_FUNNELS
 
 @dataclass(frozen=True)
 class SegmentsConfig:
-    """Behavioural segments (methods.md section 3): rule thresholds and what counts as activity."""
+    """Behavioural segments (docs/methods.md#segments-and-engagement): rule thresholds and what counts as activity."""
 
     thresholds: SegmentThresholds = field(default_factory=SegmentThresholds)
     # Events that make a day active (and count a user as active in usage); None: every event.

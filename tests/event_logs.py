@@ -31,7 +31,7 @@ def reference_reach(events: Sequence[tuple[str, str, int]], steps: Sequence[str]
     """Per user who entered in [start, end): the step times of the earliest furthest attempt.
 
     Written plainly, user by user and attempt by attempt, as the obviously correct reading of
-    methods.md section 2: the next step is the earliest matching event strictly after the
+    docs/methods.md#funnel-semantics: the next step is the earliest matching event strictly after the
     current one, within the window of the attempt's start (and the step's own window, if any).
     """
     step_windows = list(step_windows or [None] * (len(steps) - 1))

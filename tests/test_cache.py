@@ -1,4 +1,5 @@
-"""The memo of contract §3: TTL, single flight, stale-while-revalidate, hard limit, no failed data."""
+"""The memo (docs/api.md#caching-and-freshness): TTL, single flight, stale-while-revalidate, hard limit, no
+failed data."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from aiohttp import web
 from tests.fakes.experimentation import FakeExperimentation
 from tests.fakes.feedback import ADMIN_TOKEN, FakeFeedback
 
-TIME_RANGES = ["1h", "6h", "24h", "7d", "30d", "90d"]  # contract section 4
-# Dashboard key -> the endpoint serving that section alone (contract section 4).
+TIME_RANGES = ["1h", "6h", "24h", "7d", "30d", "90d"]  # docs/api.md#conventions
+# Dashboard key -> the endpoint serving that section alone (docs/api.md#dashboard).
 SECTION_ENDPOINTS = {
     "usage_trends": "/api/v1/usage-trends",
     "feature_adoption": "/api/v1/feature-adoption",

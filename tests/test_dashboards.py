@@ -1,5 +1,5 @@
 """Lint the Grafana dashboards: rules of grafana/dashboard-linter re-expressed in pytest, plus
-the conventions of this repository (conventions §5), and every query parsed by promtool.
+the conventions of this repository (docs/deployment.md), and every query parsed by promtool.
 
 Metric types come from the names: counters end in ``_total``, histograms expose ``_bucket``,
 ``_sum`` and ``_count``; everything else is a gauge.

@@ -3,7 +3,7 @@
 The simulated Experimentation Service (seed and "now" fixed, the population's default 300 users)
 -> the experimentation client -> the engine -> ``GET /api/v1/experiment-results``. For each
 scenario the test asserts the recommendation and, independently of the engine, the facts of
-methods.md section 1 that make it the right one: z-tests, the SRM chi-square, the Fleiss sample
+docs/methods.md#experiments that make it the right one: z-tests, the SRM chi-square, the Fleiss sample
 size and the confidence-sequence p-value are recomputed here from the reported counts with scipy
 or plain formulas.
 
@@ -36,7 +36,7 @@ from tests.conftest import FakeClock
 SEED = 42  # the demo runner's default seed
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=timezone.utc)
 USERS = [f"u-{number:04d}" for number in range(1, 301)]  # the population's default size
-MDE_RELATIVE = 0.10  # methods.md section 1 default minimum detectable effect
+MDE_RELATIVE = 0.10  # docs/methods.md#experiment-inputs: the minimum detectable effect
 SEQUENTIAL_TUNING_N = 5000  # total units at which the confidence sequence is tightest
 
 
@@ -63,7 +63,7 @@ async def reported(make_client, aiohttp_server, clock) -> dict[str, tuple[dict, 
 
 
 # --------------------------------------------------------------------------------------------
-# Independent reference computations (methods.md section 1)
+# Independent reference computations (docs/methods.md#recommendation-gates)
 # --------------------------------------------------------------------------------------------
 
 def counts(experiment: dict) -> list[tuple[int, int]]:

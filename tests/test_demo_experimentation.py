@@ -1,4 +1,4 @@
-"""The simulated Experimentation Service against the upstream contract (upstreams.md section 2).
+"""The simulated Experimentation Service against the upstream contract (docs/upstreams.md#experimentation-service).
 
 Shapes and quirks are checked over real HTTP; every ``/stats`` number is recomputed here from the
 simulated rows with statistics, scipy and statsmodels.
@@ -50,7 +50,8 @@ async def client(aiohttp_client):
 
 
 async def list_all(client, **params) -> list[dict]:
-    """The client strategy from upstreams.md: a large page, skip while skip < total, dedupe."""
+    """The client strategy (docs/upstreams.md#experimentation-service): a large page, skip while
+    skip < total, dedupe."""
     collected: dict[str, dict] = {}
     skip = 0
     while True:

@@ -1,4 +1,4 @@
-"""The simulated Feedback Service against its upstream contract (upstreams.md section 3)."""
+"""The simulated Feedback Service against its upstream contract (docs/upstreams.md#feedback-service)."""
 
 from __future__ import annotations
 

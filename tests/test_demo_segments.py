@@ -3,7 +3,7 @@
 Each user's archetype is read from the population; their segment is computed the way the service
 computes it: the population's events file is written, loaded with the events file loader and
 segmented with the default configuration (thresholds, meaningful events, configured features).
-The archetype -> segment correspondence is methods.md section 3's, written out here by hand.
+The archetype -> segment correspondence is that of docs/methods.md#segment-rules, written out here by hand.
 """
 
 from __future__ import annotations

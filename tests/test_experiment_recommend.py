@@ -1,4 +1,4 @@
-"""Each recommendation gate of methods.md section 1, exercised through the whole engine."""
+"""Each recommendation gate of docs/methods.md#recommendation-gates, exercised through the whole engine."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 References: statsmodels (z-tests, Wald interval, Wilson, Holm, power), scipy (chi-square,
 numerical integration of Beta posteriors, root finding), textbook formulas written plainly here,
-and the worked numbers of methods.md section 6.
+and the worked numbers of docs/methods.md#experiment-reference-values.
 """
 
 from __future__ import annotations

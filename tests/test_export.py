@@ -17,7 +17,7 @@ from api.export import join_dimension
 from exporter.cli import main
 from exporter.config import ENVIRONMENT
 
-HEADER = ["section", "name", "dimension", "value", "unit", "time_range"]  # contract section 4
+HEADER = ["section", "name", "dimension", "value", "unit", "time_range"]  # docs/api.md#conventions
 SECTIONS = {"usage_trends", "feature_adoption", "experiment_results", "feedback", "user_segments", "funnels"}
 FILENAME = re.compile(
     r'^attachment; filename="analytics-dashboard-(?P<range>\w+)-(?P<stamp>\d{8}T\d{6}Z)\.(?P<ext>\w+)"$')
@@ -134,7 +134,7 @@ async def test_csv_export_round_trips_with_every_number_of_the_dashboard(make_de
     age = the_row(rows, "funnels", "sources.age_seconds", "deployment", "events")
     assert float(age["value"]) == dashboard["funnels"]["deployment"]["sources"]["events"]["age_seconds"]
 
-    # Units as contract section 4 defines them.
+    # Units as docs/api.md#csv-export defines them.
     for row in rows:
         field, value = row["name"].split(".")[-1], float(row["value"])
         if field == "bounce_rate":

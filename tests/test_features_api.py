@@ -1,7 +1,7 @@
 """Feature adoption end to end: Plausible goal queries (v1 and v2), trends, budget, metrics, demo.
 
 Expected numbers are summed straight from the fake Plausible's goal table, and trend labels
-recomputed with scipy's ``kendalltau`` and ``theilslopes`` (methods.md §4), independently of the
+recomputed with scipy's ``kendalltau`` and ``theilslopes`` (docs/methods.md#trends), independently of the
 service's code.
 """
 
@@ -54,7 +54,7 @@ def weekly_goal_visitors(fake, goal: str) -> list[int]:
 
 
 def reference_trend(values: list[float]) -> str:
-    """methods.md §4, written out plainly."""
+    """docs/methods.md#trends, written out plainly."""
     n = len(values)
     if n < 6 or np.median(values) < 5:
         return "insufficient_data"

@@ -37,7 +37,7 @@ def window_start(now: datetime, days: int) -> datetime:
 
 
 def reference(rows: list[dict], top_n: int) -> dict:
-    """The methods.md §5 summary computed plainly from upstream-shaped rows."""
+    """The summary of docs/methods.md#feedback computed plainly from upstream-shaped rows."""
     ratings = [r["rating"] for r in rows]
     n = len(ratings)
     satisfied = sum(r >= 4 for r in ratings)

@@ -1,6 +1,6 @@
 """Ordered funnels against a plain per-user reference implementation written here.
 
-The reference walks each user's events with Python loops, exactly as methods.md section 2 words
+The reference walks each user's events with Python loops, exactly as docs/methods.md#funnel-semantics words
 the rules: every step-1 event in [range_start, range_end) is an attempt; the next step is the
 earliest matching event strictly later than the current step and within W of the start (and
 within the per-step window, when set); a user's result is the furthest attempt, the earliest of

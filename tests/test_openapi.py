@@ -20,7 +20,7 @@ from tests.conftest import service_config
 
 DOCUMENT_URI = "urn:analytics-dashboard:openapi"
 TIME_RANGES = ["1h", "6h", "24h", "7d", "30d", "90d"]
-# Contract section 4: every endpoint, and the default time_range of those that take one.
+# docs/api.md#endpoints: every endpoint, and the default time_range of those that take one.
 CONTRACT_ROUTES = {
     ("GET", "/health"): None, ("GET", "/metrics"): None, ("GET", "/api/v1/dashboard"): "7d",
     ("GET", "/api/v1/usage-trends"): "7d", ("GET", "/api/v1/feature-adoption"): "30d",

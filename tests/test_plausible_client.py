@@ -1,4 +1,4 @@
-"""The Plausible client against fake servers speaking v1 and v2 (upstreams.md §1)."""
+"""The Plausible client against fake servers speaking v1 and v2 (docs/upstreams.md#plausible-analytics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""User segments against a plain per-user reference written here from methods.md section 3.
+"""User segments against a plain per-user reference written here from docs/methods.md#segments-and-engagement.
 
 The reference loops over each user's events with Python sets and the statistics module; the rules
 are written out literally (with the documented reading "dormant: R >= 28", see segments.py).

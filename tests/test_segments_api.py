@@ -1,7 +1,7 @@
 """User segments end to end, and usage / feature adoption counted from identified users.
 
 Users are hand-built, one per behaviour, so the expected segment of each follows from the rules
-of methods.md section 3 by hand; engagement is recomputed here from its formula. Usage and
+of docs/methods.md#segment-rules by hand; engagement is recomputed here from its formula. Usage and
 feature counts are checked against plain set counts over the file.
 """
 

@@ -1,4 +1,4 @@
-"""Is a weekly series going up, down, or staying put? (methods.md §4)
+"""Is a weekly series going up, down, or staying put? (docs/methods.md#trends)
 
 A trend is called only when two independent conditions agree:
 

@@ -6,7 +6,7 @@ event names, feature goals and default funnels come from :mod:`exporter.platform
 service's default configuration uses too.
 
 Event names follow the platform tracker's ``{category}.{action}.{label}`` convention
-(upstreams.md §1.4).
+(docs/upstreams.md#platform-goals-and-events).
 """
 
 from __future__ import annotations

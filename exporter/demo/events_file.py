@@ -1,4 +1,4 @@
-"""Write the population's identified product events as a JSON Lines file (upstreams.md §4).
+"""Write the population's identified product events as a JSON Lines file (docs/upstreams.md#events-file).
 
 One line per custom event (page views are Plausible's business, not the event tracker's)::
 

@@ -1,4 +1,4 @@
-"""Simulated Experimentation Service for demo mode (upstreams.md section 2).
+"""Simulated Experimentation Service for demo mode (docs/upstreams.md#experimentation-service).
 
 A real aiohttp server speaking the upstream's HTTP contract, oddities included:
 

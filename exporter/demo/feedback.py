@@ -1,4 +1,4 @@
-"""Simulated Feedback Service for demo mode (upstreams.md section 3).
+"""Simulated Feedback Service for demo mode (docs/upstreams.md#feedback-service).
 
 A real aiohttp server speaking the upstream's HTTP contract: ``/health``; the admin-only list
 (newest first, ``page``/``page_size`` with FastAPI's 422 above 100, exact ``status`` and

@@ -1,6 +1,6 @@
 """A simulated Plausible Analytics server: Stats API v1 and v2 over a synthetic population.
 
-It speaks the real contracts (upstreams.md §1) so that the service's Plausible client runs the
+It speaks the real contracts (docs/upstreams.md#plausible-analytics) so that the service's Plausible client runs the
 same code in the demo and in tests as in production: Bearer auth with Plausible's error
 messages, ``POST /api/v2/query`` and the four v1 ``GET`` endpoints, their validation errors
 (always ``{"error": "..."}``), omitted empty buckets in v2 and zero-filled ones in v1. Every

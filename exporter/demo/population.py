@@ -16,7 +16,7 @@ How it is built (all vectorised: a few hundred users over 90 days take tens of m
    other days; the lifecycle bounds it. Slipping users left their routine a month or so ago
    and have only dropped in a few times since. Core users are *focused*: they work with at
    most two of the platform's features, where power users range over all of them. These are
-   the behaviours methods.md section 3's segments describe, planted sharply enough that the
+   the behaviours the segments of docs/methods.md#segment-rules describe, planted sharply enough that the
    segmentation recovers each user's archetype (``tests/test_demo_segments.py``).
 3. **Sessions** (1-6 per active day) sit in working hours, well apart. Each session performs
    one *task* (browse docs, deploy, create a service, ...) drawn from the user's preferences;

@@ -1,4 +1,4 @@
-"""The identified events source on ClickHouse: the heavy work pushed down (upstreams.md section 4).
+"""The identified events source on ClickHouse: the heavy work pushed down (docs/upstreams.md#identified-events).
 
 Answers the questions of :class:`~exporter.events.backend.EventsBackend` with one query each,
 built by :mod:`exporter.events.clickhouse_queries`, over ClickHouse's HTTP interface on the

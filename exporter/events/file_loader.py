@@ -1,6 +1,6 @@
 """Load identified product events from a JSON Lines or CSV file, optionally gzip-compressed.
 
-Formats (upstreams.md section 4), chosen by file name: ``.jsonl``, ``.json``, ``.ndjson`` are JSON
+Formats (docs/upstreams.md#identified-events), chosen by file name: ``.jsonl``, ``.json``, ``.ndjson`` are JSON
 Lines (one object per line: ``{"user_id": ..., "event": ..., "timestamp": ..., "props": ...}``);
 ``.csv`` is CSV with a header naming ``user_id``, ``event`` and ``timestamp`` (in any order;
 other columns are ignored). A trailing ``.gz`` means gzip, read transparently.

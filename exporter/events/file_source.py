@@ -1,4 +1,4 @@
-"""The identified events source, file backend (upstreams.md section 4).
+"""The identified events source, file backend (docs/upstreams.md#identified-events).
 
 It answers the questions of :class:`~exporter.events.backend.EventsBackend` from the events in
 memory: each reads the file (if it changed) and runs the pure numpy analysis in a worker thread.
@@ -12,7 +12,7 @@ refresh, and an unchanged file costs them one ``stat``.
 A read that fails (file missing or unreadable, not an events file, corrupt gzip) raises
 :class:`SourceError` and marks the source down; the log in memory is kept, so the file coming
 back unchanged needs no re-read, and the areas keep serving their last good snapshots within
-the memo's hard limit (contract section 3). A file whose content could not be parsed is not
+the memo's hard limit (docs/api.md#caching-and-freshness). A file whose content could not be parsed is not
 parsed again until it changes. Malformed lines never fail a read: they are skipped, counted and
 reported (``/health`` and ``analytics_events_malformed_lines``); the first few reasons go to the
 service log, not to ``/health``, because they quote the lines, which may hold user ids.

@@ -200,7 +200,7 @@ def analyse_segments(
     meaningful_events: Collection[str] | None = None,
     feature_events: Mapping[str, str] | None = None,
 ) -> dict:
-    """Contract section 4.4 report: segment sizes, engagement, definitions, power-user curve."""
+    """The segments report (docs/api.md#user-segments): segment sizes, engagement, definitions, power-user curve."""
     activity = user_activity(
         log, now=now, meaningful_events=meaningful_events, feature_events=feature_events
     )

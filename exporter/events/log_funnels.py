@@ -151,7 +151,7 @@ def _reduce_per_user(
 def analyse_funnel(
     log: EventLog, funnel: FunnelDefinition, *, range_start: int, range_end: int, now: int
 ) -> dict:
-    """Contract section 4.5 report of ``funnel`` for entries in ``[range_start, range_end)``.
+    """The funnel report (docs/methods.md#funnel-report) of ``funnel`` for entries in ``[range_start, range_end)``.
 
     ``now`` (epoch seconds) only decides ``incomplete_cohort``: true when an entry's window may
     still be open, i.e. ``range_end > now - window_seconds``.

@@ -1,4 +1,4 @@
-"""The platform's Experimentation Service (upstreams.md section 2): experiments and their counts.
+"""The platform's Experimentation Service (docs/upstreams.md#experimentation-service): experiments and their counts.
 
 Only two things are read: the experiment list (configuration) and each experiment's ``/stats``
 (per-variant assignments and converted users). The upstream's own ``p_value``, ``winner`` and
@@ -206,7 +206,7 @@ def _experiment(record: Any) -> Experiment:
 
 
 def _utc(value: Any, what: str) -> datetime | None:
-    """An upstream timestamp: naive ISO strings are UTC (upstreams.md section 2)."""
+    """An upstream timestamp: naive ISO strings are UTC (docs/upstreams.md#experimentation-service)."""
     if value is None:
         return None
     try:

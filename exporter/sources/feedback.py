@@ -1,4 +1,4 @@
-"""The Feedback Service (upstreams.md §3): admin-token reads of the feedback list and its totals.
+"""The Feedback Service (docs/upstreams.md#feedback-service): admin-token reads of the feedback list and its totals.
 
 The list has no date filter and is sorted newest first, so a window is read by paging until the
 first item older than the window's start. Items are reduced to :class:`FeedbackItem` as they

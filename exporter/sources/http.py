@@ -1,4 +1,4 @@
-"""The HTTP client every upstream source is built on (conventions §3).
+"""The HTTP client every upstream source is built on (docs/upstreams.md#http-client-behaviour).
 
 One ``aiohttp.ClientSession`` per upstream for the life of the process; a semaphore bounds the
 requests in flight; each attempt has its own timeout and the whole call a deadline; retries (GET

@@ -1,4 +1,4 @@
-"""Identified events files for tests: written as upstreams.md §4 describes, and read back plainly.
+"""Identified events files for tests: written as docs/upstreams.md#events-file describes, and read back plainly.
 
 The reader is deliberately naive (``json`` and ``datetime.fromisoformat`` per line) so that tests
 can compute expected numbers without the service's vectorised loader.

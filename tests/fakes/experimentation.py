@@ -1,5 +1,5 @@
-"""A fake Experimentation Service on loopback (upstreams.md §2) with fault switches and a gauge of
-the requests it has in flight, so tests can see how hard the client pushes it.
+"""A fake Experimentation Service on loopback (docs/upstreams.md#experimentation-service) with fault
+switches and a gauge of the requests it has in flight, so tests can see how hard the client pushes it.
 
 Records are built with :func:`experiment_record`; ``/stats`` answers from per-variant counts.
 The list comes in a different (seeded) order on every request, like the upstream's.

@@ -1,4 +1,4 @@
-"""A fake Feedback Service on loopback (upstreams.md §3) with fault switches and a request log.
+"""A fake Feedback Service on loopback (docs/upstreams.md#feedback-service) with fault switches and a request log.
 
 Items are plain dicts in the upstream's JSON shape, kept newest first. The admin check answers
 like the upstream: 401 without a Bearer header, 403 for a wrong token. ``fault`` forces

@@ -1,4 +1,4 @@
-"""A fake Plausible on loopback, built from the examples in upstreams.md §1, with fault switches.
+"""A fake Plausible on loopback, built from docs/upstreams.md#plausible-analytics, with fault switches.
 
 Its data is a small table of daily and hourly visitors/pageviews; it answers v2 (omitting empty
 buckets) and v1 (zero-filling them) from that table, so the two generations can be compared.

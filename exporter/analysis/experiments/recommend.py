@@ -1,6 +1,6 @@
 """The decision gates: from one experiment's analysed numbers to a recommendation and a sentence.
 
-Rules are tried in order and the first that matches wins (methods.md section 1):
+Rules are tried in order and the first that matches wins (docs/methods.md#recommendation-gates):
 
 0. a single variant: ``no_comparison``;
 1. SRM ``fail``: ``investigate_srm``;
