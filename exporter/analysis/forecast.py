@@ -20,7 +20,7 @@ The method (chosen by the backtest in docs/forecasting.md, "Choosing the method"
   the anomaly scan and the backtest honest.
 * **Band.** ``sigma`` is the root mean square one-day-ahead error since the warm-up (at least
   ``POISSON_SD``, the square-root scale's Poisson noise, so a constant or all-zero series still
-  gets a band); the ``h``-day standard deviation is ``sigma * sqrt(1 + sum_{j<h} c_j^2)`` with
+  gets a band), widened by Student's t for the few errors a short series has; the ``h``-day standard deviation is ``sigma * sqrt(1 + sum_{j<h} c_j^2)`` with
   ``c_j = alpha (1 + beta phi_j) + gamma [j mod 7 = 0]``, ``phi_j = phi + ... + phi^j``
   (Hyndman et al., *Forecasting with Exponential Smoothing*, 2008, table 6.1, class 1).
 * **Backtest.** From up to ``BACKTEST_ORIGINS`` weekly origins before the last complete day, the
@@ -43,6 +43,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 import numpy as np
+from scipy import special
 
 from ..results import COUNT, FRACTION, SCORE, declare
 from ..timeranges import iso_z
@@ -55,9 +56,10 @@ HISTORY_DAYS = 90  # complete days published with a forecast
 SCAN_DAYS = 90  # complete days checked for anomalies (the longest time range)
 BACKTEST_ORIGINS = 8
 BACKTEST_HORIZON_DAYS = 14
-BAND_Z = 1.959963984540054  # two-sided 95% normal quantile, scipy.special.ndtri(0.975)
+BAND_Z = float(special.ndtri(0.975))  # two-sided 95% normal quantile
 POISSON_SD = 0.5  # standard deviation of the square root of a Poisson count
 CLIP_SIGMAS = 3.0
+FITTED_PARAMETERS = 4  # alpha, beta, phi, gamma: chosen from the errors sigma is estimated from
 METHOD = "holt_winters_damped_sqrt"
 BASELINE = "seasonal_naive"
 
@@ -257,7 +259,7 @@ class _Recorder:
         for name in ("alpha", "beta", "phi", "gamma"):
             fields[name][k] = getattr(grid, name)[best]
         rms = np.sqrt(squared_errors[rows, best] / counted) if counted else 0.0
-        fields["sigma"][k] = np.maximum(rms, POISSON_SD)
+        fields["sigma"][k] = np.maximum(rms, POISSON_SD) * small_sample_factor(counted)
         self._season[k] = season[:, rows, best].T
         self._next += 1
 
@@ -265,6 +267,14 @@ class _Recorder:
         f = self._fields
         return States(self._stops, f["level"], f["trend"], self._season, f["alpha"], f["beta"], f["phi"],
                       f["gamma"], f["sigma"])
+
+
+def small_sample_factor(errors: int) -> float:
+    """How much wider a band must be when ``sigma`` is estimated from only ``errors`` one-day-ahead
+    errors: Student's t quantile over the normal one (95%, two-sided), with a degree of freedom
+    less for each smoothing parameter chosen from those errors. About 1 after a few months."""
+    degrees_of_freedom = max(errors - FITTED_PARAMETERS, 1)
+    return float(special.stdtrit(degrees_of_freedom, 0.975)) / BAND_Z
 
 
 def project(states: States, steps: int) -> tuple[np.ndarray, np.ndarray]:
