@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -38,13 +39,18 @@ from exporter.analysis.forecast import (
     BACKTEST_HORIZON_DAYS,
     BACKTEST_ORIGINS,
     BAND_Z,
+    CLIP_SIGMAS,
     GRID,
     MAX_HORIZON_DAYS,
     MIN_HISTORY_DAYS,
+    POISSON_SD,
     SCAN_DAYS,
     SEASON_DAYS,
     DailySeries,
     analyse,
+    count_band,
+    project,
+    smooth,
 )
 
 SEED = 20260917
@@ -59,7 +65,7 @@ MAD_TO_SD = 1.482602218505602  # 1 / Phi^-1(3/4): a normal's standard deviation 
 
 
 def run() -> list[BenchResult]:
-    return [_cost(), *_accuracy(), *_library()]
+    return [_cost(), *_accuracy(), *_design(), *_library()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,15 +140,20 @@ def seasonal_naive(counts: np.ndarray, origin: int, steps: int, z: float) -> Che
     return Checked(expected, np.maximum(expected - z * sd, 0), expected + z * sd)
 
 
+def seasonal_naive_checks(counts: np.ndarray) -> tuple[dict[int, Checked], Checked]:
+    """The baseline's backtest forecasts (by origin) and its one-day-ahead checks of the scan."""
+    days = counts.shape[1]
+    made = {origin: seasonal_naive(counts, origin, BACKTEST_HORIZON_DAYS, BAND_Z) for origin in origins_of(days)}
+    checks = [seasonal_naive(counts, day, 1, ALERT_SCORE) for day in _scanned(days)]
+    return made, Checked(*(np.concatenate([getattr(c, field) for c in checks], axis=1)
+                           for field in ("expected", "lower", "upper")))
+
+
 def seasonal_naive_everything(counts: np.ndarray) -> tuple[Checked, tuple[np.ndarray, np.ndarray], Checked]:
     """The baseline's forecast, backtest and one-day-ahead checks: what ``analyse`` computes."""
-    days = counts.shape[1]
-    forecast = seasonal_naive(counts, days, MAX_HORIZON_DAYS, BAND_Z)
-    backtest = backtest_scores(counts, {origin: seasonal_naive(counts, origin, BACKTEST_HORIZON_DAYS, BAND_Z)
-                                        for origin in origins_of(days)})
-    checks = [seasonal_naive(counts, day, 1, ALERT_SCORE) for day in _scanned(days)]
-    return forecast, backtest, Checked(*(np.concatenate([getattr(c, field) for c in checks], axis=1)
-                                         for field in ("expected", "lower", "upper")))
+    forecast = seasonal_naive(counts, counts.shape[1], MAX_HORIZON_DAYS, BAND_Z)
+    made, checks = seasonal_naive_checks(counts)
+    return forecast, backtest_scores(counts, made), checks
 
 
 def backtest_scores(counts: np.ndarray, made: dict[int, Checked]) -> tuple[np.ndarray, np.ndarray]:
@@ -227,12 +238,16 @@ def _ours(collection: list[Synthetic]) -> Scores:
                   *_flag_scores(collection, lambda k, day: (k, _timestamp(day)) in flags))
 
 
-def _baseline(collection: list[Synthetic]) -> Scores:
+def _grouped(collection: list[Synthetic], checks_of: Callable[[np.ndarray], tuple[dict[int, Checked], Checked]]
+             ) -> Scores:
+    """Scores of a method given as ``checks_of(counts)``: its backtest forecasts by origin and its
+    one-day-ahead checks, for series of one length at a time."""
     mase, coverage, flags = np.full(len(collection), np.nan), [], set()
     for days in sorted({len(one.values) for one in collection}):
         members = [k for k, one in enumerate(collection) if len(one.values) == days]
         counts = np.array([collection[k].values for k in members])
-        _, (mase[members], group_coverage), checks = seasonal_naive_everything(counts)
+        made, checks = checks_of(counts)
+        mase[members], group_coverage = backtest_scores(counts, made)
         coverage.extend(group_coverage)
         actual = counts[:, _scanned(days).start:]
         outside = (actual < checks.lower) | (actual > checks.upper)
@@ -267,7 +282,7 @@ def _timestamp(day: int) -> str:
 
 def _accuracy() -> list[BenchResult]:
     collection = _accuracy_set()
-    ours, baseline = _ours(collection), _baseline(collection)
+    ours, baseline = _ours(collection), _grouped(collection, seasonal_naive_checks)
     described = (f"{ACCURACY_SERIES} synthetic series (complete days: "
                  f"{', '.join(f'{days} for {share:.0%}' for days, share in ACCURACY_LENGTHS.items())}); "
                  f"baseline: seasonal naive + MAD of its residuals")
@@ -287,6 +302,70 @@ def _accuracy() -> list[BenchResult]:
                     baseline=baseline.false_per_1000, unit="",
                     notes=((f"days within {SHIFT_SETTLING_DAYS} days after a level shift are not counted either way; "
                            f"both flag beyond {ALERT_SCORE} standard deviations"),)),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Design choices: the scale the model runs on, and the robust filter
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scale:
+    """A scale for the model: counts into it, and a forecast's band out of it."""
+
+    forward: Callable[[np.ndarray], np.ndarray]
+    floor: float  # least standard deviation of the one-day-ahead error on the scale
+    band: Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _plain_band(mean: np.ndarray, sd: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sd = np.maximum(sd, np.sqrt(np.maximum(mean, 1)))  # never below the Poisson noise of the forecast
+    return np.maximum(mean, 0), np.maximum(mean - z * sd, 0), mean + z * sd
+
+
+def _log_band(mean: np.ndarray, sd: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.expm1(np.maximum(mean, 0)), np.expm1(np.maximum(mean - z * sd, 0)), np.expm1(mean + z * sd)
+
+
+SCALES = {"square root": Scale(np.sqrt, POISSON_SD, count_band),
+          "plain counts": Scale(lambda counts: counts, 0.0, _plain_band),  # floored in the band instead
+          "log(1 + count)": Scale(np.log1p, 0.0, _log_band)}
+
+
+def _model_checks(scale: Scale, clip: float) -> Callable[[np.ndarray], tuple[dict[int, Checked], Checked]]:
+    """Our model's backtest forecasts and checks on ``scale``, states moved by errors clipped at
+    ``clip`` standard deviations (as ``analyse`` does for the square root and 3)."""
+    def checks_of(counts: np.ndarray) -> tuple[dict[int, Checked], Checked]:
+        days = counts.shape[1]
+        origins, scanned = origins_of(days), list(_scanned(days))
+        stops = sorted(set(origins) | set(scanned))
+        position = {day: k for k, day in enumerate(stops)}
+        states = smooth(scale.forward(counts), stops, clip=clip, floor=scale.floor)
+        mean, sd = project(states.take([position[origin] for origin in origins]), BACKTEST_HORIZON_DAYS)
+        made = {origin: Checked(*scale.band(mean[k], sd[k], BAND_Z)) for k, origin in enumerate(origins)}
+        mean, sd = project(states.take([position[day] for day in scanned]), 1)
+        return made, Checked(*scale.band(mean[:, :, 0].T, sd[:, :, 0].T, ALERT_SCORE))
+    return checks_of
+
+
+def _design() -> list[BenchResult]:
+    collection = _accuracy_set()
+    scales = {name: _grouped(collection, _model_checks(scale, CLIP_SIGMAS)) for name, scale in SCALES.items()}
+    unclipped = _grouped(collection, _model_checks(SCALES["square root"], math.inf))
+    ours, plain, log = scales["square root"], scales["plain counts"], scales["log(1 + count)"]
+
+    def figures(name: str, scores: Scores) -> str:
+        return (f"{name}: MASE {scores.mase:.3f}, coverage {scores.coverage:.3f}, planted flagged "
+                f"{scores.recall:.1%}, false flags {scores.false_per_1000:.2f} per 1000")
+    scale_notes = tuple(figures(name, scores) for name, scores in scales.items())
+    return [
+        BenchResult(name="design: false flags per 1000 ordinary days, square root vs plain counts",
+                    ours=ours.false_per_1000, baseline=plain.false_per_1000, unit="",
+                    notes=((f"the accuracy set, our model on each scale (log(1 + count): "
+                           f"{log.false_per_1000:.2f})"), *scale_notes)),
+        BenchResult(name=f"design: false flags per 1000 ordinary days, errors clipped at {CLIP_SIGMAS:g} sigma vs not",
+                    ours=ours.false_per_1000, baseline=unclipped.false_per_1000, unit="",
+                    notes=(figures("clipped", ours), figures("not clipped", unclipped))),
     ]
 
 

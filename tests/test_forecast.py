@@ -20,6 +20,7 @@ import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
@@ -64,19 +65,36 @@ def as_json(result) -> dict:
 
 # -- the filter against statsmodels ----------------------------------------------------------
 
-def test_the_filter_is_statsmodels_holt_winters_recursion():
-    x = np.sqrt(poisson_counts(120, seed=1))
+def statsmodels_filter(x: np.ndarray):
+    """statsmodels' Holt-Winters with ONE_CANDIDATE's parameters and our initial states."""
     level0, season0 = initial_states(x[None])
-    states = smooth(x[None], range(len(x) + 1), grid=ONE_CANDIDATE, clip=math.inf)
-    ours, _ = project(states, 1)
-
-    fit = ExponentialSmoothing(
+    return ExponentialSmoothing(
         x, trend="add", damped_trend=True, seasonal="add", seasonal_periods=7, initialization_method="known",
         initial_level=level0[0], initial_trend=0.0, initial_seasonal=season0[0],
     ).fit(smoothing_level=0.3, smoothing_trend=0.1, smoothing_seasonal=0.15, damping_trend=0.9, optimized=False)
+
+
+def test_the_filter_is_statsmodels_holt_winters_recursion():
+    x = np.sqrt(poisson_counts(120, seed=1))
+    states = smooth(x[None], range(len(x) + 1), grid=ONE_CANDIDATE, clip=math.inf)
+    ours, _ = project(states, 1)
+    fit = statsmodels_filter(x)
     assert ours[:-1, 0, 0] == pytest.approx(fit.fittedvalues, rel=1e-12)
     assert states.level[-1, 0] == pytest.approx(fit.level[-1], rel=1e-12)
     assert states.trend[-1, 0] == pytest.approx(fit.trend[-1], rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("level", [400.0, 2.0])
+def test_sigma_is_the_rms_one_day_error_widened_by_students_t(level):
+    x = np.sqrt(poisson_counts(90, seed=3, level=level))
+    days = [21, 30, 90]
+    states = smooth(x[None], days, grid=ONE_CANDIDATE, clip=math.inf)
+    fitted = statsmodels_filter(x).fittedvalues
+    for k, day in enumerate(days):
+        errors = x[14:day] - fitted[14:day]  # from the end of the warm-up
+        rms = max(math.sqrt(np.mean(errors ** 2)), 0.5)  # never below the Poisson noise
+        widening = stats.t.ppf(0.975, len(errors) - 4) / stats.norm.ppf(0.975)  # four parameters chosen
+        assert states.sigma[k, 0] == pytest.approx(rms * widening, rel=1e-12)
 
 
 def test_forecasts_and_band_widths_are_statsmodels_ets_intervals():

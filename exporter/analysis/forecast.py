@@ -196,37 +196,37 @@ def initial_states(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def smooth(x: np.ndarray, at: Sequence[int], grid: Grid = GRID, clip: float = CLIP_SIGMAS,
-           initial: tuple[np.ndarray, np.ndarray] | None = None) -> States:
-    """Filter every row of ``x`` (series x days, square-root scale) with every candidate of
+           floor: float = POISSON_SD) -> States:
+    """Filter every row of ``x`` (series x days, on the model's scale) with every candidate of
     ``grid`` and return, for each day in ``at`` (ascending, 0..days), the state just before it of
     the candidate with the least squared one-day-ahead error before it (from ``WARMUP_DAYS`` on).
 
     ``clip`` (in standard deviations) bounds the error that moves the states from
-    ``MIN_HISTORY_DAYS`` on; ``math.inf`` gives the plain filter. ``initial`` (level, season)
-    defaults to :func:`initial_states`.
+    ``MIN_HISTORY_DAYS`` on; ``math.inf`` gives the plain filter. ``floor`` is the least
+    standard deviation of the one-day-ahead error. The initial states are :func:`initial_states`.
     """
-    series, days = x.shape
+    days = x.shape[1]
     stops = np.asarray(at, dtype=int)
-    if len(stops) and (np.any(np.diff(stops) <= 0) or stops[0] < 0 or stops[-1] > days):
-        raise ValueError("days to report must be ascending, within 0..len(series)")
-    level0, season0 = initial_states(x) if initial is None else initial
-    level = np.repeat(np.asarray(level0, dtype=float)[:, None], len(grid), axis=1)
+    if not len(stops) or np.any(np.diff(stops) <= 0) or stops[0] < 0 or stops[-1] > days:
+        raise ValueError("days to report must be given ascending, within 0..len(series)")
+    level0, season0 = initial_states(x)
+    level = np.repeat(level0[:, None], len(grid), axis=1)
     trend = np.zeros_like(level)
-    season = np.repeat(np.asarray(season0, dtype=float).T[:, :, None], len(grid), axis=2)  # (7, S, G)
+    season = np.repeat(season0.T[:, :, None], len(grid), axis=2)  # (7, S, G)
     squared_errors = np.zeros_like(level)
     trend_gain = grid.alpha * grid.beta
-    chosen = _Recorder(stops, series)
+    wanted, snapshots = set(stops.tolist()), []
     for day in range(days + 1):
-        if chosen.wants(day):
-            counted = max(day - WARMUP_DAYS, 0)
-            chosen.record(day, squared_errors, level, trend, season, grid, counted)
+        if day in wanted:
+            snapshots.append(_least_error(squared_errors, level, trend, season, grid,
+                                          errors=max(day - WARMUP_DAYS, 0), floor=floor))
         if day == days:
             break
         slot = day % SEASON_DAYS
         carried = grid.phi * trend
         error = x[:, day, None] - level - carried - season[slot]
         if day >= MIN_HISTORY_DAYS and math.isfinite(clip):
-            bound = clip * np.maximum(np.sqrt(squared_errors / (day - WARMUP_DAYS)), POISSON_SD)
+            bound = clip * np.maximum(np.sqrt(squared_errors / (day - WARMUP_DAYS)), floor)
             squared_errors += error * error
             np.clip(error, -bound, bound, out=error)
         elif day >= WARMUP_DAYS:
@@ -234,39 +234,19 @@ def smooth(x: np.ndarray, at: Sequence[int], grid: Grid = GRID, clip: float = CL
         level += carried + grid.alpha * error
         trend = carried + trend_gain * error
         season[slot] += grid.gamma * error
-    return chosen.states()
+    return States(stops, *(np.stack(parts) for parts in zip(*snapshots)))
 
 
-class _Recorder:
-    """Collects the chosen candidate's state on the days :func:`smooth` reports."""
-
-    def __init__(self, stops: np.ndarray, series: int):
-        self._stops, self._next = stops, 0
-        self._rows = np.arange(series)
-        shape = (len(stops), series)
-        self._fields = {name: np.zeros(shape) for name in ("level", "trend", "alpha", "beta", "phi", "gamma", "sigma")}
-        self._season = np.zeros((*shape, SEASON_DAYS))
-
-    def wants(self, day: int) -> bool:
-        return self._next < len(self._stops) and self._stops[self._next] == day
-
-    def record(self, day: int, squared_errors: np.ndarray, level: np.ndarray, trend: np.ndarray,
-               season: np.ndarray, grid: Grid, counted: int) -> None:
-        best = squared_errors.argmin(axis=1)  # before any error counts, the first candidate
-        rows, k = self._rows, self._next
-        fields = self._fields
-        fields["level"][k], fields["trend"][k] = level[rows, best], trend[rows, best]
-        for name in ("alpha", "beta", "phi", "gamma"):
-            fields[name][k] = getattr(grid, name)[best]
-        rms = np.sqrt(squared_errors[rows, best] / counted) if counted else 0.0
-        fields["sigma"][k] = np.maximum(rms, POISSON_SD) * small_sample_factor(counted)
-        self._season[k] = season[:, rows, best].T
-        self._next += 1
-
-    def states(self) -> States:
-        f = self._fields
-        return States(self._stops, f["level"], f["trend"], self._season, f["alpha"], f["beta"], f["phi"],
-                      f["gamma"], f["sigma"])
+def _least_error(squared_errors: np.ndarray, level: np.ndarray, trend: np.ndarray, season: np.ndarray, grid: Grid,
+                 errors: int, floor: float) -> tuple[np.ndarray, ...]:
+    """State, parameters and sigma of each series' candidate with the least squared error so far,
+    in the order of :class:`States`' fields after ``day``."""
+    best = squared_errors.argmin(axis=1)  # before any error counts, the first candidate
+    rows = np.arange(len(best))
+    rms = np.sqrt(squared_errors[rows, best] / max(errors, 1))
+    sigma = np.maximum(rms, floor) * small_sample_factor(errors)
+    return (level[rows, best], trend[rows, best], season[:, rows, best].T, grid.alpha[best], grid.beta[best],
+            grid.phi[best], grid.gamma[best], sigma)
 
 
 def small_sample_factor(errors: int) -> float:
