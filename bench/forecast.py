@@ -37,19 +37,19 @@ from bench import BenchResult
 from exporter.analysis.anomalies import ALERT_SCORE, anomaly_report
 from exporter.analysis.forecast import (
     BACKTEST_HORIZON_DAYS,
-    BACKTEST_ORIGINS,
     BAND_Z,
     CLIP_SIGMAS,
     GRID,
     MAX_HORIZON_DAYS,
-    MIN_HISTORY_DAYS,
     POISSON_SD,
     SCAN_DAYS,
     SEASON_DAYS,
     DailySeries,
     analyse,
+    backtest_origins,
     count_band,
     project,
+    scanned_days,
     smooth,
 )
 
@@ -122,11 +122,6 @@ class Checked:
     upper: np.ndarray
 
 
-def origins_of(days: int) -> list[int]:
-    """The backtest's origins for a series of ``days`` complete days, as the analysis takes them."""
-    return sorted(range(days - SEASON_DAYS, MIN_HISTORY_DAYS - 1, -SEASON_DAYS))[-BACKTEST_ORIGINS:]
-
-
 def seasonal_naive(counts: np.ndarray, origin: int, steps: int, z: float) -> Checked:
     """From the days before ``origin``: the value 7 days earlier (the last week repeated), and a
     band of ``z`` robust standard deviations of the last 8 weeks' seasonal differences, widened
@@ -143,8 +138,8 @@ def seasonal_naive(counts: np.ndarray, origin: int, steps: int, z: float) -> Che
 def seasonal_naive_checks(counts: np.ndarray) -> tuple[dict[int, Checked], Checked]:
     """The baseline's backtest forecasts (by origin) and its one-day-ahead checks of the scan."""
     days = counts.shape[1]
-    made = {origin: seasonal_naive(counts, origin, BACKTEST_HORIZON_DAYS, BAND_Z) for origin in origins_of(days)}
-    checks = [seasonal_naive(counts, day, 1, ALERT_SCORE) for day in _scanned(days)]
+    made = {origin: seasonal_naive(counts, origin, BACKTEST_HORIZON_DAYS, BAND_Z) for origin in backtest_origins(days)}
+    checks = [seasonal_naive(counts, day, 1, ALERT_SCORE) for day in scanned_days(days)]
     return made, Checked(*(np.concatenate([getattr(c, field) for c in checks], axis=1)
                            for field in ("expected", "lower", "upper")))
 
@@ -171,10 +166,6 @@ def backtest_scores(counts: np.ndarray, made: dict[int, Checked]) -> tuple[np.nd
     scaled_errors = np.concatenate(scaled, axis=1)
     return np.nanmean(np.where(np.isfinite(scaled_errors), scaled_errors, np.nan), axis=1), \
         np.concatenate(inside, axis=1).mean(axis=1)
-
-
-def _scanned(days: int) -> range:
-    return range(max(MIN_HISTORY_DAYS, days - SCAN_DAYS), days)
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,9 +240,9 @@ def _grouped(collection: list[Synthetic], checks_of: Callable[[np.ndarray], tupl
         made, checks = checks_of(counts)
         mase[members], group_coverage = backtest_scores(counts, made)
         coverage.extend(group_coverage)
-        actual = counts[:, _scanned(days).start:]
+        actual = counts[:, scanned_days(days).start:]
         outside = (actual < checks.lower) | (actual > checks.upper)
-        flags.update((members[row], _scanned(days)[column]) for row, column in zip(*np.nonzero(outside)))
+        flags.update((members[row], scanned_days(days)[column]) for row, column in zip(*np.nonzero(outside)))
     return Scores(*_mase_figures(collection, mase), float(np.mean(coverage)),
                   *_flag_scores(collection, lambda k, day: (k, day) in flags))
 
@@ -266,7 +257,7 @@ def _mase_figures(collection: list[Synthetic], mase: np.ndarray) -> tuple[float,
 def _flag_scores(collection: list[Synthetic], is_flagged) -> tuple[float, float]:
     found = planted = false = ordinary = 0
     for k, one in enumerate(collection):
-        for day in _scanned(len(one.values)):
+        for day in scanned_days(len(one.values)):
             if day in one.planted:
                 planted += 1
                 found += is_flagged(k, day)
@@ -337,7 +328,7 @@ def _model_checks(scale: Scale, clip: float) -> Callable[[np.ndarray], tuple[dic
     ``clip`` standard deviations (as ``analyse`` does for the square root and 3)."""
     def checks_of(counts: np.ndarray) -> tuple[dict[int, Checked], Checked]:
         days = counts.shape[1]
-        origins, scanned = origins_of(days), list(_scanned(days))
+        origins, scanned = backtest_origins(days), list(scanned_days(days))
         stops = sorted(set(origins) | set(scanned))
         position = {day: k for k, day in enumerate(stops)}
         states = smooth(scale.forward(counts), stops, clip=clip, floor=scale.floor)
@@ -419,11 +410,11 @@ def _to_counts(mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _library() -> list[BenchResult]:
     rng = np.random.default_rng(SEED + 2)
     counts = np.array([synthetic_series(rng, COST_DAYS).values for _ in range(LIBRARY_SERIES)])
-    origins = origins_of(COST_DAYS)
+    origins = backtest_origins(COST_DAYS)
     analyses = analyse([_daily(values, str(k)) for k, values in enumerate(counts)])
     ours_mase = float(np.mean([a.forecast.backtest.mase for a in analyses.values()]))
     ours_coverage = float(np.mean([a.forecast.backtest.coverage for a in analyses.values()]))
-    naive_mase, _ = backtest_scores(counts, {o: seasonal_naive(counts, o, BACKTEST_HORIZON_DAYS, BAND_Z) for o in origins})
+    naive_mase, _ = backtest_scores(counts, seasonal_naive_checks(counts)[0])
     holt_winters, stl, holt_winters_cpu, stl_cpu = _statsmodels_forecasts(counts, origins)
     hw_mase, hw_coverage = backtest_scores(counts, holt_winters)
     stl_mase, _ = backtest_scores(counts, stl)

@@ -20,9 +20,10 @@ The method (chosen by the backtest in docs/forecasting.md, "Choosing the method"
   the anomaly scan and the backtest honest.
 * **Band.** ``sigma`` is the root mean square one-day-ahead error since the warm-up (at least
   ``POISSON_SD``, the square-root scale's Poisson noise, so a constant or all-zero series still
-  gets a band), widened by Student's t for the few errors a short series has; the ``h``-day standard deviation is ``sigma * sqrt(1 + sum_{j<h} c_j^2)`` with
-  ``c_j = alpha (1 + beta phi_j) + gamma [j mod 7 = 0]``, ``phi_j = phi + ... + phi^j``
-  (Hyndman et al., *Forecasting with Exponential Smoothing*, 2008, table 6.1, class 1).
+  gets a band), widened by Student's t while it rests on few errors. The ``h``-day standard
+  deviation is ``sigma * sqrt(1 + sum_{j<h} c_j^2)`` with ``c_j = alpha (1 + beta phi_j) +
+  gamma [j mod 7 = 0]`` and ``phi_j = phi + ... + phi^j`` (Hyndman et al., *Forecasting with
+  Exponential Smoothing*, 2008, table 6.1, class 1).
 * **Backtest.** From up to ``BACKTEST_ORIGINS`` weekly origins before the last complete day, the
   forecast made there (up to ``BACKTEST_HORIZON_DAYS`` ahead) is compared with what happened:
   MASE (mean absolute error scaled by the in-sample error of the seasonal naive forecast,
@@ -81,7 +82,7 @@ class DailySeries:
 
     @property
     def complete_days(self) -> int:
-        return len(self.values) - (0 if self.last_day_complete else 1) if len(self.values) else 0
+        return max(len(self.values) - (not self.last_day_complete), 0)
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -335,6 +336,19 @@ def analyse(series: Sequence[DailySeries]) -> dict[str, SeriesAnalysis]:
     return {name: done[name] for name in names}
 
 
+def backtest_origins(days: int) -> list[int]:
+    """The days (ascending) from which a series of ``days`` complete days is backtested: every
+    7th day back from a week before the end, at most ``BACKTEST_ORIGINS``, each with at least
+    ``MIN_HISTORY_DAYS`` days before it."""
+    return list(range(days - SEASON_DAYS, MIN_HISTORY_DAYS - 1, -SEASON_DAYS))[:BACKTEST_ORIGINS][::-1]
+
+
+def scanned_days(days: int) -> range:
+    """The complete days of a series of ``days`` checked for anomalies: the last ``SCAN_DAYS``
+    that have ``MIN_HISTORY_DAYS`` days before them."""
+    return range(max(MIN_HISTORY_DAYS, days - SCAN_DAYS), days)
+
+
 def _too_short(group: Sequence[DailySeries], days: int) -> list[SeriesAnalysis]:
     return [SeriesAnalysis(one.name, Forecast(one.name, METHOD, _history(one, days), (), Backtest(None, None, BASELINE),
                                               ("insufficient_history",)),
@@ -344,9 +358,7 @@ def _too_short(group: Sequence[DailySeries], days: int) -> list[SeriesAnalysis]:
 
 def _analyse_group(group: Sequence[DailySeries], days: int) -> list[SeriesAnalysis]:
     counts = np.array([np.asarray(one.values[:days], dtype=float) for one in group])
-    scanned = np.arange(max(MIN_HISTORY_DAYS, days - SCAN_DAYS), days)
-    origins = np.array([origin for origin in range(days - SEASON_DAYS, MIN_HISTORY_DAYS - 1, -SEASON_DAYS)
-                        ][:BACKTEST_ORIGINS][::-1], dtype=int)
+    scanned, origins = np.array(scanned_days(days), dtype=int), np.array(backtest_origins(days), dtype=int)
     stops = np.union1d(np.union1d(scanned, origins), [days])
     states = smooth(np.sqrt(counts), stops)
     position = {int(day): k for k, day in enumerate(stops)}
@@ -395,8 +407,8 @@ def _backtest(counts: np.ndarray, states: States) -> tuple[list[float | None], l
 
 
 def _history(one: DailySeries, days: int) -> tuple[HistoryPoint, ...]:
-    first = max(0, days - HISTORY_DAYS)
-    return tuple(HistoryPoint(day_timestamp(one.first_day + timedelta(days=day)), float(one.values[day])) for day in range(first, days))
+    return tuple(HistoryPoint(day_timestamp(one.first_day + timedelta(days=day)), float(one.values[day]))
+                 for day in range(max(0, days - HISTORY_DAYS), days))
 
 
 def day_timestamp(day: date) -> str:
