@@ -116,22 +116,26 @@ class _UserBits:
                 raise ValueError(f"group_of_user needs one group per user code ({n_users})")
             if n_users and (int(group.min()) < -1 or int(group.max()) >= n_groups):
                 raise ValueError(f"group_of_user holds groups outside -1..{n_groups - 1}")
-            words = np.maximum(1, -(-np.bincount(group[group >= 0], minlength=n_groups) // _WORD_BITS))
+            users_per_group = np.bincount(group + 1, minlength=n_groups + 1)  # [0]: filtered out
+            words = np.maximum(1, -(-users_per_group[1:] // _WORD_BITS))
         self._first_word = np.concatenate(([0], np.cumsum(words)[:-1]))
         self.n_words = int(words.sum())
         self._n_bits = self.n_words * _WORD_BITS
         # Without groups a user code is its bit position; the slot after the last bit takes the
         # filtered-out users and is never read.
-        self._position = None if group_of_user is None else self._positions(group)
+        self._position = None if group_of_user is None else self._positions(group, users_per_group)
         self._buffer = np.zeros(self._n_bits + 1, dtype=bool)
 
-    def _positions(self, group: np.ndarray) -> np.ndarray:
+    def _positions(self, group: np.ndarray, users_per_group: np.ndarray) -> np.ndarray:
         """Bit position of every user code: its group's first bit plus its rank in the group."""
-        order = np.argsort(group, kind="stable")
+        # numpy's stable sort is a radix sort on 16-bit integers: about 8x faster than on int64.
+        order = np.argsort(group.astype(np.int16) if len(users_per_group) <= 1 << 15 else group, kind="stable")
         ordered = group[order]
-        rank = np.arange(len(group)) - np.searchsorted(ordered, ordered, side="left")
+        first_in_order = np.concatenate(([0], np.cumsum(users_per_group)[:-1]))
+        rank = np.arange(len(group)) - first_in_order[ordered + 1]
         first_bit = self._first_word[np.maximum(ordered, 0)] * _WORD_BITS
-        position = np.empty(len(group), dtype=np.int64)
+        # int32 positions where they fit: the gather per event reads half the memory.
+        position = np.empty(len(group), dtype=np.int32 if self._n_bits < 1 << 31 else np.int64)
         position[order] = np.where(ordered >= 0, first_bit + rank, self._n_bits)
         return position
 
