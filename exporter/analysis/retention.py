@@ -114,8 +114,8 @@ def interval_grid(interval: str, *, range_start: int, range_end: int, now: int) 
     check_choice("interval", interval, INTERVALS)
     length, _ = _LENGTH_AND_OFFSET[interval]
     if range_end - range_start < length:
-        raise RangeTooShort(f"the time range is shorter than one {interval}: retention and lifecycle need at least "
-                            f"{length // DAY_SECONDS} day(s) per interval")
+        raise RangeTooShort(f"the time range is shorter than one {interval}: interval={interval} needs a time_range "
+                            f"of at least {length // DAY_SECONDS} day(s)")
     first = interval_index(range_start - 1, interval) + 1  # the first interval starting at or after range_start
     count = interval_index(range_end - 1, interval) - first + 1
     complete = min(max(interval_index(min(now, range_end), interval) - first, 0), count)
