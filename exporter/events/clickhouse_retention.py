@@ -1,0 +1,201 @@
+"""ClickHouse SQL for retention, lifecycle and stickiness: the counts, pushed down.
+
+Each builder returns a :class:`~exporter.events.clickhouse_queries.Query` whose rows read into
+the same counts the file backend computes (:mod:`exporter.events.log_retention`), so the report
+code (:mod:`exporter.analysis.retention`, whose docstring defines the numbers) cannot tell the
+backends apart. Built like :mod:`exporter.events.clickhouse_queries`: the SQL text consists of
+this module's constants and the configured, checked identifiers of the events table; every value
+(event names, times, interval bounds) is a query parameter.
+
+An interval's index is ``intDiv(t + offset, length)`` with the grid's length and offset as
+parameters (weeks: three days of offset put their boundaries on Mondays 00:00 UTC), the same
+formula :func:`~exporter.analysis.retention.interval_index` applies.
+
+Every answer is a few rows per interval: ``(measure, grp, cell, period, users)`` with ``measure``
+naming the count. ``grp`` is the group of the breakdown axis; a plain query has one group, 0,
+set where each query forms its per-user relation (``members``, ``per_user``, ``days``). A
+breakdown or filter replaces that constant by an ``INNER JOIN`` with a per-user
+``(user_id, grp)`` subquery there: users missing from it (filtered out) drop out, and every
+count is already grouped by ``grp``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from exporter.analysis.retention import (
+    STICKINESS_DAYS,
+    STICKINESS_WEEK_DAYS,
+    IntervalGrid,
+    LifecycleCounts,
+    RetentionCounts,
+    RetentionQuery,
+    StickinessCounts,
+    stickiness_last_day,
+)
+from exporter.analysis.segments import DAY_SECONDS
+from exporter.events.clickhouse_queries import EventsTable, Parameter, Query, Row, _Parameters
+
+_PLAIN_GROUP = "toInt64(0) AS grp"  # the one group of a query without breakdown
+
+
+def retention_query(events: EventsTable, query: RetentionQuery, grid: IntervalGrid) -> Query[RetentionCounts]:
+    """Cohort sizes and retained users per (cohort, period) for ``query`` over ``grid``.
+
+    ``members``: one row per (user, cohort): the interval of the user's first start event over the
+    whole history when it is listed (first_time), or every listed interval with a start event
+    (recurring). ``returns``: distinct (user, interval) pairs with a return event in the listed
+    intervals. A member's retained cells are its returns after its cohort; period 0 is the size.
+    """
+    bind = _Parameters()
+    index = _interval_index(bind, grid)
+    window = events.rows(bind, start=grid.start(0), end=grid.end)
+    start_is = _event_is(bind, "start_event", query.start_event)
+    return_is = _event_is(bind, "return_event", query.return_event)
+    if query.mode == "first_time":
+        history = events.rows(bind, end=grid.end)
+        cohorts = (f"SELECT user_id, {index('min(t)')} AS cohort FROM ({history}) WHERE {start_is} "
+                   f"GROUP BY user_id HAVING cohort >= {bind('first_interval', Parameter.int64(grid.first))}")
+    else:
+        cohorts = f"SELECT DISTINCT user_id, {index('t')} AS cohort FROM ({window}) WHERE {start_is}"
+    members = f"SELECT user_id, cohort, {_PLAIN_GROUP} FROM ({cohorts})"
+    returns = f"SELECT DISTINCT user_id, {index('t')} AS returned FROM ({window}) WHERE {return_is}"
+    parts = [
+        (f"SELECT 'retained' AS measure, grp, cohort AS cell, returned - cohort AS period, count() AS users "
+         f"FROM ({members}) AS m INNER JOIN ({returns}) AS r USING user_id WHERE returned > cohort "
+         "GROUP BY grp, cell, period"),
+        f"SELECT 'retained', grp, cohort, toInt64(0), count() FROM ({members}) GROUP BY grp, cohort",
+        f"SELECT 'users', grp, toInt64(0), toInt64(0), uniqExact(user_id) FROM ({members}) GROUP BY grp",
+    ]
+    seen = [_seen(events, bind, grid, measure, condition) for measure, name, condition in (
+        ("start_event_seen", query.start_event, start_is), ("return_event_seen", query.return_event, return_is))
+        if name is not None]
+    sql = " UNION ALL ".join(parts + seen)
+
+    def read(rows: list[Row]) -> RetentionCounts:
+        cells = _cells(rows)
+        n = grid.count
+        retained = np.zeros((1, n, n), dtype=np.int64)
+        for group, cohort, period, users in cells["retained"]:
+            retained[group, cohort - grid.first, period] = users
+        return RetentionCounts(retained=retained, users=_per_group(cells["users"]),
+                               start_event_seen=query.start_event is None or _flag(cells["start_event_seen"]),
+                               return_event_seen=query.return_event is None or _flag(cells["return_event_seen"]))
+
+    return Query(sql, bind.values, read)
+
+
+def lifecycle_query(events: EventsTable, grid: IntervalGrid) -> Query[LifecycleCounts]:
+    """New, returning, resurrecting and dormant users per listed interval (activity = any event).
+
+    ``per_user``: every user active from the interval before the first listed one, with the
+    intervals they were active in and the interval of their first event over the whole history.
+    Each user then yields one ``(status, interval)`` cell per listed interval they were active in,
+    one ``('dormant', i + 1)`` per active interval i not followed by activity in i + 1 (up to the
+    last listed), and one ``('users', 0)`` if active in a listed interval.
+    """
+    bind = _Parameters()
+    index = _interval_index(bind, grid)
+    first = bind("first_interval", Parameter.int64(grid.first))
+    last = bind("last_interval", Parameter.int64(grid.first + grid.count - 1))
+    window = events.rows(bind, start=grid.start(-1), end=grid.end)
+    history = events.rows(bind, end=grid.end)
+    per_user = (
+        f"SELECT user_id, {_PLAIN_GROUP}, first_active, active FROM "
+        f"(SELECT user_id, groupUniqArray({index('t')}) AS active FROM ({window}) GROUP BY user_id) AS w "
+        f"INNER JOIN (SELECT user_id, {index('min(t)')} AS first_active FROM ({history}) GROUP BY user_id) AS h "
+        "USING user_id")
+    cells = (
+        "arrayConcat("
+        f"arrayMap(i -> (multiIf(i = first_active, 'new', has(active, i - 1), 'returning', 'resurrecting'), i), "
+        f"arrayFilter(i -> i >= {first}, active)), "
+        f"arrayMap(i -> ('dormant', i + 1), arrayFilter(i -> i < {last} AND NOT has(active, i + 1), active)), "
+        f"arrayFilter(users -> arrayExists(i -> i >= {first}, active), [('users', toInt64(0))]))")
+    sql = (f"SELECT status.1 AS measure, grp, status.2 AS cell, toInt64(0) AS period, count() AS users "
+           f"FROM (SELECT grp, arrayJoin({cells}) AS status FROM ({per_user})) GROUP BY measure, grp, cell")
+
+    def read(rows: list[Row]) -> LifecycleCounts:
+        cells = _cells(rows)
+
+        def status(name: str) -> np.ndarray:
+            counts = np.zeros((1, grid.count), dtype=np.int64)
+            for group, interval, _, users in cells[name]:
+                counts[group, interval - grid.first] = users
+            return counts
+
+        return LifecycleCounts(new=status("new"), returning=status("returning"), resurrecting=status("resurrecting"),
+                               dormant=status("dormant"), users=_per_group(cells["users"]))
+
+    return Query(sql, bind.values, read)
+
+
+def stickiness_query(events: EventsTable, *, now: int) -> Query[StickinessCounts]:
+    """Distinct active users per day of the 28 complete days before ``now``'s day, in the last 7, in all 28."""
+    bind = _Parameters()
+    last_day = stickiness_last_day(now)
+    window = events.rows(bind, start=(last_day - STICKINESS_DAYS + 1) * DAY_SECONDS, end=(last_day + 1) * DAY_SECONDS)
+    week_start = bind("week_first_day", Parameter.int64(last_day - STICKINESS_WEEK_DAYS + 1))
+    days = f"SELECT user_id, {_PLAIN_GROUP}, intDiv(t, {DAY_SECONDS}) AS day FROM ({window})"
+    sql = " UNION ALL ".join([
+        (f"SELECT 'daily' AS measure, grp, day AS cell, toInt64(0) AS period, uniqExact(user_id) AS users "
+         f"FROM ({days}) GROUP BY grp, day"),
+        (f"SELECT 'weekly', grp, toInt64(0), toInt64(0), uniqExactIf(user_id, day >= {week_start}) "
+         f"FROM ({days}) GROUP BY grp"),
+        f"SELECT 'monthly', grp, toInt64(0), toInt64(0), uniqExact(user_id) FROM ({days}) GROUP BY grp",
+    ])
+
+    def read(rows: list[Row]) -> StickinessCounts:
+        cells = _cells(rows)
+        daily = np.zeros((1, STICKINESS_DAYS), dtype=np.int64)
+        for group, day, _, users in cells["daily"]:
+            daily[group, day - (last_day - STICKINESS_DAYS + 1)] = users
+        return StickinessCounts(last_day=last_day, daily=daily, weekly=_per_group(cells["weekly"]),
+                                monthly=_per_group(cells["monthly"]))
+
+    return Query(sql, bind.values, read)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _interval_index(bind: _Parameters, grid: IntervalGrid):
+    """SQL of the interval index of a time expression, the grid's length and offset as parameters."""
+    offset = bind("interval_offset", Parameter.int64(grid.offset))
+    length = bind("interval_length", Parameter.int64(grid.length))
+    return lambda seconds: f"intDiv({seconds} + {offset}, {length})"
+
+
+def _event_is(bind: _Parameters, name: str, event: str | None) -> str:
+    """SQL truth value: is ``event`` the one named (always true for any event)."""
+    return "1" if event is None else f"event = {bind(name, Parameter.string(event))}"
+
+
+def _seen(events: EventsTable, bind: _Parameters, grid: IntervalGrid, measure: str, condition: str) -> str:
+    """A row ``(measure, 0, 0, 0, 0 or 1)``: does an event meeting ``condition`` occur before the range's end."""
+    history = events.rows(bind, end=grid.end)
+    return (f"SELECT '{measure}', toInt64(0), toInt64(0), toInt64(0), count() "
+            f"FROM (SELECT 1 FROM ({history}) WHERE {condition} LIMIT 1)")
+
+
+def _cells(rows: list[Row]) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Rows by measure, as ``(grp, cell, period, users)`` integers (ClickHouse quotes 64-bit integers)."""
+    cells: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
+    for row in rows:
+        cells[str(row["measure"])].append(
+            (int(row["grp"]), int(row["cell"]), int(row["period"]), int(row["users"])))
+    return cells
+
+
+def _flag(cells: list[tuple[int, int, int, int]]) -> bool:
+    """The truth of a one-row answer to a yes-or-no question."""
+    (row,) = cells
+    return row[-1] > 0
+
+
+def _per_group(cells: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """One count per group from rows holding one number each (groups without a row count 0)."""
+    counts = np.zeros(1, dtype=np.int64)
+    for group, _, _, users in cells:
+        counts[group] = users
+    return counts
