@@ -1,0 +1,242 @@
+"""Experiment exposures and metric measures from the in-memory event log: the file backend's kernel.
+
+The definitions are those of :mod:`exporter.analysis.experiments.event_metrics` (which also does
+the statistics); this module reduces the events to its :class:`ExposureSums` with numpy, in time
+linear in the number of events and without sorting the metric events:
+
+1. **Units.** Exposures are keyed ``experiment * users + user`` and sorted once (1 M keys: tens of
+   milliseconds); per key, the first exposure time and the smallest and largest variant code
+   (``reduceat``). A key whose two differ is a user exposed to several variants: excluded. The
+   others are the units: (experiment, variant, user, first exposure ``t0``).
+2. **Measures.** For each event name a metric reads, its events are paired with the units of their
+   user (a dense ``first unit of user`` table; a user in several experiments adds pairs for the
+   others), and ``t - t0`` decides, for each window a metric needs, whether the event counts:
+   ``[0, window)`` after the first exposure, ``[-pre_period, 0)`` before it. ``np.bincount`` over
+   the units gives every user's count per window.
+3. **Sums.** Per metric, the per-user ``y`` and ``x`` are summed per arm with ``np.bincount``
+   (float64 sums of integers: exact below 2**53).
+
+The ClickHouse backend computes the same sums in SQL (:mod:`exporter.events.clickhouse_exposures`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from exporter.analysis.experiments.event_metrics import (
+    ExperimentMetricsSettings,
+    ExperimentSums,
+    ExposureSums,
+    MeasureSums,
+    MetricDefinition,
+)
+from exporter.events.log import EventLog
+
+MISSING = -1  # the code of an exposure without the property
+
+
+@dataclass(frozen=True)
+class Exposures:
+    """The exposure events as plain columns, one element per exposure event.
+
+    ``users`` are the EventLog's user codes; ``times`` epoch seconds; ``experiments`` and
+    ``variants`` codes into ``experiment_labels`` and ``variant_labels``, :data:`MISSING` (-1)
+    where the event lacks the property. An empty label counts as missing.
+    """
+
+    users: np.ndarray
+    times: np.ndarray
+    experiments: np.ndarray
+    variants: np.ndarray
+    experiment_labels: tuple[str, ...]
+    variant_labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        size = len(self.users)
+        if any(len(column) != size for column in (self.times, self.experiments, self.variants)):
+            raise ValueError("Exposures columns must have the same length")
+
+
+def exposure_sums(log: EventLog, exposures: Exposures, settings: ExperimentMetricsSettings, *, end: int,
+                  experiment_keys: Mapping[str, str] | None = None) -> ExposureSums:
+    """Per experiment: exposure counts and, per metric and variant, the sums of the per-user measures.
+
+    Only exposures and metric events before ``end`` count. ``experiment_keys`` maps an experiment
+    label found in events to the key it is reported under (its id, when events carry the name);
+    a label without an entry is its own key.
+    """
+    units = _Units.of(exposures, len(log.user_names), end, experiment_keys or {})
+    counts = _WindowCounts(log, units, end)
+    sums = {metric.name: _metric_sums(metric, settings, counts, units) for metric in settings.metrics}
+    experiments = {}
+    for k, key in enumerate(units.keys):
+        if not units.present[k]:  # its label is known, but its exposures are all after the end
+            continue
+        arms = [arm for arm in range(len(units.arm_key)) if units.arm_key[arm] == k]
+        variants = {units.variant_labels[units.arm_variant[arm]]: arm for arm in arms}
+        order = sorted(variants)
+        experiments[key] = ExperimentSums(
+            experiment=key,
+            users={variant: int(units.arm_users[variants[variant]]) for variant in order},
+            metrics={name: {variant: per_arm[variants[variant]] for variant in order}
+                     for name, per_arm in sums.items()},
+            excluded_multiple_variants=int(units.excluded[k]),
+            skipped_without_variant=int(units.skipped[k]))
+    return ExposureSums(experiments=experiments, events_not_found=counts.not_found(settings.metric_events))
+
+
+@dataclass(frozen=True)
+class _Units:
+    """The counted (experiment, user) pairs and the arms they form.
+
+    ``keys`` are the experiment keys (sorted), ``present`` where one has an exposure before the
+    end; ``excluded`` and
+    ``skipped`` count, per key, users exposed to several variants and exposure events without a
+    variant. Per unit: ``user``, ``t0`` (first exposure) and ``arm``; per arm: ``arm_key``,
+    ``arm_variant`` and ``arm_users``.
+    """
+
+    keys: tuple[str, ...]
+    present: np.ndarray
+    variant_labels: tuple[str, ...]
+    excluded: np.ndarray
+    skipped: np.ndarray
+    user: np.ndarray
+    t0: np.ndarray
+    arm: np.ndarray
+    arm_key: np.ndarray
+    arm_variant: np.ndarray
+    arm_users: np.ndarray
+
+    @classmethod
+    def of(cls, exposures: Exposures, n_users: int, end: int, experiment_keys: Mapping[str, str]) -> _Units:
+        key_of_label = [experiment_keys.get(label, label) for label in exposures.experiment_labels]
+        keys = sorted({key for key in key_of_label if key})
+        key_index = {key: k for k, key in enumerate(keys)}
+        # One extra slot at the end of each lookup: code -1 (MISSING) reads it.
+        key_code = np.array([key_index.get(key, MISSING) for key in key_of_label] + [MISSING], dtype=np.int64)
+        has_variant = np.array([bool(label) for label in exposures.variant_labels] + [False])
+
+        experiment = key_code[exposures.experiments]
+        attributed = (exposures.times < end) & (experiment != MISSING)
+        with_variant = has_variant[exposures.variants]
+        present = np.bincount(experiment[attributed], minlength=len(keys)) > 0
+        skipped = np.bincount(experiment[attributed & ~with_variant], minlength=len(keys))
+        kept = attributed & with_variant
+        experiment, user = experiment[kept], exposures.users[kept].astype(np.int64)
+        variant, time = exposures.variants[kept].astype(np.int64), exposures.times[kept]
+
+        pair = experiment * n_users + user
+        order = np.argsort(pair)
+        pair, variant, time = pair[order], variant[order], time[order]
+        first = np.flatnonzero(np.diff(pair, prepend=pair[:1] - 1))  # the start of each pair's exposures
+        lowest = np.minimum.reduceat(variant, first)
+        single = lowest == np.maximum.reduceat(variant, first)
+        pair_key, pair_user = np.divmod(pair[first], max(n_users, 1))
+        t0 = np.minimum.reduceat(time, first)
+        excluded = np.bincount(pair_key[~single], minlength=len(keys))
+
+        n_variants = len(exposures.variant_labels)
+        arm_code = pair_key[single] * n_variants + lowest[single]
+        arm_users_dense = np.bincount(arm_code, minlength=len(keys) * n_variants)
+        arm_codes = np.flatnonzero(arm_users_dense)
+        arm_of_code = np.full(len(arm_users_dense), MISSING, dtype=np.int64)
+        arm_of_code[arm_codes] = np.arange(len(arm_codes))
+        return cls(keys=tuple(keys), present=present, variant_labels=exposures.variant_labels, excluded=excluded,
+                   skipped=skipped, user=pair_user[single], t0=t0[single], arm=arm_of_code[arm_code],
+                   arm_key=arm_codes // max(n_variants, 1), arm_variant=arm_codes % max(n_variants, 1),
+                   arm_users=arm_users_dense[arm_codes])
+
+
+class _UnitsOfUser:
+    """Which units each user belongs to: a dense table of every user's first unit, and the rest
+    (users in several experiments) through the units sorted by user."""
+
+    def __init__(self, unit_user: np.ndarray, n_users: int) -> None:
+        self.order = np.argsort(unit_user, kind="stable")
+        self.degree = np.bincount(unit_user, minlength=n_users)
+        self.start = np.cumsum(self.degree) - self.degree
+        self.first = np.append(self.order, MISSING)[np.where(self.degree > 0, self.start, len(self.order))]
+        self.several = bool(len(self.degree)) and int(self.degree.max(initial=0)) > 1
+
+    def pairs(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(event index, unit)`` for every event of ``users`` and every unit of its user."""
+        unit = self.first[users]
+        event = np.flatnonzero(unit != MISSING)
+        unit = unit[event]
+        if not self.several:
+            return event, unit
+        extra = self.degree[users[event]] - 1
+        more = np.flatnonzero(extra > 0)
+        repeats = extra[more]
+        more_event = np.repeat(event[more], repeats)
+        # The k-th extra unit of a user sits at start + k in the by-user order (k = 1 .. degree - 1).
+        rank = np.arange(len(more_event)) - np.repeat(np.cumsum(repeats) - repeats, repeats) + 1
+        more_unit = self.order[self.start[users[more_event]] + rank]
+        return np.concatenate((event, more_event)), np.concatenate((unit, more_unit))
+
+
+class _WindowCounts:
+    """Per unit, the number of events of a name within ``[t0 + low, t0 + high)``; computed once per
+    (name, low, high) and kept."""
+
+    def __init__(self, log: EventLog, units: _Units, end: int) -> None:
+        self._log = log
+        self._units = units
+        self._end = int(np.searchsorted(log.timestamps, end, side="left"))
+        self._of_user = _UnitsOfUser(units.user, len(log.user_names))
+        self._pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._counts: dict[tuple[str, int, int], np.ndarray] = {}
+
+    def count(self, name: str, low: int, high: int) -> np.ndarray:
+        if (name, low, high) not in self._counts:
+            unit, offset = self._offsets(name)
+            inside = (offset >= low) & (offset < high)
+            self._counts[name, low, high] = np.bincount(unit[inside], minlength=len(self._units.t0))
+        return self._counts[name, low, high]
+
+    def _offsets(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every (unit, seconds from the unit's first exposure) pair of the events named ``name``."""
+        if name not in self._pairs:
+            code = self._log.event_code(name)
+            if code is None or not len(self._units.t0):
+                nothing = np.empty(0, dtype=np.int64)
+                self._pairs[name] = (nothing, nothing)
+            else:
+                selected = np.flatnonzero(self._log.event_ids[:self._end] == code)
+                event, unit = self._of_user.pairs(self._log.user_ids[selected])
+                offset = self._log.timestamps[selected[event]] - self._units.t0[unit]
+                self._pairs[name] = (unit, offset)
+        return self._pairs[name]
+
+    def not_found(self, names: Sequence[str]) -> frozenset[str]:
+        """The names without any event before the end."""
+        log = self._log
+        return frozenset(name for name in names if (code := log.event_code(name)) is None
+                         or not bool(np.any(log.event_ids[:self._end] == code)))
+
+
+def _metric_sums(metric: MetricDefinition, settings: ExperimentMetricsSettings, counts: _WindowCounts,
+                 units: _Units) -> list[MeasureSums]:
+    """The metric's sums for every arm (indexed by arm)."""
+    window = metric.window_seconds
+    if metric.kind == "ratio":
+        y = counts.count(metric.numerator, 0, window)
+        x = counts.count(metric.denominator, 0, window)
+    else:
+        y = counts.count(metric.event, 0, window)
+        x = np.zeros_like(y)
+        if settings.cuped is not None:
+            x = counts.count(metric.event, -settings.cuped.pre_period_seconds, 0)
+        if metric.kind == "conversion":
+            y, x = (y > 0).astype(np.int64), (x > 0).astype(np.int64)
+    arms = len(units.arm_users)
+
+    def per_arm(values: np.ndarray) -> list[int]:
+        return np.bincount(units.arm, weights=values, minlength=arms).astype(np.int64).tolist()
+
+    columns = [per_arm(values) for values in (y, x, y * y, x * x, x * y)]
+    return [MeasureSums(*column) for column in zip(*columns)]
