@@ -59,7 +59,7 @@ def _check_days(label: str, key: str, days: int) -> None:
 
 def _check_event(label: str, key: str, name: str | None) -> None:
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{label}: {key} must be a non-empty event name (got {name!r})")
+        raise ValueError(f"{label}: {key} must be an event name (got {name!r})")
 
 
 @dataclass(frozen=True)
