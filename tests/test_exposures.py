@@ -31,7 +31,7 @@ from exporter.analysis.experiments.event_metrics import (
 from exporter.events.clickhouse_exposures import exposure_sums_query
 from exporter.events.clickhouse_queries import EventsTable
 from exporter.events.log import EventLog
-from exporter.events.log_exposures import MISSING, Exposures, exposure_sums
+from exporter.events.log_exposures import MISSING, Exposures, exposure_sums, sorting_order
 from tests.event_logs import make_log
 from tests.fakes.clickhouse import ChdbEngine, _datetime
 
@@ -298,3 +298,10 @@ def test_the_properties_column_is_an_identifier():
     table = EventsTable.mapped("default", "events", user_id="user_id", event="event", timestamp="timestamp")
     with pytest.raises(ValueError, match="not a ClickHouse name"):
         exposure_sums_query(table, CASES_CONFIG, end=NOW, properties="props]; DROP TABLE events; --")
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys=st.lists(st.integers(0, 50) | st.integers(0, 2**62), max_size=200))
+def test_sorting_order_is_a_stable_argsort(keys):
+    array = np.array(keys, dtype=np.int64)
+    assert sorting_order(array).tolist() == np.argsort(array, kind="stable").tolist()

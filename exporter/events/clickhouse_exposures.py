@@ -3,8 +3,8 @@
 The same answer as the file backend's kernel (:func:`exporter.events.log_exposures.exposure_sums`)
 in one query that brings back one row: per (experiment, variant) the users and the sums of the
 per-user measures, per experiment the excluded users and the skipped exposures, and which metric
-events occur at all. The definitions are those of
-:mod:`exporter.analysis.experiments.event_metrics`; read its docstring first.
+events occur at all. The definitions are those of ``docs/experiment-metrics.md#who-is-in-the-experiment``
+and ``#what-is-measured-per-user``.
 
 Built like :mod:`exporter.events.clickhouse_queries` (read its docstring for the safety rules):
 configured identifiers (the properties column) are checked and backtick-quoted; every value

@@ -1,12 +1,13 @@
 """Experiment exposures and metric measures from the in-memory event log: the file backend's kernel.
 
-The definitions are those of :mod:`exporter.analysis.experiments.event_metrics` (which also does
-the statistics); this module reduces the events to its :class:`ExposureSums` with numpy, in time
-linear in the number of events and without sorting the metric events:
+The definitions are those of ``docs/experiment-metrics.md#who-is-in-the-experiment`` and
+``#what-is-measured-per-user``; the statistics are in :mod:`exporter.analysis.experiments.event_metrics`.
+This module reduces the events to its :class:`ExposureSums` with numpy, in time linear in the number
+of events and without sorting the metric events:
 
-1. **Units.** Exposures are keyed ``experiment * users + user`` and sorted once (1 M keys: tens of
-   milliseconds); per key, the first exposure time and the smallest and largest variant code
-   (``reduceat``). A key whose two differ is a user exposed to several variants: excluded. The
+1. **Units.** Exposures are keyed ``experiment * users + user`` and sorted once
+   (:func:`sorting_order`); per key, ``reduceat`` gives the first exposure time and the smallest and
+   largest variant code. A key whose two differ is a user exposed to several variants: excluded. The
    others are the units: (experiment, variant, user, first exposure ``t0``).
 2. **Measures.** For each event name a metric reads, its events are paired with the units of their
    user (a dense ``first unit of user`` table; a user in several experiments adds pairs for the

@@ -1,6 +1,7 @@
 """Experiments measured on identified events: metric definitions, statistics and the guardrail.
 
-The methods are those of ``docs/experiment-metrics.md``; this module is their pure part. The
+The methods are those of ``docs/experiment-metrics.md`` (``#statistics``, ``#the-guardrail``); this
+module is their pure part. The
 backends (``exporter.events.log_exposures`` for the file, ``exporter.events.clickhouse_exposures``
 for ClickHouse) reduce the events to :class:`ExposureSums`: per experiment and variant, the sums
 of two per-user measures ``y`` and ``x``, their squares and their product. Everything here is
