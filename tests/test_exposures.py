@@ -305,3 +305,13 @@ def test_the_properties_column_is_an_identifier():
 def test_sorting_order_is_a_stable_argsort(keys):
     array = np.array(keys, dtype=np.int64)
     assert sorting_order(array).tolist() == np.argsort(array, kind="stable").tolist()
+
+
+def test_exposures_decades_apart_are_measured_all_the_same():
+    """Offsets from the first exposure no longer fit in 32 bits: the kernel keeps them in 64."""
+    long_ago = T0 - 70 * 365 * DAY
+    events = [exposure("a", long_ago), ("a", "deploy.done", long_ago + 5, {}), ("a", "deploy.done", long_ago - 5, {}),
+              exposure("b", T0, variant="treatment"), ("b", "deploy.done", T0 + 5, {}), ("b", "deploy.done", T0, {})]
+    assert on_file(events, CASES_CONFIG, end=NOW, keys={}) == reference_sums(events, CASES_CONFIG, end=NOW, keys={})
+    assert on_file(events, CASES_CONFIG, end=NOW, keys={}).experiments["exp-1"].metrics["deploys"] == {
+        "control": MeasureSums(1, 1, 1, 1, 1), "treatment": MeasureSums(2, 0, 4, 0, 0)}

@@ -70,7 +70,7 @@ def exposure_sums(log: EventLog, exposures: Exposures, settings: ExperimentMetri
     a label without an entry is its own key.
     """
     units = _Units.of(exposures, len(log.user_names), end, experiment_keys or {})
-    counts = _WindowCounts(log, units, end)
+    counts = _WindowCounts(log, units, end, _reach(settings))
     sums = {metric.name: _metric_sums(metric, settings, counts, units) for metric in settings.metrics}
     experiments = {}
     for k, key in enumerate(units.keys):
@@ -164,15 +164,17 @@ def sorting_order(keys: np.ndarray) -> np.ndarray:
 
 
 class _UnitsOfUser:
-    """Which units each user belongs to: a dense table of every user's first unit, and the rest
-    (users in several experiments) through the units sorted by user."""
+    """Which units each user belongs to: a dense table of every user's first unit (int32, so the
+    gather that every event makes stays in cache), and the rest (users in several experiments)
+    through the units sorted by user."""
 
     def __init__(self, unit_user: np.ndarray, n_users: int) -> None:
         self.order = sorting_order(unit_user)
         self.degree = np.bincount(unit_user, minlength=n_users)
         self.start = np.cumsum(self.degree) - self.degree
-        self.first = np.append(self.order, MISSING)[np.where(self.degree > 0, self.start, len(self.order))]
-        self.several = bool(len(self.degree)) and int(self.degree.max(initial=0)) > 1
+        first = np.append(self.order, MISSING)[np.where(self.degree > 0, self.start, len(self.order))]
+        self.first = first.astype(np.int32)
+        self.several = int(self.degree.max(initial=0)) > 1
 
     def pairs(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(event index, unit)`` for every event of ``users`` and every unit of its user."""
@@ -188,18 +190,36 @@ class _UnitsOfUser:
         # The k-th extra unit of a user sits at start + k in the by-user order (k = 1 .. degree - 1).
         rank = np.arange(len(more_event)) - np.repeat(np.cumsum(repeats) - repeats, repeats) + 1
         more_unit = self.order[self.start[users[more_event]] + rank]
-        return np.concatenate((event, more_event)), np.concatenate((unit, more_unit))
+        return np.concatenate((event, more_event)), np.concatenate((unit, more_unit.astype(np.int32)))
 
 
 class _WindowCounts:
-    """Per unit, the number of events of a name within ``[t0 + low, t0 + high)``; computed once per
-    (name, low, high) and kept."""
+    """Per unit, the number of events of a name within ``[t0 + low, t0 + high)``, for windows inside
+    ``reach`` (the widest ``(low, high)`` any metric asks for); computed once per (name, low, high).
 
-    def __init__(self, log: EventLog, units: _Units, end: int) -> None:
+    Only the events within reach of some unit's first exposure are read: a binary search on the
+    time-sorted log bounds them. Offsets from ``t0`` are int32 when that span allows (it does unless
+    the exposures themselves span decades), halving the memory traffic of the window tests.
+    """
+
+    def __init__(self, log: EventLog, units: _Units, end: int, reach: tuple[int, int]) -> None:
         self._log = log
         self._units = units
         self._end = int(np.searchsorted(log.timestamps, end, side="left"))
         self._of_user = _UnitsOfUser(units.user, len(log.user_names))
+        if len(units.t0):
+            first_t0, last_t0 = int(units.t0.min()), int(units.t0.max())
+            low, high = first_t0 + reach[0], min(end, last_t0 + reach[1])
+            self._begin = int(np.searchsorted(log.timestamps, low, side="left"))
+            self._stop = max(int(np.searchsorted(log.timestamps, high, side="left")), self._begin)
+            small = max(last_t0 - first_t0 + max(-reach[0], reach[1]), 0) < 2**31
+        else:
+            self._begin = self._stop = 0
+            first_t0, small = 0, True
+        self._base = first_t0
+        self._dtype = np.int32 if small else np.int64
+        self._t0 = (units.t0 - first_t0).astype(self._dtype)
+        self._selected: dict[str, np.ndarray] = {}
         self._pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._counts: dict[tuple[str, int, int], np.ndarray] = {}
 
@@ -210,25 +230,34 @@ class _WindowCounts:
             self._counts[name, low, high] = np.bincount(unit[inside], minlength=len(self._units.t0))
         return self._counts[name, low, high]
 
+    def _events(self, name: str) -> np.ndarray:
+        """Positions (from the start of reach) of the events named ``name`` within reach."""
+        if name not in self._selected:
+            code = self._log.event_code(name)
+            in_reach = self._log.event_ids[self._begin:self._stop]
+            self._selected[name] = np.flatnonzero(in_reach == code) if code is not None else np.empty(0, np.int64)
+        return self._selected[name]
+
     def _offsets(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Every (unit, seconds from the unit's first exposure) pair of the events named ``name``."""
         if name not in self._pairs:
-            code = self._log.event_code(name)
-            if code is None or not len(self._units.t0):
-                nothing = np.empty(0, dtype=np.int64)
-                self._pairs[name] = (nothing, nothing)
-            else:
-                selected = np.flatnonzero(self._log.event_ids[:self._end] == code)
-                event, unit = self._of_user.pairs(self._log.user_ids[selected])
-                offset = self._log.timestamps[selected[event]] - self._units.t0[unit]
-                self._pairs[name] = (unit, offset)
+            selected = self._events(name)
+            event, unit = self._of_user.pairs(self._log.user_ids[self._begin:self._stop][selected])
+            seconds = (self._log.timestamps[self._begin:self._stop][selected[event]] - self._base).astype(self._dtype)
+            self._pairs[name] = (unit, seconds - self._t0[unit])
         return self._pairs[name]
 
     def not_found(self, names: Sequence[str]) -> frozenset[str]:
-        """The names without any event before the end."""
+        """The names without any event before the end (outside reach only looked for when none is inside)."""
         log = self._log
         return frozenset(name for name in names if (code := log.event_code(name)) is None
-                         or not bool(np.any(log.event_ids[:self._end] == code)))
+                         or not len(self._events(name)) and not bool(np.any(log.event_ids[:self._end] == code)))
+
+
+def _reach(settings: ExperimentMetricsSettings) -> tuple[int, int]:
+    """The widest ``(low, high)`` offsets from the first exposure that any metric reads."""
+    before = settings.cuped.pre_period_seconds if settings.cuped is not None and settings.metrics else 0
+    return -before, max((metric.window_seconds for metric in settings.metrics), default=0)
 
 
 def _metric_sums(metric: MetricDefinition, settings: ExperimentMetricsSettings, counts: _WindowCounts,
