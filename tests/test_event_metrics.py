@@ -327,8 +327,10 @@ def test_json_is_finite_and_matches_its_schema(arms, kind, cuped, alpha):
     for row in metric["variants"]:
         for low_high in (row["absolute_lift_ci"], row["relative_lift_ci"]):
             assert low_high is None or low_high[0] <= low_high[1]
-        if row["p_value"] is not None:
-            assert row["adjusted_p_value"] is not None or cuped
+        decision = row["cuped"]["p_value"] if row["cuped"] is not None else row["p_value"]
+        assert (row["adjusted_p_value"] is None) == (decision is None)  # Holm adjusts the decision test
+        if decision is not None:
+            assert decision <= row["adjusted_p_value"] <= 1
 
 
 # --- the guardrail --------------------------------------------------------------------------------

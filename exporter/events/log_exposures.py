@@ -93,11 +93,10 @@ def exposure_sums(log: EventLog, exposures: Exposures, settings: ExperimentMetri
 class _Units:
     """The counted (experiment, user) pairs and the arms they form.
 
-    ``keys`` are the experiment keys (sorted), ``present`` where one has an exposure before the
-    end; ``excluded`` and
-    ``skipped`` count, per key, users exposed to several variants and exposure events without a
-    variant. Per unit: ``user``, ``t0`` (first exposure) and ``arm``; per arm: ``arm_key``,
-    ``arm_variant`` and ``arm_users``.
+    ``keys`` are the experiment keys (sorted) and ``present`` says which have an exposure before the
+    end; ``excluded`` and ``skipped`` count, per key, users exposed to several variants and exposure
+    events without a variant. Per unit: ``user``, ``t0`` (first exposure with a variant) and ``arm``;
+    per arm: ``arm_key``, ``arm_variant`` (a code into ``variant_labels``) and ``arm_users``.
     """
 
     keys: tuple[str, ...]
