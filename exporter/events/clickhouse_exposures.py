@@ -35,8 +35,9 @@ from exporter.analysis.experiments.event_metrics import (
     ExperimentMetricsSettings,
     ExperimentSums,
     ExposureSums,
+    Measures,
     MeasureSums,
-    MetricDefinition,
+    Window,
 )
 from exporter.events.clickhouse_queries import (
     EventsTable,
@@ -61,17 +62,18 @@ def exposure_sums_query(events: EventsTable, settings: ExperimentMetricsSettings
     """
     bind = _Parameters()
     units = _units(events, bind, settings, end=end, properties=properties, experiment_keys=experiment_keys or {})
-    windows: dict[tuple[str, int, int], str] = {}  # (event, low, high) -> the per-unit count's column
+    windows: dict[Window, str] = {}  # each window a metric reads -> the column of its per-unit count
 
-    def count(name: str, low: int, high: int) -> str:
-        return windows.setdefault((name, low, high), f"c{len(windows)}")
+    def column(window: Window | None) -> str:
+        return "0" if window is None else windows.setdefault(window, f"c{len(windows)}")
 
-    measures = [_measures(metric, settings, count) for metric in settings.metrics]
+    measures = [_measures(settings.measures(metric), column) for metric in settings.metrics]
     names = {name: bind(f"event_{k}", Parameter.string(name)) for k, name in enumerate(settings.metric_events)}
     counted = "".join(
-        f", countIf(e.event = {names[name]} AND e.t >= u.t0 + {bind(f'{column}_low', Parameter.int64(low))} "
-        f"AND e.t < u.t0 + {bind(f'{column}_high', Parameter.int64(high))}) AS {column}"
-        for (name, low, high), column in windows.items())
+        f", countIf(e.event = {names[window.event]} "
+        f"AND e.t >= u.t0 + {bind(f'{name}_start', Parameter.int64(window.start))} "
+        f"AND e.t < u.t0 + {bind(f'{name}_stop', Parameter.int64(window.stop))}) AS {name}"
+        for window, name in windows.items())
     if windows:
         metric_events = bind("metric_events", Parameter.strings(list(names)))
         per_unit = (f"SELECT u.experiment AS experiment, u.arm AS arm, u.variants AS variants, u.skipped AS skipped"
@@ -128,16 +130,10 @@ def _units(events: EventsTable, bind: _Parameters, settings: ExperimentMetricsSe
             f"anyIf(variant, variant != '') AS first_variant FROM ({exposures}) GROUP BY experiment, user_id)")
 
 
-def _measures(metric: MetricDefinition, settings: ExperimentMetricsSettings,
-              count: Callable[[str, int, int], str]) -> tuple[str, str]:
-    """SQL of the metric's per-unit ``y`` and ``x`` over the window counts ``count(event, low, high)``
-    names (the module docstring of ``event_metrics`` defines them)."""
-    window = metric.window_seconds
-    if metric.kind == "ratio":
-        return count(metric.numerator, 0, window), count(metric.denominator, 0, window)
-    y = count(metric.event, 0, window)
-    x = count(metric.event, -settings.cuped.pre_period_seconds, 0) if settings.cuped is not None else "0"
-    if metric.kind == "conversion":
+def _measures(measures: Measures, column: Callable[[Window | None], str]) -> tuple[str, str]:
+    """SQL of a metric's per-unit ``y`` and ``x`` over the columns of its windows' counts."""
+    y, x = column(measures.y), column(measures.x)
+    if measures.indicator:
         return f"toUInt64({y} > 0)", f"toUInt64({x} > 0)"
     return y, x
 

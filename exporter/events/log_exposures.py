@@ -22,7 +22,7 @@ The ClickHouse backend computes the same sums in SQL (:mod:`exporter.events.clic
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +31,9 @@ from exporter.analysis.experiments.event_metrics import (
     ExperimentMetricsSettings,
     ExperimentSums,
     ExposureSums,
+    Measures,
     MeasureSums,
-    MetricDefinition,
+    Window,
 )
 from exporter.events.log import EventLog
 
@@ -70,8 +71,10 @@ def exposure_sums(log: EventLog, exposures: Exposures, settings: ExperimentMetri
     a label without an entry is its own key.
     """
     units = _Units.of(exposures, len(log.user_names), end, experiment_keys or {})
-    counts = _WindowCounts(log, units, end, _reach(settings))
-    sums = {metric.name: _metric_sums(metric, settings, counts, units) for metric in settings.metrics}
+    measures = {metric.name: settings.measures(metric) for metric in settings.metrics}
+    windows = {window for m in measures.values() for window in (m.y, m.x) if window is not None}
+    counts, not_found = _window_counts(log, units, end, windows)
+    sums = {name: _metric_sums(m, counts, units) for name, m in measures.items()}
     experiments = {}
     for k, key in enumerate(units.keys):
         if not units.present[k]:  # its label is known, but its exposures are all after the end
@@ -86,7 +89,7 @@ def exposure_sums(log: EventLog, exposures: Exposures, settings: ExperimentMetri
                      for name, per_arm in sums.items()},
             excluded_multiple_variants=int(units.excluded[k]),
             skipped_without_variant=int(units.skipped[k]))
-    return ExposureSums(experiments=experiments, events_not_found=counts.not_found(settings.metric_events))
+    return ExposureSums(experiments=experiments, events_not_found=not_found)
 
 
 @dataclass(frozen=True)
@@ -192,87 +195,52 @@ class _UnitsOfUser:
         return np.concatenate((event, more_event)), np.concatenate((unit, more_unit.astype(np.int32)))
 
 
-class _WindowCounts:
-    """Per unit, the number of events of a name within ``[t0 + low, t0 + high)``, for windows inside
-    ``reach`` (the widest ``(low, high)`` any metric asks for); computed once per (name, low, high).
+def _window_counts(log: EventLog, units: _Units, end: int, windows: Collection[Window]
+                   ) -> tuple[dict[Window, np.ndarray], frozenset[str]]:
+    """Per window, every unit's number of events in it; and the names without any event before ``end``.
 
     Only the events within reach of some unit's first exposure are read: a binary search on the
     time-sorted log bounds them. Offsets from ``t0`` are int32 when that span allows (it does unless
-    the exposures themselves span decades), halving the memory traffic of the window tests.
+    the exposures themselves span decades), halving the memory traffic of the window tests. One
+    event name at a time: its (event, unit) pairs are dropped once its windows are counted.
     """
+    end_index = int(np.searchsorted(log.timestamps, end, side="left"))
+    begin = stop = base = 0
+    small = True
+    if len(units.t0) and windows:
+        base, last_t0 = int(units.t0.min()), int(units.t0.max())
+        reach = (min(window.start for window in windows), max(window.stop for window in windows))
+        begin = int(np.searchsorted(log.timestamps, base + reach[0], side="left"))
+        stop = max(begin, int(np.searchsorted(log.timestamps, min(end, last_t0 + reach[1]), side="left")))
+        small = last_t0 - base + max(-reach[0], reach[1]) < 2**31
+    offset_type = np.int32 if small else np.int64
+    t0 = (units.t0 - base).astype(offset_type)
+    of_user = _UnitsOfUser(units.user, len(log.user_names))
+    users, names, seconds = log.user_ids[begin:stop], log.event_ids[begin:stop], log.timestamps[begin:stop]
 
-    def __init__(self, log: EventLog, units: _Units, end: int, reach: tuple[int, int]) -> None:
-        self._log = log
-        self._units = units
-        self._end = int(np.searchsorted(log.timestamps, end, side="left"))
-        self._of_user = _UnitsOfUser(units.user, len(log.user_names))
-        if len(units.t0):
-            first_t0, last_t0 = int(units.t0.min()), int(units.t0.max())
-            low, high = first_t0 + reach[0], min(end, last_t0 + reach[1])
-            self._begin = int(np.searchsorted(log.timestamps, low, side="left"))
-            self._stop = max(int(np.searchsorted(log.timestamps, high, side="left")), self._begin)
-            small = max(last_t0 - first_t0 + max(-reach[0], reach[1]), 0) < 2**31
-        else:
-            self._begin = self._stop = 0
-            first_t0, small = 0, True
-        self._base = first_t0
-        self._dtype = np.int32 if small else np.int64
-        self._t0 = (units.t0 - first_t0).astype(self._dtype)
-        self._selected: dict[str, np.ndarray] = {}
-        self._pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._counts: dict[tuple[str, int, int], np.ndarray] = {}
-
-    def count(self, name: str, low: int, high: int) -> np.ndarray:
-        if (name, low, high) not in self._counts:
-            unit, offset = self._offsets(name)
-            inside = (offset >= low) & (offset < high)
-            self._counts[name, low, high] = np.bincount(unit[inside], minlength=len(self._units.t0))
-        return self._counts[name, low, high]
-
-    def _events(self, name: str) -> np.ndarray:
-        """Positions (from the start of reach) of the events named ``name`` within reach."""
-        if name not in self._selected:
-            code = self._log.event_code(name)
-            in_reach = self._log.event_ids[self._begin:self._stop]
-            self._selected[name] = np.flatnonzero(in_reach == code) if code is not None else np.empty(0, np.int64)
-        return self._selected[name]
-
-    def _offsets(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Every (unit, seconds from the unit's first exposure) pair of the events named ``name``."""
-        if name not in self._pairs:
-            selected = self._events(name)
-            event, unit = self._of_user.pairs(self._log.user_ids[self._begin:self._stop][selected])
-            seconds = (self._log.timestamps[self._begin:self._stop][selected[event]] - self._base).astype(self._dtype)
-            self._pairs[name] = (unit, seconds - self._t0[unit])
-        return self._pairs[name]
-
-    def not_found(self, names: Sequence[str]) -> frozenset[str]:
-        """The names without any event before the end (outside reach only looked for when none is inside)."""
-        log = self._log
-        return frozenset(name for name in names if (code := log.event_code(name)) is None
-                         or not len(self._events(name)) and not bool(np.any(log.event_ids[:self._end] == code)))
+    by_name: dict[str, list[Window]] = {}
+    for window in windows:
+        by_name.setdefault(window.event, []).append(window)
+    counts, not_found = {}, set()
+    for name, its_windows in by_name.items():
+        code = log.event_code(name)
+        selected = np.flatnonzero(names == code) if code is not None else np.empty(0, dtype=np.int64)
+        if not len(selected) and (code is None or not bool(np.any(log.event_ids[:end_index] == code))):
+            not_found.add(name)
+        event, unit = of_user.pairs(users[selected])
+        offset = (seconds[selected[event]] - base).astype(offset_type) - t0[unit]
+        for window in its_windows:
+            inside = (offset >= window.start) & (offset < window.stop)
+            counts[window] = np.bincount(unit[inside], minlength=len(t0))
+    return counts, frozenset(not_found)
 
 
-def _reach(settings: ExperimentMetricsSettings) -> tuple[int, int]:
-    """The widest ``(low, high)`` offsets from the first exposure that any metric reads."""
-    before = settings.cuped.pre_period_seconds if settings.cuped is not None and settings.metrics else 0
-    return -before, max((metric.window_seconds for metric in settings.metrics), default=0)
-
-
-def _metric_sums(metric: MetricDefinition, settings: ExperimentMetricsSettings, counts: _WindowCounts,
-                 units: _Units) -> list[MeasureSums]:
-    """The metric's sums for every arm (indexed by arm)."""
-    window = metric.window_seconds
-    if metric.kind == "ratio":
-        y = counts.count(metric.numerator, 0, window)
-        x = counts.count(metric.denominator, 0, window)
-    else:
-        y = counts.count(metric.event, 0, window)
-        x = np.zeros_like(y)
-        if settings.cuped is not None:
-            x = counts.count(metric.event, -settings.cuped.pre_period_seconds, 0)
-        if metric.kind == "conversion":
-            y, x = (y > 0).astype(np.int64), (x > 0).astype(np.int64)
+def _metric_sums(measures: Measures, counts: Mapping[Window, np.ndarray], units: _Units) -> list[MeasureSums]:
+    """A metric's sums for every arm (indexed by arm)."""
+    y = counts[measures.y]
+    x = counts[measures.x] if measures.x is not None else np.zeros_like(y)
+    if measures.indicator:
+        y, x = (y > 0).astype(np.int64), (x > 0).astype(np.int64)
     arms = len(units.arm_users)
 
     def per_arm(values: np.ndarray) -> list[int]:

@@ -152,6 +152,34 @@ class ExperimentMetricsSettings:
         """CUPED applies to mean metrics when it is configured; a ratio has no covariate."""
         return self.cuped is not None and metric.kind != "ratio"
 
+    def measures(self, metric: MetricDefinition) -> Measures:
+        """What the backends count per user for ``metric`` (see :class:`Measures`)."""
+        window = metric.window_seconds
+        if metric.kind == "ratio":
+            return Measures(Window(metric.numerator, 0, window), Window(metric.denominator, 0, window), False)
+        before = Window(metric.event, -self.cuped.pre_period_seconds, 0) if self.cuped is not None else None
+        return Measures(Window(metric.event, 0, window), before, metric.kind == "conversion")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The user's events named ``event`` at ``[t0 + start, t0 + stop)``, ``t0`` the first exposure."""
+
+    event: str
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class Measures:
+    """A metric's two per-user measures as counts of events in windows: ``y`` and ``x`` (None: x is
+    0, a mean metric without CUPED). With ``indicator`` each is 1 when the count is positive, else 0
+    (a conversion)."""
+
+    y: Window
+    x: Window | None
+    indicator: bool
+
 
 # --- the backends' answer -----------------------------------------------------------------------
 
