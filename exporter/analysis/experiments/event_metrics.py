@@ -1,10 +1,10 @@
 """Experiments measured on identified events: metric definitions, statistics and the guardrail.
 
 The methods are those of ``docs/experiment-metrics.md`` (``#statistics``, ``#the-guardrail``); this
-module is their pure part. The
-backends (``exporter.events.log_exposures`` for the file, ``exporter.events.clickhouse_exposures``
-for ClickHouse) reduce the events to :class:`ExposureSums`: per experiment and variant, the sums
-of two per-user measures ``y`` and ``x``, their squares and their product. Everything here is
+module is their pure part. The backends (``exporter.events.log_exposures`` for the file,
+``exporter.events.clickhouse_exposures`` for ClickHouse) reduce the events to :class:`ExposureSums`:
+per experiment and variant, the sums of two per-user measures ``y`` and ``x``, their squares and
+their product (:meth:`ExperimentMetricsSettings.measures` says what they count). Everything here is
 computed from those sums, exactly as from the per-user values:
 
 * a mean metric (``conversion``, ``count``): ``y`` is the user's measure in the window after the
@@ -15,8 +15,9 @@ Statistics: the unpooled (Welch-type) z-test for means; the delta method for rat
 relative lifts; CUPED with one ``theta`` pooled over every exposed user of the experiment; Holm
 across the treatments per metric on the decision test (the CUPED test when CUPED applies); lift
 intervals at the experiment's alpha, Bonferroni-adjusted across the treatments as the conversion
-read-out's are (``analyse.py``). Variances are sample variances (n - 1), computed from the exact
-integer sums (Python integers), so a constant measure has a variance of exactly 0.
+read-out's are (``docs/methods.md#several-treatments``). Variances are sample variances (n - 1),
+computed from the exact integer sums (Python integers), so a constant measure has a variance of
+exactly 0.
 
 Undefined numbers are None and a status code says why; nothing here divides by zero or returns
 NaN. :func:`guardrail_recommendation` turns a ``ship`` into ``investigate_guardrail`` when the
@@ -530,7 +531,7 @@ def _metric_result(metric: MetricDefinition, arms: Sequence[str], users: Sequenc
 
 def _variant_codes(k: int, moments: _ArmMoments, estimate: _Estimate, ratio: bool,
                    zero_variance: bool) -> tuple[str, ...]:
-    """Why a row's numbers are null or qualified (the first two say everything when raised)."""
+    """Why a row's numbers are null or qualified; ``no_users`` says everything on its own."""
     users = moments.users[k]
     if users == 0:
         return ("no_users",)
