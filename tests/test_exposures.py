@@ -137,12 +137,15 @@ def engine(tmp_path_factory) -> ChdbEngine:
 
 
 def on_clickhouse(engine: ChdbEngine, events: Sequence[Event], config: ExperimentMetricsSettings, *, end: int,
-                  keys: Mapping[str, str]) -> ExposureSums:
+                  keys: Mapping[str, str], timestamp_type: str = "DateTime", fraction: float = 0.0) -> ExposureSums:
+    """The same events in a ClickHouse table (``fraction`` of a second added to every time, which
+    ClickHouse must floor as the file loader does), answered by the query on the engine."""
     table = f"default.exposures_{next(SUFFIX)}"
-    engine.execute(f"CREATE TABLE {table} (user_id String, event LowCardinality(String), timestamp DateTime, "
-                   "props Map(String, String)) ENGINE = MergeTree ORDER BY (event, timestamp)")
-    engine.insert_rows(table, ({"user_id": user, "event": name, "timestamp": _datetime(t), "props": properties}
-                               for user, name, t, properties in events))
+    engine.execute(f"CREATE TABLE {table} (user_id String, event LowCardinality(String), "
+                   f"timestamp {timestamp_type}, props Map(String, String)) ENGINE = MergeTree "
+                   "ORDER BY (event, timestamp)")
+    engine.insert_rows(table, ({"user_id": user, "event": name, "timestamp": _datetime(t + fraction),
+                                "props": properties} for user, name, t, properties in events))
     query = exposure_sums_query(EventsTable.mapped("default", table.split(".")[1], user_id="user_id", event="event",
                                                    timestamp="timestamp"),
                                 config, end=end, properties="props", experiment_keys=keys)
@@ -257,7 +260,8 @@ CASES = [
 ]
 
 
-def test_definitions_case_by_case(engine):
+@pytest.mark.parametrize("timestamp_type, fraction", [("DateTime", 0.0), ("DateTime64(3)", 0.999)])
+def test_definitions_case_by_case(engine, timestamp_type, fraction):
     expected = ExposureSums(
         experiments={
             "exp-1": ExperimentSums(
@@ -279,7 +283,8 @@ def test_definitions_case_by_case(engine):
         events_not_found=frozenset({"never.happens"}))
     assert reference_sums(CASES, CASES_CONFIG, end=NOW, keys=KEYS) == expected
     assert on_file(CASES, CASES_CONFIG, end=NOW, keys=KEYS) == expected
-    assert on_clickhouse(engine, CASES, CASES_CONFIG, end=NOW, keys=KEYS) == expected
+    assert on_clickhouse(engine, CASES, CASES_CONFIG, end=NOW, keys=KEYS, timestamp_type=timestamp_type,
+                         fraction=fraction) == expected
 
 
 def test_no_exposures_and_no_metrics(engine):
