@@ -39,11 +39,6 @@ class Headline:
     previous: int | float | None
 
     @property
-    def label(self) -> str:
-        own = label(self.figure.name)
-        return own if self.part.key is None else f"{self.part.key}: {own}"
-
-    @property
     def value(self) -> str:
         return format_value(self.figure.value, self.figure.unit)
 
