@@ -17,7 +17,7 @@ from typing import Any
 
 import xlsxwriter
 
-from .figures import Row, Table, error_message, figures_by_section, parse_instant, pivot, sections
+from .figures import Row, Table, error_message, figures_by_section, is_timestamp, parse_instant, pivot, sections
 
 WHOLE_SECTION = "(section)"  # the line of figures about the whole section (no dimension)
 NUMBER_FORMATS = {"ratio": "0.0%", "percent": "0.0", "probability": "0.0000", "users": "#,##0", "count": "#,##0",
@@ -69,9 +69,8 @@ def _write_table(sheet: Any, table: Table, styles: _Styles) -> None:
     widths = [len(text) for text in labels + [c.name for c in table.columns]]
     for row, (dimension, values) in enumerate(table.lines.items(), start=2):
         for column, part in enumerate(dimension or (WHOLE_SECTION,)):
-            instant = parse_instant(part) if part.endswith("Z") else None
-            if instant is not None:
-                sheet.write_datetime(row, column, instant, styles.date)
+            if is_timestamp(part):
+                sheet.write_datetime(row, column, parse_instant(part), styles.date)
                 widths[column] = max(widths[column], len(DATE_FORMAT))
             else:
                 sheet.write_string(row, column, part)
