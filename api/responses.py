@@ -76,7 +76,7 @@ class Responses:
         return encoded.body
 
     def keep(self, key: Hashable, stamp: Hashable, body: bytes, valid_until: float = math.inf) -> bytes:
-        self._encoded[key] = _Encoded(stamp, body, valid_until)
+        _bounded_set(self._encoded, key, _Encoded(stamp, body, valid_until))
         return body
 
     def _plain_body(self, key: Hashable, body: Any) -> dict[str, Any]:
@@ -84,5 +84,19 @@ class Responses:
         # reference kept here stops its id being reused.
         kept = self._bodies.get(key)
         if kept is None or kept[0] is not body:
-            kept = self._bodies[key] = (body, to_json(body))
+            kept = (body, to_json(body))
+            _bounded_set(self._bodies, key, kept)
         return kept[1]
+
+
+# Responses kept at most: every published section and far more than a dashboard's callers ask
+# for; one-off parameters (an event name, a filter) must not be kept for the life of the process.
+MAX_KEPT = 1024
+
+
+def _bounded_set(table: dict[Hashable, Any], key: Hashable, value: Any) -> None:
+    """``table[key] = value``, dropping the oldest entries beyond :data:`MAX_KEPT`."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > MAX_KEPT:
+        del table[next(iter(table))]

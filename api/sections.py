@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.areas.base import Area, Snapshot
+from exporter.areas.params import InvalidParameter
 from exporter.errors import SourceError
 from exporter.service import AnalyticsService
 
@@ -27,6 +28,10 @@ def section_key(area: Area, params: dict[str, Any]) -> Hashable:
 
 async def section_response(app: web.Application, area: Area, params: dict[str, Any]) -> web.Response:
     service = app[SERVICE]
+    try:
+        area.check(params)
+    except InvalidParameter as error:
+        raise ApiError(400, f"invalid_{error.name}", str(error)) from None
     # A fresh snapshot needs no waiting, so no deadline task either: that is most requests.
     snapshot = area.fresh(params) or await within_deadline(service, area.section(params))
     return json_bytes_response(app[RESPONSES].section(section_key(area, params), snapshot))
@@ -43,7 +48,10 @@ async def within_deadline(service: AnalyticsService, awaitable: Any) -> Any:
 async def section_or_error(area: Area, params: dict[str, Any], timeout: float) -> Snapshot | dict[str, Any]:
     """The snapshot its endpoint serves, or the error envelope its endpoint would answer."""
     try:
+        area.check(params)
         return await asyncio.wait_for(area.section(params), timeout)
+    except InvalidParameter as error:
+        return envelope(f"invalid_{error.name}", str(error))
     except SourceError as error:
         return envelope(error.code, source_error_message(error))
     except asyncio.TimeoutError:

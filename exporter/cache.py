@@ -77,6 +77,19 @@ class Memo:
             return None
         return Cached(entry.value, entry.fetched_at, stale=age >= self.ttl)
 
+    def keys(self) -> set[Hashable]:
+        """The keys held (some may be past the hard limit until the next store drops them)."""
+        return set(self._entries)
+
+    def _forget_expired(self) -> None:
+        """Drop every value past the hard limit: keys nobody asks for again (a one-off query's
+        parameters) must not be kept for the life of the process."""
+        now = self.clock()
+        for key in [key for key, entry in self._entries.items() if now - entry.fetched_at >= self.hard_limit]:
+            del self._entries[key]
+        for key in [key for key, (failed_at, _) in self._failures.items() if now - failed_at >= self.failure_backoff]:
+            del self._failures[key]
+
     def next_change_at(self) -> float:
         """The earliest clock time at which a value held now turns stale or is dropped (inf: none).
 
@@ -116,6 +129,7 @@ class Memo:
             raise
         else:
             entry = Cached(value, self.clock())
+            self._forget_expired()
             self._entries[key] = entry
             self.revision += 1
             self._failures.pop(key, None)

@@ -102,10 +102,18 @@ class AnalyticsService:
         async def tracked() -> T:
             _loading_key.set(key)  # this load runs in a task of its own: the setting stays in it
             result, attempts = await counting_requests(lambda: self.health.track(source, loader))
+            self._forget_dropped()
             self._requests_by_key[key] = (source, attempts)
             return result
 
         return tracked
+
+    def _forget_dropped(self) -> None:
+        """Forget the bookkeeping of queries the memo no longer holds (one-off parameters)."""
+        held = self.memo.keys()
+        for table in (self._requests_by_key, self._parts):
+            for key in [key for key in table if key not in held]:
+                del table[key]
 
     def requests_per_cycle(self, source: str) -> int:
         """Upstream requests of ``source`` that one refresh of everything ``/metrics`` publishes

@@ -42,6 +42,7 @@ def test_the_platform_teams_alerts_exist():
     assert "analytics_experiment_srm_p_value < 0.001" in expressions["AnalyticsExperimentSampleRatioMismatch"]
     assert "analytics_feature_adoption_rate" in expressions["AnalyticsFeatureAdoptionDropped"]
     assert "analytics_funnel_conversion_rate" in expressions["AnalyticsFunnelConversionDropped"]
+    assert "analytics_lifecycle_quick_ratio" in expressions["AnalyticsUsersLeakingAway"]
     assert next(rule["for"] for rule in ALERTS if rule["alert"] == "AnalyticsSourceDown") == "15m"
 
 

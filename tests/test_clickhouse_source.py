@@ -3,8 +3,8 @@
 The server is :class:`tests.fakes.clickhouse.ClickHouseHttpFront` (ClickHouse's HTTP interface in
 front of the engine in-process, chdb); the client is the service's own. On the same event logs
 (seeded and generated, with ties, repeats, events at the window and range edges and after now,
-hostile event names), every funnel, segment and user-count number from ClickHouse equals the
-file backend's. Values never enter the SQL text; the Plausible ``events_v2`` preset reads a table
+hostile event names), every funnel, segment, user-count, retention, lifecycle and stickiness
+number from ClickHouse equals the file backend's. Values never enter the SQL text; the Plausible ``events_v2`` preset reads a table
 shaped like Plausible's; failures are SourceErrors that never show the password.
 """
 
@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.analysis.funnels import FunnelDefinition, FunnelStep, progress_report
+from exporter.analysis.retention import MODES, RetentionQuery, interval_grid, lifecycle_report, retention_report
 from exporter.analysis.segments import UserActivity, segments_report
 from exporter.config import EventsConfig
 from exporter.errors import SourceError
@@ -128,6 +129,20 @@ async def assert_same_counts(backends: BothBackends, meaningful: Collection[str]
     assert on_clickhouse == on_file and on_file["never-seen"] is None
 
 
+async def assert_same_retention(backends: BothBackends, start_event: str | None, return_event: str | None) -> None:
+    """Retention, lifecycle and stickiness: every count of both backends, through the reports."""
+    for interval, days in (("day", 30), ("week", 63)):
+        grid = interval_grid(interval, range_start=NOW - days * DAY, range_end=NOW + 1, now=NOW)
+        for mode in MODES:
+            query = RetentionQuery(mode, start_event, return_event)
+            on_file, on_clickhouse = await backends.both("retention_counts", query, grid)
+            assert retention_report(query, grid, on_clickhouse) == retention_report(query, grid, on_file)
+            assert on_clickhouse.retained.tolist() == on_file.retained.tolist()
+        lifecycle = await backends.both("lifecycle_counts", grid)
+        stickiness = await backends.both("stickiness_counts", now=NOW)
+        assert lifecycle_report(grid, lifecycle[1], stickiness[1]) == lifecycle_report(grid, lifecycle[0], stickiness[0])
+
+
 def seeded_log(seed: int) -> list[Event]:
     """Users around a home day; coarse clocks (whole minutes, hours, days) make ties common;
     repeated events; a few events after now."""
@@ -166,6 +181,8 @@ async def test_every_number_equals_the_file_backend_on_seeded_logs(engine, serve
                                    {"deploy": "Deploy", "configure": "Configure", HOSTILE[0]: "Deploy"})
         await assert_same_counts(backends, None)
         await assert_same_counts(backends, {"configure", HOSTILE[2]})
+        await assert_same_retention(backends, None, None)
+        await assert_same_retention(backends, "signup", HOSTILE[0])
     finally:
         await backends.close()
 
@@ -196,6 +213,7 @@ async def test_every_number_equals_the_file_backend_on_generated_logs(engine, se
             on_file, on_clickhouse = await backends.both("user_counts", start=NOW - 7 * DAY, end=NOW + 1,
                                                          meaningful_events=meaningful)
             assert on_clickhouse == on_file
+            await assert_same_retention(backends, "signup", None)
         finally:
             await backends.close()
 

@@ -169,7 +169,8 @@ def test_the_reader_finds_selectors_their_ranges_and_calls():
 def test_there_is_an_overview_and_one_dashboard_per_area():
     uids = {dashboard["uid"] for dashboard in DASHBOARDS.values()}
     assert uids == {"analytics-overview", "analytics-usage", "analytics-features", "analytics-experiments",
-                    "analytics-segments-funnels", "analytics-feedback", "analytics-service-health"}
+                    "analytics-segments-funnels", "analytics-feedback", "analytics-service-health",
+                    "analytics-retention"}
 
 
 def test_uids_are_fixed_and_unique():
@@ -197,6 +198,7 @@ def test_area_dashboards_select_windows_funnels_experiments_and_more():
         "analytics-segments-funnels": ["datasource", "job", "funnel", "funnel_window"],
         "analytics-feedback": ["datasource", "job", "feedback_window"],
         "analytics-service-health": ["datasource", "job", "source"],
+        "analytics-retention": ["datasource", "job"],
     }
 
 

@@ -18,6 +18,7 @@ from .features import FeaturesArea
 from .feedback import FeedbackArea
 from .funnels import FunnelsArea
 from .identified import IdentifiedUsers
+from .retention import LifecycleArea, RetentionArea
 from .segments import SegmentsArea
 from .usage import UsageArea
 
@@ -36,5 +37,7 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
         FeedbackArea(context, feedback, metrics.feedback_ranges, metrics.feedback_top_categories),
         SegmentsArea(context, events, config.segments, config.features),
         FunnelsArea(context, events, plausible, config.funnels, metrics.funnel_ranges),
+        RetentionArea(context, events),
+        LifecycleArea(context, events),
     ]
     return {area.name: area for area in areas}

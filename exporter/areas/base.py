@@ -90,6 +90,10 @@ class Area(ABC):
     def metric_params(self) -> list[dict[str, Any]]:
         """The parameter sets whose snapshots ``/metrics`` publishes."""
 
+    def check(self, params: dict[str, Any]) -> None:
+        """Raise :class:`~exporter.areas.params.InvalidParameter` when ``params``, each valid on its
+        own, do not go together (the API answers 400 before anything is fetched)."""
+
     def members(self) -> Sequence[str]:
         """The members an area with members serves (one section each); empty for the others."""
         return ()

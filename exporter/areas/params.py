@@ -36,6 +36,24 @@ TIME_RANGE_DESCRIPTION = ("the window: sub-day ranges are rolling and bucketed b
                           "days ending today (site timezone), bucketed by day")
 
 
+class InvalidParameter(ValueError):
+    """Parameters that are valid one by one but not together; ``name`` is the one to change."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+MAX_TEXT = 200  # characters of a free-text value (an event name): longer is a mistake, not a name
+
+
+def text(value: str) -> str:
+    """A free-text value, as given; refused when empty or too long to be a name."""
+    if not value or len(value) > MAX_TEXT:
+        raise ValueError(f"give 1 to {MAX_TEXT} characters (got {len(value)})")
+    return value
+
+
 def time_range(default: str, description: str = TIME_RANGE_DESCRIPTION) -> Param:
     return Param(TimeRange.names(), default, TimeRange, description=description)
 

@@ -21,6 +21,7 @@ from .features import FeaturesCollector
 from .feedback import FeedbackCollector
 from .funnels import FunnelsCollector
 from .health import HealthCollector
+from .retention import LifecycleCollector, RetentionCollector
 from .segments import SegmentsCollector
 from .usage import UsageCollector
 
@@ -34,6 +35,8 @@ def analytics_collectors(areas: Mapping[str, Area], ttl: float) -> list[Collecto
         FeedbackCollector(areas["feedback"], ttl),
         SegmentsCollector(areas["user_segments"], ttl),
         FunnelsCollector(areas["funnels"], ttl),
+        RetentionCollector(areas["retention"], ttl),
+        LifecycleCollector(areas["lifecycle"], ttl),
     ]
 
 

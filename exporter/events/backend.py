@@ -15,6 +15,13 @@ from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 from ..analysis.funnels import FunnelDefinition, FunnelProgress
+from ..analysis.retention import (
+    IntervalGrid,
+    LifecycleCounts,
+    RetentionCounts,
+    RetentionQuery,
+    StickinessCounts,
+)
 from ..analysis.segments import UserActivity
 from ..analysis.usage import UserCounts
 
@@ -38,6 +45,15 @@ class EventsBackend(Protocol):
 
     async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
         """First and last time of each event name before ``end`` (None for a name without events)."""
+
+    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid) -> RetentionCounts:
+        """Cohort sizes and retained users per (cohort, period) of ``query`` over ``grid``."""
+
+    async def lifecycle_counts(self, grid: IntervalGrid) -> LifecycleCounts:
+        """New, returning, resurrecting and dormant users per interval of ``grid``."""
+
+    async def stickiness_counts(self, *, now: int) -> StickinessCounts:
+        """Distinct active users per day, week and month of the 28 complete days before ``now``."""
 
     def details(self) -> dict[str, Any]:
         """Facts about the backend for ``/health``."""

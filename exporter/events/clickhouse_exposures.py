@@ -42,9 +42,9 @@ from exporter.analysis.experiments.event_metrics import (
 from exporter.events.clickhouse_queries import (
     EventsTable,
     Parameter,
+    Parameters,
     Query,
     Row,
-    _Parameters,
     quote_identifier,
 )
 
@@ -60,7 +60,7 @@ def exposure_sums_query(events: EventsTable, settings: ExperimentMetricsSettings
     ``properties`` is the events table's ``Map(String, String)`` column of event properties;
     ``experiment_keys`` maps an experiment label to the key it is reported under.
     """
-    bind = _Parameters()
+    bind = Parameters()
     units = _units(events, bind, settings, end=end, properties=properties, experiment_keys=experiment_keys or {})
     windows: dict[Window, str] = {}  # each window a metric reads -> the column of its per-unit count
 
@@ -104,7 +104,7 @@ def exposure_sums_query(events: EventsTable, settings: ExperimentMetricsSettings
     return Query(sql, bind.values, lambda rows: _read(rows, settings))
 
 
-def _units(events: EventsTable, bind: _Parameters, settings: ExperimentMetricsSettings, *, end: int,
+def _units(events: EventsTable, bind: Parameters, settings: ExperimentMetricsSettings, *, end: int,
            properties: str, experiment_keys: Mapping[str, str]) -> str:
     """Per (experiment, user) with an exposure: ``skipped``, ``variants``, ``t0`` and ``arm``."""
     for name, parameter in events.parameters.items():

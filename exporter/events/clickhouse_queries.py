@@ -104,7 +104,7 @@ class Query(Generic[T]):
     read: Callable[[list[Row]], T]
 
 
-class _Parameters:
+class Parameters:
     """Collects the parameters of one query and hands out their ``{name:Type}`` placeholders."""
 
     def __init__(self) -> None:
@@ -148,7 +148,7 @@ class EventsTable:
     def plausible_events_v2(cls, database: str, table: str, *, user_id_property: str) -> EventsTable:
         """Plausible's ``events_v2``: the user id from a custom property, the event from ``name``
         (custom events) or ``pathname`` (page views)."""
-        parameters = _Parameters()
+        parameters = Parameters()
         prop = parameters("user_id_property", Parameter.string(user_id_property))
         non_events = parameters("plausible_non_events", Parameter.strings(PLAUSIBLE_NON_EVENTS))
         return cls(
@@ -160,7 +160,7 @@ class EventsTable:
             parameters=parameters.values,
         )
 
-    def rows(self, bind: _Parameters, *, end: int, start: int | None = None) -> str:
+    def rows(self, bind: Parameters, *, end: int, start: int | None = None) -> str:
         """SQL of the events with ``start <= t < end``: columns ``user_id``, ``event``, ``t``.
 
         Inside, every column is qualified (``src.``), so the aliases can never shadow a column
@@ -178,7 +178,7 @@ class EventsTable:
                 f") WHERE user_id != '' AND event != ''")
 
 
-def _meaningful(bind: _Parameters, meaningful_events: Collection[str] | None) -> str:
+def _meaningful(bind: Parameters, meaningful_events: Collection[str] | None) -> str:
     """SQL truth value: is ``event`` meaningful (every event when the set is None)."""
     if meaningful_events is None:
         return "1"
@@ -219,7 +219,7 @@ def funnel_query(events: EventsTable, funnel: FunnelDefinition, *, range_start: 
     """
     if range_end < range_start:
         raise ValueError("range_end must not be before range_start")
-    bind = _Parameters()
+    bind = Parameters()
     window = bind("window", Parameter.int64(funnel.window_seconds))
     # Later steps may follow the last entry by up to W: [range_start, range_end - 1 + W].
     source = events.rows(bind, start=range_start, end=range_end + funnel.window_seconds)
@@ -280,7 +280,7 @@ def segment_activity_query(events: EventsTable, *, now: int, meaningful_events: 
     an arbitrary order under synthetic codes ``0..n-1`` (the measures are all the rules need).
     ``gap`` travels doubled (the sum of the two middle gaps), an integer, exactly halved here.
     """
-    bind = _Parameters()
+    bind = Parameters()
     today = f"intDiv({bind('now', Parameter.int64(now))}, {DAY_SECONDS})"
     source = events.rows(bind, end=now + 1)
     meaningful = _meaningful(bind, meaningful_events)
@@ -329,7 +329,7 @@ def _read_activity(rows: list[Row]) -> UserActivity:
 def user_counts_query(events: EventsTable, *, start: int, end: int,
                       meaningful_events: Collection[str] | None = None) -> Query[UserCounts]:
     """Users seen before ``end`` (any event), and users with a meaningful event in ``[start, end)``."""
-    bind = _Parameters()
+    bind = Parameters()
     source = events.rows(bind, end=end)
     sql = (f"SELECT uniqExact(user_id) AS total, "
            f"uniqExactIf(user_id, t >= {bind('start', Parameter.int64(start))} AND "
@@ -346,7 +346,7 @@ def feature_users_query(events: EventsTable, event_names: Collection[str], *, st
                         end: int) -> Query[dict[str, int]]:
     """Distinct users per event name in ``[start, end)``; 0 for names without events."""
     names = list(dict.fromkeys(event_names))
-    bind = _Parameters()
+    bind = Parameters()
     source = events.rows(bind, start=start, end=end)
     sql = (f"SELECT event, uniqExact(user_id) AS users FROM ({source}) "
            f"WHERE has({bind('feature_events', Parameter.strings(names))}, event) GROUP BY event")
@@ -362,7 +362,7 @@ def feature_dates_query(events: EventsTable, event_names: Collection[str], *, en
                         ) -> Query[dict[str, tuple[int, int] | None]]:
     """First and last time of each event name before ``end``; None for names without events."""
     names = list(dict.fromkeys(event_names))
-    bind = _Parameters()
+    bind = Parameters()
     source = events.rows(bind, end=end)
     sql = (f"SELECT event, min(t) AS first, max(t) AS last FROM ({source}) "
            f"WHERE has({bind('feature_events', Parameter.strings(names))}, event) GROUP BY event")

@@ -36,7 +36,7 @@ from exporter.analysis.retention import (
     stickiness_last_day,
 )
 from exporter.analysis.segments import DAY_SECONDS
-from exporter.events.clickhouse_queries import EventsTable, Parameter, Query, Row, _Parameters
+from exporter.events.clickhouse_queries import EventsTable, Parameter, Parameters, Query, Row
 
 _PLAIN_GROUP = "toInt64(0) AS grp"  # the one group of a query without breakdown
 
@@ -49,7 +49,7 @@ def retention_query(events: EventsTable, query: RetentionQuery, grid: IntervalGr
     (recurring). ``returns``: distinct (user, interval) pairs with a return event in the listed
     intervals. A member's retained cells are its returns after its cohort; period 0 is the size.
     """
-    bind = _Parameters()
+    bind = Parameters()
     index = _interval_index(bind, grid)
     window = events.rows(bind, start=grid.start(0), end=grid.end)
     start_is = _event_is(bind, "start_event", query.start_event)
@@ -96,7 +96,7 @@ def lifecycle_query(events: EventsTable, grid: IntervalGrid) -> Query[LifecycleC
     one ``('dormant', i + 1)`` per active interval i not followed by activity in i + 1 (up to the
     last listed), and one ``('users', 0)`` if active in a listed interval.
     """
-    bind = _Parameters()
+    bind = Parameters()
     index = _interval_index(bind, grid)
     first = bind("first_interval", Parameter.int64(grid.first))
     last = bind("last_interval", Parameter.int64(grid.first + grid.count - 1))
@@ -133,7 +133,7 @@ def lifecycle_query(events: EventsTable, grid: IntervalGrid) -> Query[LifecycleC
 
 def stickiness_query(events: EventsTable, *, now: int) -> Query[StickinessCounts]:
     """Distinct active users per day of the 28 complete days before ``now``'s day, in the last 7, in all 28."""
-    bind = _Parameters()
+    bind = Parameters()
     last_day = stickiness_last_day(now)
     window = events.rows(bind, start=(last_day - STICKINESS_DAYS + 1) * DAY_SECONDS, end=(last_day + 1) * DAY_SECONDS)
     week_start = bind("week_first_day", Parameter.int64(last_day - STICKINESS_WEEK_DAYS + 1))
@@ -159,19 +159,19 @@ def stickiness_query(events: EventsTable, *, now: int) -> Query[StickinessCounts
 
 # --- helpers --------------------------------------------------------------------------------
 
-def _interval_index(bind: _Parameters, grid: IntervalGrid):
+def _interval_index(bind: Parameters, grid: IntervalGrid):
     """SQL of the interval index of a time expression, the grid's length and offset as parameters."""
     offset = bind("interval_offset", Parameter.int64(grid.offset))
     length = bind("interval_length", Parameter.int64(grid.length))
     return lambda seconds: f"intDiv({seconds} + {offset}, {length})"
 
 
-def _event_is(bind: _Parameters, name: str, event: str | None) -> str:
+def _event_is(bind: Parameters, name: str, event: str | None) -> str:
     """SQL truth value: is ``event`` the one named (always true for any event)."""
     return "1" if event is None else f"event = {bind(name, Parameter.string(event))}"
 
 
-def _seen(events: EventsTable, bind: _Parameters, grid: IntervalGrid, measure: str, condition: str) -> str:
+def _seen(events: EventsTable, bind: Parameters, grid: IntervalGrid, measure: str, condition: str) -> str:
     """A row ``(measure, 0, 0, 0, 0 or 1)``: does an event meeting ``condition`` occur before the range's end."""
     history = events.rows(bind, end=grid.end)
     return (f"SELECT '{measure}', toInt64(0), toInt64(0), toInt64(0), count() "

@@ -34,6 +34,13 @@ from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
 from ..analysis.funnels import FunnelDefinition
+from ..analysis.retention import (
+    IntervalGrid,
+    LifecycleCounts,
+    RetentionCounts,
+    RetentionQuery,
+    StickinessCounts,
+)
 from ..analysis.segments import UserActivity
 from ..analysis.usage import UserCounts
 from ..config import EventsConfig
@@ -49,6 +56,7 @@ from .clickhouse_queries import (
     segment_activity_query,
     user_counts_query,
 )
+from .clickhouse_retention import lifecycle_query, retention_query, stickiness_query
 
 T = TypeVar("T")
 SOURCE = "events"
@@ -131,6 +139,15 @@ class ClickHouseEventsSource(UpstreamClient):
         if not event_names:
             return {}
         return await self.select(feature_dates_query(self.table, event_names, end=end))
+
+    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid) -> RetentionCounts:
+        return await self.select(retention_query(self.table, query, grid))
+
+    async def lifecycle_counts(self, grid: IntervalGrid) -> LifecycleCounts:
+        return await self.select(lifecycle_query(self.table, grid))
+
+    async def stickiness_counts(self, *, now: int) -> StickinessCounts:
+        return await self.select(stickiness_query(self.table, now=now))
 
     def details(self) -> dict[str, Any]:
         """Facts for ``/health``: where the events are read from (never the credentials)."""

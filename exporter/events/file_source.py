@@ -31,6 +31,13 @@ from typing import Any, Callable
 import numpy as np
 
 from ..analysis.funnels import FunnelDefinition
+from ..analysis.retention import (
+    IntervalGrid,
+    LifecycleCounts,
+    RetentionCounts,
+    RetentionQuery,
+    StickinessCounts,
+)
 from ..analysis.segments import UserActivity
 from ..analysis.usage import UserCounts
 from ..config import EventsConfig
@@ -47,6 +54,7 @@ from .file_loader import (
 from .log import EventLog
 from .log_activity import active_user_count, feature_dates, feature_unique_users, total_user_count, user_activity
 from .log_funnels import FunnelReach, funnel_reach
+from .log_retention import lifecycle_counts, retention_counts, stickiness_counts
 
 SOURCE = "events"
 log = logging.getLogger(__name__)
@@ -128,6 +136,18 @@ class EventsFileSource:
     async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
         log = (await self.read()).log
         return await asyncio.to_thread(feature_dates, log, event_names, end)
+
+    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid) -> RetentionCounts:
+        log = (await self.read()).log
+        return await asyncio.to_thread(retention_counts, log, query, grid)
+
+    async def lifecycle_counts(self, grid: IntervalGrid) -> LifecycleCounts:
+        log = (await self.read()).log
+        return await asyncio.to_thread(lifecycle_counts, log, grid)
+
+    async def stickiness_counts(self, *, now: int) -> StickinessCounts:
+        log = (await self.read()).log
+        return await asyncio.to_thread(stickiness_counts, log, now=now)
 
     def details(self) -> dict[str, Any]:
         """Facts for ``/health``: what the last good read held and how many lines it skipped."""
