@@ -4,8 +4,9 @@ The server is :class:`tests.fakes.clickhouse.ClickHouseHttpFront` (ClickHouse's 
 front of the engine in-process, chdb); the client is the service's own. On the same event logs
 (seeded and generated, with ties, repeats, events at the window and range edges and after now,
 hostile event names), every funnel, segment, user-count, retention, lifecycle and stickiness
-number from ClickHouse equals the file backend's. Values never enter the SQL text; the Plausible ``events_v2`` preset reads a table
-shaped like Plausible's; failures are SourceErrors that never show the password.
+number from ClickHouse equals the file backend's. Values never enter the SQL text; the Plausible
+``events_v2`` preset reads a table shaped like Plausible's; failures are SourceErrors that never
+show the password.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ async def assert_same_retention(backends: BothBackends, start_event: str | None,
             assert on_clickhouse.retained.tolist() == on_file.retained.tolist()
         lifecycle = await backends.both("lifecycle_counts", grid)
         stickiness = await backends.both("stickiness_counts", now=NOW)
-        assert lifecycle_report(grid, lifecycle[1], stickiness[1]) == lifecycle_report(grid, lifecycle[0], stickiness[0])
+        (file_counts, clickhouse_counts), (file_days, clickhouse_days) = lifecycle, stickiness
+        assert lifecycle_report(grid, clickhouse_counts, clickhouse_days) == lifecycle_report(grid, file_counts, file_days)
 
 
 def seeded_log(seed: int) -> list[Event]:
