@@ -26,6 +26,8 @@ from exporter.events.log import EventLog
 # else a sort: a bitmap byte is ~1 ns to clear and scan, a sorted int64 key ~60 ns.
 _DENSE_BYTES_PER_KEY = 16
 _DENSE_MIN_BYTES = 1 << 20
+# Events read at a time where the whole history is needed: bounds the working memory.
+_CHUNK_EVENTS = 1 << 18
 
 
 def user_activity(
@@ -35,29 +37,43 @@ def user_activity(
     meaningful_events: Collection[str] | None = None,
     feature_events: Mapping[str, str] | None = None,
 ) -> UserActivity:
-    """L28, L28_prev, R, B, age and gap for every user active at least once up to ``now``."""
+    """L28, L28_prev, R, B, age and gap for every user active at least once up to ``now``.
+
+    Memory: age and recency need the whole history, which is read a chunk at a time; the other
+    measures need only the events of the lookback, the log's last days (it is in time order).
+    The working memory is thus a little per event of the lookback, not per event of the log.
+    """
     end = int(np.searchsorted(log.timestamps, now, side="right"))
-    users = log.user_ids[:end].astype(np.int64)
-    events = log.event_ids[:end]
-    days_ago = now // DAY_SECONDS - log.timestamps[:end] // DAY_SECONDS
+    today = now // DAY_SECONDS
     n_users = len(log.user_names)
     never = np.iinfo(np.int64).max
+    meaningful = None if meaningful_events is None else _event_mask(log, meaningful_events)
 
     first_seen_ago = np.zeros(n_users, dtype=np.int64)
-    np.maximum.at(first_seen_ago, users, days_ago)
-    if meaningful_events is None:  # every event counts: no mask to gather and apply (2 x 160 MB at 20 M events)
-        active_users, active_days_ago = users, days_ago
-    else:
-        meaningful = _event_mask(log, meaningful_events)[events]
-        active_users, active_days_ago = users[meaningful], days_ago[meaningful]
     recency = np.full(n_users, never, dtype=np.int64)
-    np.minimum.at(recency, active_users, active_days_ago)
+    for first in range(0, end, _CHUNK_EVENTS):
+        stop = min(first + _CHUNK_EVENTS, end)
+        users = log.user_ids[first:stop]
+        days_ago = today - log.timestamps[first:stop] // DAY_SECONDS
+        np.maximum.at(first_seen_ago, users, days_ago)
+        if meaningful is not None:  # else every event counts: no mask to gather and apply
+            keep = meaningful[log.event_ids[first:stop]]
+            users, days_ago = users[keep], days_ago[keep]
+        np.minimum.at(recency, users, days_ago)
     population = np.flatnonzero(recency != never)
 
-    recent = active_days_ago < LOOKBACK_DAYS
-    day_keys = _unique_keys(
-        active_users[recent] * LOOKBACK_DAYS + active_days_ago[recent], n_users * LOOKBACK_DAYS
-    )
+    lookback = int(np.searchsorted(log.timestamps, (today - LOOKBACK_DAYS + 1) * DAY_SECONDS, side="left"))
+    lookback = min(lookback, end)
+    users = log.user_ids[lookback:end].astype(np.int64)
+    events = log.event_ids[lookback:end]
+    days_ago = today - log.timestamps[lookback:end] // DAY_SECONDS  # all below LOOKBACK_DAYS
+    if meaningful is None:
+        active_users, active_days_ago = users, days_ago
+    else:
+        active = meaningful[events]
+        active_users, active_days_ago = users[active], days_ago[active]
+    day_keys = _unique_keys(active_users * LOOKBACK_DAYS + active_days_ago, n_users * LOOKBACK_DAYS)
+    del active_users, active_days_ago
     day_user, day = np.divmod(day_keys, LOOKBACK_DAYS)
     l28 = np.bincount(day_user[day < WINDOW_DAYS], minlength=n_users)
     l28_prev = np.bincount(
@@ -90,13 +106,13 @@ def active_user_count(
     users = log.user_ids[first:stop]
     if meaningful_events is not None:
         users = users[_event_mask(log, meaningful_events)[log.event_ids[first:stop]]]
-    return len(_unique_keys(users.astype(np.int64), len(log.user_names)))
+    return len(_unique_keys(users, len(log.user_names)))
 
 
 def total_user_count(log: EventLog, end: int) -> int:
     """Distinct users seen (any event) before ``end``."""
     stop = int(np.searchsorted(log.timestamps, end, side="left"))
-    return len(_unique_keys(log.user_ids[:stop].astype(np.int64), len(log.user_names)))
+    return len(_unique_keys(log.user_ids[:stop], len(log.user_names)))
 
 
 def feature_unique_users(
@@ -162,7 +178,7 @@ def _feature_codes(
 
 
 def _unique_keys(keys: np.ndarray, key_space: int) -> np.ndarray:
-    """Sorted distinct values of non-negative int64 ``keys``, all below ``key_space``."""
+    """Sorted distinct values of non-negative integer ``keys``, all below ``key_space``."""
     if key_space <= max(_DENSE_MIN_BYTES, _DENSE_BYTES_PER_KEY * len(keys)):
         present = np.zeros(key_space, dtype=bool)
         present[keys] = True

@@ -104,7 +104,8 @@ class _StepEvents:
         self._log = log
         self._users = log.user_ids[first:end]
         self._events = log.event_ids[first:end]
-        self._seconds = log.timestamps[first:end] - range_start
+        self._timestamps = log.timestamps[first:end]  # views: no copy of the span
+        self._range_start = range_start
         self._keys: dict[int, np.ndarray] = {}
 
     def keys(self, event: str) -> np.ndarray:
@@ -113,7 +114,8 @@ class _StepEvents:
             return np.empty(0, dtype=np.int64)
         if code not in self._keys:
             selected = self._events == code
-            keys = (self._users[selected].astype(np.int64) << _TIME_BITS) | self._seconds[selected]
+            seconds = self._timestamps[selected] - self._range_start
+            keys = (self._users[selected].astype(np.int64) << _TIME_BITS) | seconds
             keys.sort()
             self._keys[code] = keys
         return self._keys[code]

@@ -1,0 +1,135 @@
+"""Dimensions from the in-memory event log: the file backend's kernel for filters and breakdowns.
+
+Contract sections 6 and 7: a user's value of a dimension is the value of its property on the
+user's **latest** event carrying it, up to the end of the range (events stamped before ``end``;
+of two carrying events in the same second the later in the file wins); a user without one has
+the value ``(none)``. A filter keeps the users whose value is one of the values asked for (the
+same property repeated: OR; different properties: AND); a breakdown puts every user in a group,
+the largest groups by the users the section counts kept and the rest merged into ``(other)``.
+
+Everything is per user code (``log.user_names``) and vectorised: one pass over the events that
+carry the property, then arrays of one entry per user, so that a section can be computed per
+group with one ``bincount`` over these codes. Value texts are the property's
+(:class:`~exporter.events.log.PropertyColumn`); the texts ``(none)`` and ``(other)`` are reserved:
+an event whose value is the text ``(none)`` counts as not carrying the property, and a value
+``(other)`` is always merged into the ``(other)`` group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from exporter.events.log import EventLog
+
+NONE = "(none)"
+OTHER = "(other)"
+NO_VALUE = -1  # a user's code when it has no value
+NO_GROUP = -1  # the group of a user whose value no counted user has
+
+
+@dataclass(frozen=True)
+class UserValues:
+    """Each user's value of one property: ``values[codes[user]]``, or ``(none)`` where
+    ``codes[user]`` is ``NO_VALUE``."""
+
+    codes: np.ndarray  # int32, one per user code
+    values: tuple[str, ...]  # the property's value texts
+
+    def label(self, code: int) -> str:
+        return NONE if code == NO_VALUE else self.values[code]
+
+
+def user_values(log: EventLog, property_name: str, end: int) -> UserValues:
+    """Every user's value of ``property_name`` as of ``end`` (epoch seconds, exclusive)."""
+    column = _column(log, property_name)
+    stop = int(np.searchsorted(log.timestamps, end, side="left"))
+    positions, codes = column.carriers(stop)
+    none = column.code(NONE)
+    if none is not None:
+        keep = codes != none
+        positions, codes = positions[keep], codes[keep]
+    latest = np.full(len(log.user_names), -1, dtype=np.int64)
+    # Positions ascend (time order, then file order): the largest index per user is its latest.
+    np.maximum.at(latest, log.user_ids[positions], np.arange(len(positions), dtype=np.int64))
+    result = np.full(len(log.user_names), NO_VALUE, dtype=np.int32)
+    has = latest >= 0
+    result[has] = codes[latest[has]]
+    return UserValues(result, column.values)
+
+
+def filter_users(log: EventLog, filters: Iterable[tuple[str, Collection[str]]], end: int) -> np.ndarray:
+    """Boolean per user code: whether the user passes every ``(property, values)`` filter, i.e.
+    has, for each property, one of its values (``(none)``: no value) as of ``end``.
+
+    A value no user has selects nobody; a property listed twice must match both lists (the
+    caller merges repetitions of one dimension into one list: OR).
+    """
+    selected = np.ones(len(log.user_names), dtype=bool)
+    for property_name, wanted in filters:
+        values = user_values(log, property_name, end)
+        column = _column(log, property_name)
+        # accepted[code] for the value codes, and accepted[-1] (where NO_VALUE lands) for (none)
+        accepted = np.zeros(len(values.values) + 1, dtype=bool)
+        for text in wanted:
+            code = NO_VALUE if text == NONE else column.code(text)
+            if code is not None:
+                accepted[code] = True
+        selected &= accepted[values.codes]
+    return selected
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Users grouped by their value of one dimension.
+
+    ``groups[user]`` is an index into ``labels`` (``NO_GROUP`` for a user whose value no counted
+    user has: such a user is in no section's count). ``labels`` are the kept values, largest
+    group first (ties by text), then ``(other)`` when values were merged into it; ``users`` is
+    the counted users per label; ``other_values`` the number of distinct values merged.
+    """
+
+    groups: np.ndarray  # int32, one per user code
+    labels: tuple[str, ...]
+    users: np.ndarray  # int64, one per label
+    other_values: int
+
+    def group_counts(self, selected: np.ndarray) -> np.ndarray:
+        """Per label, how many of the ``selected`` users (boolean per user code) it holds."""
+        groups = self.groups[selected]
+        return np.bincount(groups[groups >= 0], minlength=len(self.labels))
+
+
+def breakdown(values: UserValues, counted: np.ndarray, max_groups: int) -> Breakdown:
+    """Group users by value: the ``max_groups`` values with the most ``counted`` users (boolean
+    per user code: the users the section counts) are groups, largest first; the other values
+    with counted users are merged into one ``(other)`` group."""
+    if max_groups < 1:
+        raise ValueError("max_groups must be at least 1")
+    n_values = len(values.values)
+    slot = np.where(values.codes == NO_VALUE, n_values, values.codes)  # (none) in the last slot
+    counts = np.bincount(slot[counted], minlength=n_values + 1)
+    labels = [*values.values, NONE]
+    present = np.flatnonzero(counts)
+    forced = [s for s in present.tolist() if labels[s] == OTHER]  # a value spelt "(other)"
+    candidates = sorted((s for s in present.tolist() if labels[s] != OTHER),
+                        key=lambda s: (-int(counts[s]), labels[s]))
+    kept, merged = candidates[:max_groups], candidates[max_groups:] + forced
+    group_of_slot = np.full(n_values + 1, NO_GROUP, dtype=np.int32)
+    group_of_slot[kept] = np.arange(len(kept), dtype=np.int32)
+    group_labels = [labels[s] for s in kept]
+    group_users = [int(counts[s]) for s in kept]
+    if merged:
+        group_of_slot[merged] = len(kept)
+        group_labels.append(OTHER)
+        group_users.append(int(counts[merged].sum()))
+    return Breakdown(group_of_slot[slot], tuple(group_labels), np.array(group_users, dtype=np.int64), len(merged))
+
+
+def _column(log: EventLog, property_name: str):
+    try:
+        return log.properties[property_name]
+    except KeyError:
+        raise KeyError(f"property {property_name!r} was not loaded (loaded: {sorted(log.properties)})") from None
