@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.analysis.funnels import FunnelDefinition, FunnelStep
 from exporter.events import file_loader
 from exporter.events.file_loader import (
     MAX_REPORTED_ERRORS,
@@ -29,6 +30,8 @@ from exporter.events.file_loader import (
     load_events_file,
 )
 from exporter.events.log import EventLog
+from exporter.events.log_activity import active_user_count, feature_unique_users, user_activity
+from exporter.events.log_funnels import funnel_reach
 
 
 def write(path, text: str | bytes) -> str:
@@ -631,3 +634,38 @@ def test_event_codes_widen_as_names_come_and_appends_merge_them(tmp_path):
     assert grown.kind == "append" and grown.log.event_ids.dtype == np.int16
     assert_same_load(grown, load_events_file(path))
     assert [grown.log.event_names[e] for e in grown.log.event_ids[:3]] == ["f0", "f1", "f2"]
+
+
+def test_an_appended_file_answers_every_analysis_as_a_fresh_load(tmp_path):
+    rng = np.random.default_rng(5)
+    now, steps = 1_780_000_000, ["signup", "create", "deploy"]
+
+    def records(count, start, end):
+        return [{"user_id": f"u{u}", "event": steps[e], "timestamp": int(t), "properties": {"team": f"t{u % 3}"}}
+                for u, e, t in zip(rng.integers(0, 40, count), rng.integers(0, 3, count),
+                                   np.sort(rng.integers(start, end, count)))]
+
+    path = Path(write(tmp_path / "e.jsonl", jsonl(*records(3000, now - 60 * 86_400, now - 86_400))))
+    followed = file_loader.EventsFile(path, ["team"])
+    followed.refresh()
+    with open(path, "a") as handle:  # the next day's events, a few of them late
+        handle.write(jsonl(*records(300, now - 2 * 86_400, now)))
+    grown = followed.refresh()
+    fresh = load_events_file(path, ["team"])
+    assert grown.kind == "append"
+
+    funnel = FunnelDefinition("f", "", tuple(FunnelStep(s, s) for s in steps), window_seconds=7 * 86_400)
+
+    def answers(log):
+        return (funnel_reach(log, funnel, range_start=now - 30 * 86_400, range_end=now),
+                user_activity(log, now=now, meaningful_events=["create", "deploy"]),
+                active_user_count(log, now - 7 * 86_400, now),
+                feature_unique_users(log, steps, now - 7 * 86_400, now))
+
+    reach, activity, active, features = answers(grown.log)
+    reach_fresh, activity_fresh, active_fresh, features_fresh = answers(fresh.log)
+    assert all(np.array_equal(a, b) for a, b in zip((reach.users, reach.levels, *reach.step_times),
+                                                    (reach_fresh.users, reach_fresh.levels, *reach_fresh.step_times)))
+    assert all(np.array_equal(getattr(activity, f), getattr(activity_fresh, f), equal_nan=True)
+               for f in ("users", "l28", "l28_prev", "recency", "breadth", "age", "gap"))
+    assert (active, features) == (active_fresh, features_fresh)

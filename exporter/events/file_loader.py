@@ -29,21 +29,25 @@ a missing or unreadable file raises the usual ``OSError``.
 Following the file (:class:`EventsFile`): event files are usually append-only (a shipper writes
 lines and rotates), so after the first full read only the bytes appended since are read, parsed
 and merged into the columns (in time order, exactly as a full read of the grown file would
-place them). A line still being written (no newline yet) is read, but as provisional: it is
-read again, completed, with the next append. A file that was replaced (new inode), truncated,
-shrunk, rewritten in place (same size, new modification time, or its first or last read bytes
-changed) is read again in full, and so is a ``.gz`` file on every change (a compressed stream
-cannot be resumed cheaply).
+place them). A line still being written (no newline yet; in CSV, a record whose quoted field
+is still open, or whose line ends in a ``\r`` that a ``\n`` may follow) is read, but as
+provisional: it is undone and read again, completed, with the next append (if its time put it
+in the middle of the log, the next change is read in full instead). A file that was replaced
+(new inode), truncated, shrunk, rewritten in place (same size, new modification time, or its
+first or last read bytes changed) is read again in full, and so is a ``.gz`` file on every
+change (a compressed stream cannot be resumed cheaply).
 
-Speed: the file is read in bounded chunks of whole lines; each chunk's lines are parsed by
-orjson (the standard library's parser takes over, with its exact verdict, for any line orjson
-refuses: NaN, integers beyond 64 bits, invalid UTF-8 outside the names), names are
-dictionary-encoded per chunk with dict operations that run in C, and a chunk's timestamps are
-parsed together with numpy for the common ``YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM)`` shape
+Speed: the file is read in bounded chunks of whole lines (about 1 MiB); each chunk's lines are
+parsed by orjson (the standard library's parser gives its verdict on the lines orjson refuses,
+e.g. NaN or invalid UTF-8 outside the names, and reads again those where orjson would turn an
+integer beyond 64 bits into a float), names are dictionary-encoded per chunk with dict lookups
+that run in C, and a chunk's timestamps are parsed together with numpy for the common
+``YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM)`` shape and for epoch integers
 (``datetime.fromisoformat`` decides only the unusual rest). Memory: the columns grow in place
 (doubling their capacity; pages not yet written cost nothing) and a chunk's Python objects are
 freed before the next, so a load peaks at the columns plus a sort's index when the file is not
-in time order (``bench/events_file.py`` measures it).
+in time order; the memory the parse used is handed back afterwards (``bench/events_file.py``
+measures both).
 """
 
 from __future__ import annotations
