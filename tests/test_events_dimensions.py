@@ -32,11 +32,12 @@ def make_log(events):
 
 
 def reference_values(events, index, end):
-    """Per user: the value on its latest event (by time, then file order) carrying one, before end."""
+    """Per user: the value on its latest event carrying one before end (by time, then the greatest
+    value text among events of the same second)."""
     latest = {}
-    for position, event in sorted(enumerate(events), key=lambda item: (item[1][1], item[0])):
-        if event[1] < end and event[index] is not None and event[index] != NONE:
-            latest[event[0]] = event[index]
+    carrying = [event for event in events if event[1] < end and event[index] is not None and event[index] != NONE]
+    for event in sorted(carrying, key=lambda event: (event[1], event[index])):
+        latest[event[0]] = event[index]
     return {user: latest.get(user, NONE) for user in dict.fromkeys(u for u, *_ in events)}
 
 

@@ -30,7 +30,7 @@ from exporter.events.file_loader import (
     load_events_file,
 )
 from exporter.events.log import EventLog
-from exporter.events.log_activity import active_user_count, feature_unique_users, user_activity
+from exporter.events.log_activity import feature_unique_users, user_activity, user_counts
 from exporter.events.log_funnels import funnel_reach
 
 
@@ -659,7 +659,7 @@ def test_an_appended_file_answers_every_analysis_as_a_fresh_load(tmp_path):
     def answers(log):
         return (funnel_reach(log, funnel, range_start=now - 30 * 86_400, range_end=now),
                 user_activity(log, now=now, meaningful_events=["create", "deploy"]),
-                active_user_count(log, now - 7 * 86_400, now),
+                user_counts(log, now - 7 * 86_400, now).active,
                 feature_unique_users(log, steps, now - 7 * 86_400, now))
 
     reach, activity, active, features = answers(grown.log)

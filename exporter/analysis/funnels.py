@@ -101,9 +101,18 @@ class FunnelProgress(Protocol):
     @property
     def levels(self) -> np.ndarray: ...
 
+    @property
+    def groups(self) -> np.ndarray | None: ...  # with a breakdown: each entrant's value code
+
+    @property
+    def values(self) -> tuple[str, ...]: ...  # the breakdown's values, by code
+
     def transition_seconds(self, step: int) -> np.ndarray: ...
 
     def completion_seconds(self) -> np.ndarray: ...
+
+    def restricted(self, kept: np.ndarray) -> FunnelProgress:
+        """The outcome of the entrants ``kept`` (a boolean per entrant) only."""
 
 
 def progress_report(funnel: FunnelDefinition, reach: FunnelProgress, *, range_end: int, now: int) -> FunnelReport:

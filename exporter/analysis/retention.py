@@ -157,6 +157,7 @@ class RetentionCounts:
     users: np.ndarray
     start_event_seen: bool
     return_event_seen: bool
+    values: tuple[str, ...] = ()  # with a breakdown: the value of each group, in order
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class LifecycleCounts:
     resurrecting: np.ndarray
     dormant: np.ndarray
     users: np.ndarray
+    values: tuple[str, ...] = ()  # with a breakdown: the value of each group, in order
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class StickinessCounts:
     daily: np.ndarray
     weekly: np.ndarray
     monthly: np.ndarray
+    values: tuple[str, ...] = ()  # with a breakdown: the value of each group, in order
 
 
 # --- the reports ------------------------------------------------------------------------------

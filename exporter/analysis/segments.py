@@ -48,6 +48,7 @@ import numpy as np
 from exporter.results import COUNT, DAYS, PERCENT, USERS, Timestamp, Unit, declare, status_codes
 
 SEGMENTATION_METHOD = "behavioral"
+MEASURES = ("users", "l28", "l28_prev", "recency", "breadth", "age", "gap")
 SegmentName = Literal["power", "core", "casual", "new", "at_risk", "dormant", "churned"]
 SEGMENT_NAMES: tuple[SegmentName, ...] = ("power", "core", "casual", "new", "at_risk", "dormant", "churned")
 
@@ -104,6 +105,13 @@ class UserActivity:
     breadth: np.ndarray
     age: np.ndarray
     gap: np.ndarray
+    groups: np.ndarray | None = None  # with a breakdown: each user's value code (``values[code]``)
+    values: tuple[str, ...] = ()
+
+    def restricted(self, kept: np.ndarray) -> UserActivity:
+        """The measures of the users ``kept`` (a boolean per user) only."""
+        measures = {name: getattr(self, name)[kept] for name in MEASURES}
+        return UserActivity(**measures, groups=None if self.groups is None else self.groups[kept], values=self.values)
 
 
 @dataclass(frozen=True)

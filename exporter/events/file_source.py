@@ -25,6 +25,7 @@ holds per event (``bytes_per_event``), from which a deployment's memory can be s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Collection, Mapping
@@ -34,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..analysis.breakdowns import EVERYONE, Selection
 from ..analysis.funnels import FunnelDefinition
 from ..analysis.retention import (
     IntervalGrid,
@@ -56,7 +58,8 @@ from .file_loader import (
     file_fingerprint,
 )
 from .log import EventLog
-from .log_activity import active_user_count, feature_dates, feature_unique_users, total_user_count, user_activity
+from .log_activity import feature_dates, feature_unique_users, user_activity, user_counts
+from .log_dimensions import select_users
 from .log_funnels import FunnelReach, funnel_reach
 from .log_retention import lifecycle_counts, retention_counts, stickiness_counts
 
@@ -126,40 +129,46 @@ class EventsFileSource:
 
     # -- EventsBackend: the analyses run on the log in memory, off the event loop ---------------
 
-    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int) -> FunnelReach:
+    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int,
+                           selection: Selection = EVERYONE) -> FunnelReach:
         log = (await self.read()).log
-        return await asyncio.to_thread(funnel_reach, log, funnel, range_start=range_start, range_end=range_end)
+        return await asyncio.to_thread(funnel_reach, log, funnel, range_start=range_start, range_end=range_end,
+                                       selection=selection)
 
     async def segment_activity(self, *, now: int, meaningful_events: Collection[str] | None = None,
-                               feature_events: Mapping[str, str] | None = None) -> UserActivity:
+                               feature_events: Mapping[str, str] | None = None,
+                               selection: Selection = EVERYONE) -> UserActivity:
         log = (await self.read()).log
         return await asyncio.to_thread(user_activity, log, now=now, meaningful_events=meaningful_events,
-                                       feature_events=feature_events)
+                                       feature_events=feature_events, selection=selection)
 
-    async def user_counts(self, *, start: int, end: int,
-                          meaningful_events: Collection[str] | None = None) -> UserCounts:
+    async def user_counts(self, *, start: int, end: int, meaningful_events: Collection[str] | None = None,
+                          selection: Selection = EVERYONE) -> UserCounts:
         log = (await self.read()).log
-        return await asyncio.to_thread(_user_counts, log, start, end, meaningful_events)
+        return await asyncio.to_thread(user_counts, log, start, end, meaningful_events=meaningful_events,
+                                       selection=selection)
 
-    async def feature_users(self, event_names: Collection[str], *, start: int, end: int) -> dict[str, int]:
+    async def feature_users(self, event_names: Collection[str], *, start: int, end: int,
+                            selection: Selection = EVERYONE) -> dict[str, int]:
         log = (await self.read()).log
-        return await asyncio.to_thread(feature_unique_users, log, event_names, start, end)
+        return await asyncio.to_thread(feature_unique_users, log, event_names, start, end, selection=selection)
 
     async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
         log = (await self.read()).log
         return await asyncio.to_thread(feature_dates, log, event_names, end)
 
-    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid) -> RetentionCounts:
+    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid,
+                               selection: Selection = EVERYONE) -> RetentionCounts:
         log = (await self.read()).log
-        return await asyncio.to_thread(retention_counts, log, query, grid)
+        return await asyncio.to_thread(_grouped, retention_counts, log, selection, grid.end, query, grid)
 
-    async def lifecycle_counts(self, grid: IntervalGrid) -> LifecycleCounts:
+    async def lifecycle_counts(self, grid: IntervalGrid, selection: Selection = EVERYONE) -> LifecycleCounts:
         log = (await self.read()).log
-        return await asyncio.to_thread(lifecycle_counts, log, grid)
+        return await asyncio.to_thread(_grouped, lifecycle_counts, log, selection, grid.end, grid)
 
-    async def stickiness_counts(self, *, now: int) -> StickinessCounts:
+    async def stickiness_counts(self, *, now: int, selection: Selection = EVERYONE) -> StickinessCounts:
         log = (await self.read()).log
-        return await asyncio.to_thread(stickiness_counts, log, now=now)
+        return await asyncio.to_thread(_grouped, stickiness_counts, log, selection, now + 1, now=now)
 
     def details(self) -> dict[str, Any]:
         """Facts for ``/health``: what the last good read held and how many lines it skipped."""
@@ -181,9 +190,12 @@ class EventsFileSource:
                         "bytes_per_event": round(snapshot.log.nbytes / events, 1) if events else None}
 
 
-def _user_counts(log: EventLog, start: int, end: int, meaningful: Collection[str] | None) -> UserCounts:
-    return UserCounts(total=total_user_count(log, end),
-                      active=active_user_count(log, start, end, meaningful_events=meaningful))
+def _grouped(kernel, log: EventLog, selection: Selection, end: int, *args, **kwargs):
+    """``kernel``'s counts of the users ``selection`` keeps, one group per breakdown value (their
+    values as of ``end``); the counts carry the values."""
+    chosen = select_users(log, selection, end)
+    counts = kernel(log, *args, group_of_user=chosen.group_of_user(), n_groups=chosen.n_groups, **kwargs)
+    return dataclasses.replace(counts, values=chosen.values)
 
 
 class _Unparsable(Exception):

@@ -1,11 +1,12 @@
 """Dimensions from the in-memory event log: the file backend's kernel for filters and breakdowns.
 
-Contract sections 6 and 7: a user's value of a dimension is the value of its property on the
-user's **latest** event carrying it, up to the end of the range (events stamped before ``end``;
-of two carrying events in the same second the later in the file wins); a user without one has
-the value ``(none)``. A filter keeps the users whose value is one of the values asked for (the
-same property repeated: OR; different properties: AND); a breakdown puts every user in a group,
-the largest groups by the users the section counts kept and the rest merged into ``(other)``.
+A user's value of a dimension is the value of its property on the user's **latest** event
+carrying it, up to the end of the range (events stamped before ``end``; of carrying events in
+the same second, the greatest value text wins, so that the ClickHouse backend, which knows no
+file order, agrees); a user without one has the value ``(none)``. A filter keeps the users whose
+value is one of the values asked for (the same property repeated: OR; different properties:
+AND); a breakdown puts every user in a group, the largest groups by the users the section counts
+kept and the rest merged into ``(other)``.
 
 Everything is per user code (``log.user_names``) and vectorised: one pass over the events that
 carry the property, then arrays of one entry per user, so that a section can be computed per
@@ -22,10 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.analysis.breakdowns import NONE, OTHER, Selection
 from exporter.events.log import EventLog
 
-NONE = "(none)"
-OTHER = "(other)"
 NO_VALUE = -1  # a user's code when it has no value
 NO_GROUP = -1  # the group of a user whose value no counted user has
 
@@ -51,12 +51,22 @@ def user_values(log: EventLog, property_name: str, end: int) -> UserValues:
     if none is not None:
         keep = codes != none
         positions, codes = positions[keep], codes[keep]
-    latest = np.full(len(log.user_names), -1, dtype=np.int64)
-    # Positions ascend (time order, then file order): the largest index per user is its latest.
-    np.maximum.at(latest, log.user_ids[positions], np.arange(len(positions), dtype=np.int64))
-    result = np.full(len(log.user_names), NO_VALUE, dtype=np.int32)
-    has = latest >= 0
-    result[has] = codes[latest[has]]
+    users = log.user_ids[positions]
+    times = log.timestamps[positions]
+    n_users = len(log.user_names)
+    # Each user's latest second with a carrying event (the log is in time order, but a max is
+    # exact whatever the order), then the greatest value text among its events of that second.
+    latest = np.full(n_users, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, users, times)
+    last_second = times == latest[users]
+    by_text = np.argsort(np.array(column.values, dtype=object)).astype(np.int64)  # rank -> code
+    text_rank = np.empty_like(by_text)
+    text_rank[by_text] = np.arange(len(by_text))
+    best = np.full(n_users, -1, dtype=np.int64)
+    np.maximum.at(best, users[last_second], text_rank[codes[last_second]])
+    result = np.full(n_users, NO_VALUE, dtype=np.int32)
+    has = best >= 0
+    result[has] = by_text[best[has]]
     return UserValues(result, column.values)
 
 
@@ -133,3 +143,37 @@ def _column(log: EventLog, property_name: str):
         return log.properties[property_name]
     except KeyError:
         raise KeyError(f"property {property_name!r} was not loaded (loaded: {sorted(log.properties)})") from None
+
+
+@dataclass(frozen=True)
+class UserSelection:
+    """What a :class:`~exporter.analysis.breakdowns.Selection` means for a log's users: which of
+    them a section counts (None: all) and, with a breakdown, each user's value code
+    (``values[code]``; ``(none)`` is the last value)."""
+
+    selected: np.ndarray | None  # bool, one per user code
+    value_codes: np.ndarray | None  # int64, one per user code
+    values: tuple[str, ...]
+
+    def group_of_user(self) -> np.ndarray | None:
+        """Per user code: its value code, -1 where the user is not selected (the kernels' groups);
+        None without a breakdown or a filter."""
+        if self.value_codes is None and self.selected is None:
+            return None
+        codes = np.zeros(len(self.selected), dtype=np.int64) if self.value_codes is None else self.value_codes
+        return codes if self.selected is None else np.where(self.selected, codes, -1)
+
+    @property
+    def n_groups(self) -> int:
+        return max(len(self.values), 1)
+
+
+def select_users(log: EventLog, selection: Selection, end: int) -> UserSelection:
+    """The users ``selection`` keeps and their breakdown values, as of ``end`` (exclusive)."""
+    filters = [(name, set(values)) for name, values in selection.filters]
+    selected = filter_users(log, filters, end) if filters else None
+    if selection.breakdown is None:
+        return UserSelection(selected, None, ())
+    values = user_values(log, selection.breakdown, end)
+    codes = np.where(values.codes == NO_VALUE, len(values.values), values.codes).astype(np.int64)
+    return UserSelection(selected, codes, (*values.values, NONE))
