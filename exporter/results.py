@@ -247,8 +247,9 @@ def _collect_units(hint: Any, path: tuple[str, ...], unit: Unit | None,
 
 
 def with_fields(result: Any, cls: type, **extra: Any) -> Any:
-    """``result``'s fields as an instance of ``cls``, a result type extending its type, plus ``extra``."""
-    return cls(**{field.name: getattr(result, field.name) for field in dataclasses.fields(result)}, **extra)
+    """``result``'s fields as an instance of ``cls``, a result type extending its type, with ``extra``
+    (new fields, or new values of its own)."""
+    return cls(**{field.name: getattr(result, field.name) for field in dataclasses.fields(result)} | extra)
 
 
 def key_field(cls: type) -> str | None:

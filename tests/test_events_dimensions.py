@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.analysis.breakdowns import NONE, OTHER
 from exporter.events.file_loader import load_events_file
 from exporter.events.log import ABSENT, EventLog
-from exporter.events.log_dimensions import NONE, NO_GROUP, OTHER, breakdown, filter_users, user_values
+from exporter.events.log_dimensions import filter_users, user_values
 
 USERS = ["a", "b", "c", "d", "e", "f"]
 TEAMS = ["payments", "search", "web", NONE, OTHER]
@@ -70,32 +70,6 @@ def test_filters_or_within_a_property_and_across_properties(events, end, teams, 
     team_of, role_of = reference_values(events, 2, end), reference_values(events, 3, end)
     expected = {user for user in team_of if team_of[user] in teams and (roles is None or role_of[user] in roles)}
     assert {log.user_names[u] for u in np.flatnonzero(selected).tolist()} == expected
-
-
-@settings(max_examples=200, deadline=None)
-@given(events_strategy, st.integers(-1, 22), st.sets(st.sampled_from(USERS)), st.integers(1, 4))
-def test_breakdown_keeps_the_largest_groups_and_merges_the_rest(events, end, counted_users, max_groups):
-    log = make_log(events)
-    counted = np.array([name in counted_users for name in log.user_names], dtype=bool)
-    result = breakdown(user_values(log, "team", end), counted, max_groups)
-
-    team_of = reference_values(events, 2, end)
-    sizes = Counter(team_of[user] for user in team_of if user in counted_users)
-    ranked = sorted((value for value in sizes if value != OTHER), key=lambda value: (-sizes[value], value))
-    kept, merged = ranked[:max_groups], ranked[max_groups:] + ([OTHER] if OTHER in sizes else [])
-    labels = kept + ([OTHER] if merged else [])
-    assert result.labels == tuple(labels)
-    assert result.users.tolist() == [sizes[v] for v in kept] + ([sum(sizes[v] for v in merged)] if merged else [])
-    assert result.other_values == len(merged)
-    for user, group in zip(log.user_names, result.groups.tolist()):
-        value = team_of[user]
-        if value in kept:
-            assert labels[group] == value
-        elif value in merged:
-            assert labels[group] == OTHER
-        else:  # no counted user has this value
-            assert group == NO_GROUP and user not in counted_users
-    assert result.group_counts(counted).tolist() == result.users.tolist()
 
 
 def test_dimensions_of_a_loaded_file(tmp_path):

@@ -20,16 +20,18 @@ per-value results; this module decides the groups shown and tests them:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from ..results import COUNT, PROBABILITY, USERS, declare
+from ..results import COUNT, PROBABILITY, declare
 from .experiments.frequentist import difference_test, holm_adjust
 from .experiments.moments import arm_moments
 
+C = TypeVar("C")
 NONE = "(none)"
 OTHER = "(other)"
 VS_REST_ALPHA = 0.05
@@ -110,8 +112,31 @@ def vs_rest(entered: Sequence[int], completed: Sequence[int]) -> list[VsRest]:
             for p, a, ok in zip(p_value.tolist(), adjusted.tolist(), defined.tolist())]
 
 
+def merged_rows(counts: C, rows: Sequence[int]) -> C:
+    """``counts`` (a backend's counts: arrays with one row per value on axis 0, and the values)
+    with ``rows`` summed into one: the counts of the users of those values together. Summing is
+    exact because every user has one value."""
+    kept = np.asarray(rows, dtype=np.intp)
+    arrays = {field.name: getattr(counts, field.name)[kept].sum(axis=0, keepdims=True)
+              for field in dataclasses.fields(counts) if isinstance(getattr(counts, field.name), np.ndarray)}
+    return dataclasses.replace(counts, **arrays, values=())
+
+
+def everyone_of(counts: C) -> C:
+    """``counts`` of every user it holds as one row (a breakdown's counts have a row per value)."""
+    return merged_rows(counts, range(len(counts.values))) if counts.values else counts
+
+
+def rows_of_values(counts: Any, values: Sequence[str]) -> list[int]:
+    """The rows of ``counts`` holding ``values`` (those it has)."""
+    row = {value: index for index, value in enumerate(counts.values)}
+    return [row[value] for value in values if value in row]
+
+
+@functools.cache
 def breakdown_type(group: type) -> type:
-    """The ``breakdown`` object of a section whose groups are ``group`` (declared once here)."""
+    """The ``breakdown`` object of a section whose groups are ``group`` (declared once here; one
+    class per group type)."""
     return dataclasses.make_dataclass(f"{group.__name__.removesuffix('Group')}Breakdown", [
         ("dimension", str, declare("the dimension broken down by")),
         ("groups", tuple[group, ...], declare("the largest groups by users, largest first; then (other), merging "
@@ -122,13 +147,3 @@ def breakdown_type(group: type) -> type:
 
 GROUP_VALUE = "the dimension's value; (none): users without one; (other): the smaller groups merged"
 FILTERS = "the filters applied, by dimension: the users counted have one of these values"
-
-
-def group_fields(users: str) -> list[tuple[str, Any, Any]]:
-    """The fields that open every group: its value and the users the section counts for it."""
-    return [("value", str, declare(GROUP_VALUE, key=True)), ("users", int, declare(users, USERS))]
-
-
-def echo_filters(filters: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]] | None:
-    """The filters as the body echoes them (None without any)."""
-    return {name: tuple(values) for name, values in filters.items()} or None

@@ -189,7 +189,7 @@ class FunnelSection(FunnelReport):
 
 
 def funnel_section(funnel: FunnelDefinition, progress: FunnelProgress, *, range_end: int, now: int,
-                   filters: dict[str, tuple[str, ...]], dimension: str | None, groups: Groups | None
+                   filters: dict[str, tuple[str, ...]] | None, dimension: str | None, groups: Groups | None
                    ) -> FunnelSection:
     """The funnel of every entrant ``progress`` holds and, with ``groups``, of each group's."""
     report = progress_report(funnel, progress, range_end=range_end, now=now)
@@ -202,7 +202,7 @@ def funnel_section(funnel: FunnelDefinition, progress: FunnelProgress, *, range_
         breakdown = FunnelBreakdown(dimension, tuple(
             FunnelGroup(label, r.total_users, r, test) for label, r, test in zip(groups.labels, reports, tests)),
             groups.other_values)
-    return with_fields(report, FunnelSection, filters=filters or None, breakdown=breakdown)
+    return with_fields(report, FunnelSection, filters=filters, breakdown=breakdown)
 
 
 def funnel_report(funnel: FunnelDefinition, entered: list[int], *, method: str, incomplete_cohort: bool,

@@ -37,10 +37,10 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
         ExperimentsArea(context, experimentation),
         FeaturesArea(context, plausible, identified, usage, config.features, metrics.feature_ranges),
         FeedbackArea(context, feedback, metrics.feedback_ranges, metrics.feedback_top_categories),
-        SegmentsArea(context, events, config.segments, config.features),
+        SegmentsArea(context, events, config.segments, config.features, drilldown, metrics.breakdowns),
         FunnelsArea(context, events, plausible, config.funnels, metrics.funnel_ranges, drilldown,
                     metrics.breakdowns),
-        RetentionArea(context, events),
-        LifecycleArea(context, events),
+        RetentionArea(context, events, drilldown),
+        LifecycleArea(context, events, drilldown),
     ]
     return {area.name: area for area in areas}

@@ -11,10 +11,10 @@ event property it reads; values travel to the events backends as data, never as 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..analysis.breakdowns import Groups, Selection, rank_groups
+from ..analysis.breakdowns import Groups, Selection, breakdown_type, rank_groups
 from ..config import DimensionConfig
 from .params import InvalidParameter, Param
 
@@ -47,21 +47,31 @@ class Drilldown:
     def selection(self, params: dict[str, Any]) -> Selection:
         """The users the parameters keep, and the property to break them down by."""
         breakdown = params.get("breakdown")
-        return Selection(tuple((self.properties[name], values) for name, values in self.filters(params).items()),
+        filters = self.filters(params) or {}
+        return Selection(tuple((self.properties[name], values) for name, values in filters.items()),
                          None if breakdown is None else self.properties[breakdown])
 
     @staticmethod
-    def filters(params: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-        """The filters by dimension, values in the order given (the body echoes them)."""
+    def filters(params: dict[str, Any]) -> dict[str, tuple[str, ...]] | None:
+        """The filters by dimension, values in the order given, as the body echoes them (None without)."""
         grouped: dict[str, tuple[str, ...]] = {}
         for name, value in params.get("filter", ()):
             if value not in grouped.get(name, ()):
                 grouped[name] = (*grouped.get(name, ()), value)
-        return grouped
+        return grouped or None
 
     def groups(self, values: Sequence[str], counted: Sequence[int]) -> Groups:
         """The groups a breakdown lists, by the users the section counts per value."""
         return rank_groups(values, counted, self.max_groups)
+
+    def breakdown(self, params: dict[str, Any], values: Sequence[str], counted: Sequence[int], group: type,
+                  report: Callable[[tuple[int, ...]], Any]) -> Any:
+        """A section's ``breakdown``: for each group listed, ``group(value, users, report(value codes))``
+        (``counted``: the users the section counts per value code)."""
+        groups = self.groups(values, counted)
+        return breakdown_type(group)(params["breakdown"], tuple(
+            group(label, int(sum(counted[code] for code in codes)), report(codes))
+            for label, codes in zip(groups.labels, groups.members)), groups.other_values)
 
     def _filter(self, text: str) -> tuple[str, str]:
         name, colon, value = text.partition(":")

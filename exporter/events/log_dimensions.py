@@ -5,8 +5,8 @@ carrying it, up to the end of the range (events stamped before ``end``; of carry
 the same second, the greatest value text wins, so that the ClickHouse backend, which knows no
 file order, agrees); a user without one has the value ``(none)``. A filter keeps the users whose
 value is one of the values asked for (the same property repeated: OR; different properties:
-AND); a breakdown puts every user in a group, the largest groups by the users the section counts
-kept and the rest merged into ``(other)``.
+AND); a breakdown gives every user its value's code, and the sections rank the groups
+(:func:`exporter.analysis.breakdowns.rank_groups`).
 
 Everything is per user code (``log.user_names``) and vectorised: one pass over the events that
 carry the property, then arrays of one entry per user, so that a section can be computed per
@@ -23,11 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exporter.analysis.breakdowns import NONE, OTHER, Selection
+from exporter.analysis.breakdowns import NONE, Selection
 from exporter.events.log import EventLog
 
 NO_VALUE = -1  # a user's code when it has no value
-NO_GROUP = -1  # the group of a user whose value no counted user has
 
 
 @dataclass(frozen=True)
@@ -89,53 +88,6 @@ def filter_users(log: EventLog, filters: Iterable[tuple[str, Collection[str]]], 
                 accepted[code] = True
         selected &= accepted[values.codes]
     return selected
-
-
-@dataclass(frozen=True)
-class Breakdown:
-    """Users grouped by their value of one dimension.
-
-    ``groups[user]`` is an index into ``labels`` (``NO_GROUP`` for a user whose value no counted
-    user has: such a user is in no section's count). ``labels`` are the kept values, largest
-    group first (ties by text), then ``(other)`` when values were merged into it; ``users`` is
-    the counted users per label; ``other_values`` the number of distinct values merged.
-    """
-
-    groups: np.ndarray  # int32, one per user code
-    labels: tuple[str, ...]
-    users: np.ndarray  # int64, one per label
-    other_values: int
-
-    def group_counts(self, selected: np.ndarray) -> np.ndarray:
-        """Per label, how many of the ``selected`` users (boolean per user code) it holds."""
-        groups = self.groups[selected]
-        return np.bincount(groups[groups >= 0], minlength=len(self.labels))
-
-
-def breakdown(values: UserValues, counted: np.ndarray, max_groups: int) -> Breakdown:
-    """Group users by value: the ``max_groups`` values with the most ``counted`` users (boolean
-    per user code: the users the section counts) are groups, largest first; the other values
-    with counted users are merged into one ``(other)`` group."""
-    if max_groups < 1:
-        raise ValueError("max_groups must be at least 1")
-    n_values = len(values.values)
-    slot = np.where(values.codes == NO_VALUE, n_values, values.codes)  # (none) in the last slot
-    counts = np.bincount(slot[counted], minlength=n_values + 1)
-    labels = [*values.values, NONE]
-    present = np.flatnonzero(counts)
-    forced = [s for s in present.tolist() if labels[s] == OTHER]  # a value spelt "(other)"
-    candidates = sorted((s for s in present.tolist() if labels[s] != OTHER),
-                        key=lambda s: (-int(counts[s]), labels[s]))
-    kept, merged = candidates[:max_groups], candidates[max_groups:] + forced
-    group_of_slot = np.full(n_values + 1, NO_GROUP, dtype=np.int32)
-    group_of_slot[kept] = np.arange(len(kept), dtype=np.int32)
-    group_labels = [labels[s] for s in kept]
-    group_users = [int(counts[s]) for s in kept]
-    if merged:
-        group_of_slot[merged] = len(kept)
-        group_labels.append(OTHER)
-        group_users.append(int(counts[merged].sum()))
-    return Breakdown(group_of_slot[slot], tuple(group_labels), np.array(group_users, dtype=np.int64), len(merged))
 
 
 def _column(log: EventLog, property_name: str):
