@@ -109,10 +109,11 @@ class AnalyticsService:
         return tracked
 
     def _forget_dropped(self) -> None:
-        """Forget the bookkeeping of queries the memo no longer holds (one-off parameters)."""
+        """Forget the bookkeeping of queries the memo no longer holds (one-off parameters). A query
+        still loading is not held yet, but the parts it has asked for so far are its own."""
         held = self.memo.keys()
         for table in (self._requests_by_key, self._parts):
-            for key in [key for key in table if key not in held]:
+            for key in [key for key in table if key not in held and self.memo.loading(key) is None]:
                 del table[key]
 
     def requests_per_cycle(self, source: str) -> int:
