@@ -232,6 +232,7 @@ def _collect_units(hint: Any, path: tuple[str, ...], unit: Unit | None,
         units[path] = unit
 
 
-def key_field(cls: type) -> str | None:
-    """The field declared ``key=True`` of result class ``cls`` (what names one of its items)."""
-    return next((name for name, _, declared in result_fields(cls) if declared.key), None)
+def key_fields(cls: type) -> tuple[str, ...]:
+    """The fields declared ``key=True`` of result class ``cls``, in order: what names one of its
+    items (a flagged day is its series and its day)."""
+    return tuple(name for name, _, declared in result_fields(cls) if declared.key)

@@ -29,6 +29,7 @@ CONTRACT_ROUTES = {
     ("GET", "/api/v1/feedback"): "30d", ("POST", "/api/v1/metrics/refresh"): None,
     ("GET", "/api/v1/export/{format}"): "30d", ("GET", "/api/v1/openapi.json"): None,
     ("GET", "/api/v1/retention"): "90d", ("GET", "/api/v1/lifecycle"): "30d",
+    ("GET", "/api/v1/forecast"): None, ("GET", "/api/v1/anomalies"): "30d",
 }
 API_TOKEN = "test-api-token-0123456789"
 
@@ -129,7 +130,7 @@ async def test_parameters_are_those_the_handlers_parse(make_demo_client):
         parameters = {p["name"]: p["schema"] for p in document["paths"][area.path]["get"].get("parameters", [])
                       if p["in"] == "query"}
         assert parameters == {name: {"type": "string"} | ({"enum": list(param.choices)} if param.choices else {})
-                              | ({"default": param.default} if param.default else {})
+                              | ({"default": param.default} if param.default else {}) | param.schema
                               for name, param in area.query.items()}
     experiments = document["paths"]["/api/v1/experiment-results"]["get"]["parameters"]
     assert [(p["name"], p["in"], p["required"], p["schema"]) for p in experiments] == [

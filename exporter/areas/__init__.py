@@ -16,6 +16,7 @@ from .base import Area, Context
 from .experiments import ExperimentsArea
 from .features import FeaturesArea
 from .feedback import FeedbackArea
+from .forecasts import AnomaliesArea, ForecastArea, Forecasts
 from .funnels import FunnelsArea
 from .identified import IdentifiedUsers
 from .retention import LifecycleArea, RetentionArea
@@ -30,6 +31,8 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
     metrics = config.metrics
     identified = IdentifiedUsers(events, context.clock, config.segments.meaningful_events)
     usage = UsageArea(context, plausible, identified, metrics.usage_ranges)
+    forecasts = Forecasts(context, events, plausible, config.features, config.funnels,
+                          config.segments.meaningful_events)  # one snapshot, read by two areas
     areas: list[Area] = [
         usage,
         ExperimentsArea(context, experimentation),
@@ -39,5 +42,7 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
         FunnelsArea(context, events, plausible, config.funnels, metrics.funnel_ranges),
         RetentionArea(context, events),
         LifecycleArea(context, events),
+        ForecastArea(context, forecasts),
+        AnomaliesArea(context, forecasts),
     ]
     return {area.name: area for area in areas}
