@@ -428,7 +428,9 @@ async def test_the_service_serves_the_same_sections_from_either_backend(engine, 
         "events.kind": "clickhouse", "events.path": None, "events.url": str(server.make_url("/")),
         "events.table": "product_events", "events.user": USER, "events.password": PASSWORD})
     for url in ("/api/v1/funnel/trial?time_range=30d", "/api/v1/funnel/trial?time_range=90d",
-                "/api/v1/user-segments", "/api/v1/usage-trends?time_range=7d", "/api/v1/feature-adoption"):
+                "/api/v1/user-segments", "/api/v1/usage-trends?time_range=7d", "/api/v1/feature-adoption",
+                "/api/v1/forecast?series=active_users&horizon=30", "/api/v1/forecast?series=feature:Deploy",
+                "/api/v1/forecast?series=funnel_entries:trial", "/api/v1/anomalies?time_range=90d"):
         file_body, clickhouse_body = [await (await client.get(url)).json() for client in (on_file, on_clickhouse)]
         for body in (file_body, clickhouse_body):
             del body["generated_at"], body["sources"]
