@@ -101,6 +101,7 @@ class AnalyticsService:
     def _tracked(self, key: Hashable, source: str, loader: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
         async def tracked() -> T:
             _loading_key.set(key)  # this load runs in a task of its own: the setting stays in it
+            self._parts.pop(key, None)  # its parts are those of its last load
             result, attempts = await counting_requests(lambda: self.health.track(source, loader))
             self._forget_dropped()
             self._requests_by_key[key] = (source, attempts)

@@ -179,12 +179,17 @@ class Forecasts:
 
     async def _from_plausible(self, now: float) -> list[DailySeries]:
         """The site's days: one request for the site's visitors and page views, one (v2) for every
-        goal; both memoized, so their requests count in Plausible's budget (docs/upstreams.md)."""
+        goal.
+
+        Each goes through the memo for Plausible's health and request count (it is Plausible's
+        whether Plausible owns the snapshot or not), under a key holding the snapshot's time: asked
+        afresh for every snapshot, so a snapshot is never made of a stale day series and its age
+        is its data's."""
         client, load = self.plausible, self.context.load
         mine = [one for one in self.series if one.source == "plausible"]
         last = datetime.fromtimestamp(now, client.tz).date()
         first = last - timedelta(days=GATHERED_DAYS)
-        span = (first.isoformat(), last.isoformat())
+        span = (first.isoformat(), last.isoformat(), now)
         goals = sorted({one.goal for one in mine if one.goal})
         loads = [load(("plausible", "daily", *span), "plausible", lambda: client.daily(first, last, SITE_METRICS))]
         if goals:
