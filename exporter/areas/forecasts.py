@@ -236,7 +236,7 @@ class _ForecastsArea(Area):
         return await self.forecasts.compute()
 
     def disabled_reason(self) -> str | None:
-        return self.forecasts.disabled_reason() or super().disabled_reason()
+        return self.forecasts.disabled_reason()  # its sources are those that can run
 
     def peek_set(self) -> ForecastSet | None:
         """The shared snapshot as it is, without loading (what the collector reads)."""
