@@ -277,8 +277,9 @@ class ForecastArea(_ForecastsArea):
             return None
 
     def metric_params(self) -> list[dict[str, Any]]:
-        """Today's forecast of every series (the collector reads them all from the shared snapshot)."""
-        return [{"series": name, "horizon": 1} for name in self.forecasts.names]
+        """The shared snapshot, as today's forecast of the first series: every parameter set reads
+        the same snapshot, and the collector reads every series from it."""
+        return [{"series": self.forecasts.names[0], "horizon": 1}] if self.forecasts.names else []
 
 
 class AnomaliesArea(_ForecastsArea):

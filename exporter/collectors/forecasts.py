@@ -17,7 +17,7 @@ SOURCE_NAMES = {"events": "the identified events", "plausible": "Plausible"}
 class ForecastsCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
-        source = f"{' and '.join(SOURCE_NAMES[name] for name in self.area.sources)}'s daily series"
+        source = f"the daily series of {' and '.join(SOURCE_NAMES[name] for name in self.area.sources)}"
 
         def family(name: str, what: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, helptext(what, source, self.ttl), labels=["series"])
@@ -34,9 +34,11 @@ class ForecastsCollector(AreaCollector):
                          "1 when the last complete day of the series is an anomaly (outside the 3.5-sigma band "
                          "forecast for it from the days before it), else 0.")
         families = [expected, lower, upper, score, anomaly]
-        forecasts = self.area.peek_set() if with_samples else None
+        if not with_samples:
+            return families
+        forecasts = self.area.peek_set()
         if forecasts is None:
-            return families if not with_samples else []
+            return []
         for name, analysis in forecasts.analyses.items():
             for today in analysis.forecast.forecast[:1]:
                 expected.add_metric([name], today.expected)
