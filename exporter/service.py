@@ -101,6 +101,7 @@ class AnalyticsService:
     def _tracked(self, key: Hashable, source: str, loader: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
         async def tracked() -> T:
             _loading_key.set(key)  # this load runs in a task of its own: the setting stays in it
+            self._parts.pop(key, None)  # its parts are those of its last load
             result, attempts = await counting_requests(lambda: self.health.track(source, loader))
             self._forget_dropped()
             self._requests_by_key[key] = (source, attempts)
@@ -109,10 +110,11 @@ class AnalyticsService:
         return tracked
 
     def _forget_dropped(self) -> None:
-        """Forget the bookkeeping of queries the memo no longer holds (one-off parameters)."""
+        """Forget the bookkeeping of queries the memo no longer holds (one-off parameters). A query
+        still loading is not held yet, but the parts it has asked for so far are its own."""
         held = self.memo.keys()
         for table in (self._requests_by_key, self._parts):
-            for key in [key for key in table if key not in held]:
+            for key in [key for key in table if key not in held and self.memo.loading(key) is None]:
                 del table[key]
 
     def requests_per_cycle(self, source: str) -> int:

@@ -29,6 +29,7 @@ CONTRACT_ROUTES = {
     ("GET", "/api/v1/feedback"): "30d", ("POST", "/api/v1/metrics/refresh"): None,
     ("GET", "/api/v1/export/{format}"): "30d", ("GET", "/api/v1/openapi.json"): None,
     ("GET", "/api/v1/retention"): "90d", ("GET", "/api/v1/lifecycle"): "30d",
+    ("GET", "/api/v1/forecast"): None, ("GET", "/api/v1/anomalies"): "30d",
 }
 API_TOKEN = "test-api-token-0123456789"
 
@@ -116,8 +117,8 @@ async def test_the_document_is_valid_openapi_3_1_and_lists_exactly_the_served_ro
 
 
 def expected_schema(param) -> dict:
-    one = ({"type": "string"} | ({"enum": list(param.choices)} if param.choices else {}) | param.schema
-           | ({"default": param.default} if param.default else {}))
+    one = ({"type": "string"} | ({"enum": list(param.choices)} if param.choices else {})
+           | ({"default": param.default} if param.default else {}) | param.schema)
     return {"type": "array", "items": one} if param.repeatable else one
 
 

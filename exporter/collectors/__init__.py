@@ -19,6 +19,7 @@ from .events import EventsCollector
 from .experiments import ExperimentsCollector
 from .features import FeaturesCollector
 from .feedback import FeedbackCollector
+from .forecasts import ForecastsCollector
 from .funnels import FunnelsCollector
 from .health import HealthCollector
 from .retention import LifecycleCollector, RetentionCollector
@@ -37,6 +38,7 @@ def analytics_collectors(areas: Mapping[str, Area], ttl: float) -> list[Collecto
         FunnelsCollector(areas["funnels"], ttl),
         RetentionCollector(areas["retention"], ttl),
         LifecycleCollector(areas["lifecycle"], ttl),
+        ForecastsCollector(areas["forecast"], ttl),
     ]
 
 
