@@ -12,12 +12,12 @@ import asyncio
 import contextvars
 import logging
 import time
-from typing import Any, Awaitable, Callable, Hashable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Hashable, Iterator, Sequence, TypeVar
 
 from .areas import build_areas
 from .areas.base import Area, Context
 from .cache import Cached, Memo
-from .config import ENVIRONMENT_FOR_KEY, Config, EventsConfig
+from .config import ENVIRONMENT_FOR_KEY, Config, DimensionConfig, EventsConfig
 from .events.backend import EventsBackend
 from .events.clickhouse_source import ClickHouseEventsSource
 from .events.file_source import EventsFileSource
@@ -48,7 +48,7 @@ class AnalyticsService:
         self.experimentation: ExperimentationClient | None = self._register(
             "experimentation", config.sources.experimentation, ExperimentationClient)
         self.feedback: FeedbackClient | None = self._register("feedback", config.sources.feedback, FeedbackClient)
-        self.events: EventsBackend | None = self._register_events(config.events)
+        self.events: EventsBackend | None = self._register_events(config.events, config.dimensions)
         disabled = {name: state.disabled_reason for name, state in self.health.sources.items() if not state.enabled}
         context = Context(load=self.load, peek=self.memo.peek, clock=clock, disabled=disabled)
         self.areas: dict[str, Area] = build_areas(context, config, plausible=self.plausible,
@@ -65,9 +65,10 @@ class AnalyticsService:
         self._clients.append(client)
         return client
 
-    def _register_events(self, events: EventsConfig) -> EventsBackend | None:
+    def _register_events(self, events: EventsConfig, dimensions: Sequence[DimensionConfig]) -> EventsBackend | None:
         """Register the identified events source (configured under ``events``, not ``sources``):
-        a file read into memory, or a ClickHouse table queried where it is (``events.kind``)."""
+        a file read into memory, or a ClickHouse table queried where it is (``events.kind``). The
+        file keeps the event properties the dimensions read."""
         reason = _disabled_reason("events", events.enabled, events.missing_settings())
         self.health.register("events", reason)
         if reason is not None:
@@ -76,7 +77,8 @@ class AnalyticsService:
             source = ClickHouseEventsSource(events, self.health)
             self._clients.append(source)  # an HTTP client: closed with the others
             return source
-        return EventsFileSource(events, self.health, clock=self.clock)
+        return EventsFileSource(events, self.health, clock=self.clock,
+                                properties=[dimension.property for dimension in dimensions])
 
     async def close(self) -> None:
         """At shutdown: end the loads still running, then close every upstream session.
