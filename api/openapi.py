@@ -227,7 +227,7 @@ def _query_parameter(name: str, param: Param) -> Schema:
     if param.default is not None:
         schema.setdefault("default", param.default)  # a schema typing the value (an integer) states it typed
     if param.repeatable:
-        schema = {"type": "array", "items": schema}
+        schema = {"type": "array", "items": schema} | ({"maxItems": param.most} if param.most is not None else {})
     parameter = {"name": name, "in": "query", "required": False, "schema": schema}
     if param.repeatable:
         parameter |= {"style": "form", "explode": True}

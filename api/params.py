@@ -27,6 +27,8 @@ def parse_query(request: web.Request, spec: Mapping[str, Param]) -> dict[str, An
     for name, param in spec.items():
         given = query.getall(name, [])
         if param.repeatable:
+            if param.most is not None and len(given) > param.most:
+                raise ApiError(400, f"invalid_{name}", f"'{name}' is given {len(given)} times; at most {param.most}")
             if given:  # absent when not given: a parameter set names only what was asked
                 values[name] = tuple(_value(name, param, raw) for raw in given)
             continue

@@ -231,6 +231,9 @@ def demo_overrides(demo: Any) -> dict[str, Any]:
         "sources.feedback.url": demo.feedback_url,
         "sources.feedback.admin_token": demo.feedback_admin_token,
         "events.path": str(demo.events_path),
+        # The demo's events carry each user's team: the team views (filters, breakdowns, Grafana's team variable).
+        "dimensions": [{"name": "team", "property": "team"}],
+        "metrics.breakdowns": ["team"],
     }
 
 

@@ -228,15 +228,19 @@ def test_default_funnels_flow_with_drop_off_over_30_days(visible, funnel):
 
 
 def test_deployment_steps_take_minutes(visible):
-    """A build follows its deploy by 2-10 minutes (same session), as the template promises."""
-    deploy_at = {}
-    delays = []
-    for _, ts, name, _, session, _ in visible:
+    """Every build follows a deploy of the same person by 2-10 minutes, as the template promises.
+
+    (Not paired by session: a follow-up deploy may land inside another session of the person, so
+    one session can hold two deploys.)"""
+    deploys: dict[int, list[int]] = {}
+    builds = 0
+    for user, ts, name, _, _, _ in visible:
         if name == catalog.DEPLOY_APPLICATION:
-            deploy_at[session] = ts
+            deploys.setdefault(user, []).append(ts)
         elif name == catalog.BUILD_SUCCEEDED:
-            delays.append(ts - deploy_at[session])
-    assert 120 <= min(delays) and max(delays) <= 600
+            builds += 1
+            assert any(120 <= ts - deployed <= 600 for deployed in deploys.get(user, ())), (user, ts)
+    assert builds > 100
 
 
 def test_events_file_holds_the_custom_events_up_to_the_cut(population, visible, tmp_path):

@@ -119,7 +119,9 @@ async def test_the_document_is_valid_openapi_3_1_and_lists_exactly_the_served_ro
 def expected_schema(param) -> dict:
     one = ({"type": "string"} | ({"enum": list(param.choices)} if param.choices else {})
            | ({"default": param.default} if param.default else {}) | param.schema)
-    return {"type": "array", "items": one} if param.repeatable else one
+    if not param.repeatable:
+        return one
+    return {"type": "array", "items": one} | ({"maxItems": param.most} if param.most is not None else {})
 
 
 async def test_parameters_are_those_the_handlers_parse(make_demo_client):

@@ -15,7 +15,8 @@ Definitions (published with the result, see ``DEFINITIONS``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..results import COUNT, FRACTION, USERS, Point, Timestamp, declare, status_codes
 from ..timeranges import iso_z
+from .breakdowns import GROUP_VALUE, breakdown_type
 from .numbers import finite_or_none
 from .trends import TrendDetail, TrendLabel, classify_trend
 from .usage import APPROXIMATED, Basis
@@ -61,6 +63,16 @@ class FeatureUsage:
     @property
     def observable(self) -> bool:
         return self.unique_users is not None
+
+
+@dataclass(frozen=True)
+class FeatureUsers:
+    """Distinct users per event name from the identified events, of the users a selection keeps;
+    with a breakdown, ``by_value`` has them per value of the dimension (values none of whose users
+    did any of the events are absent)."""
+
+    users: dict[str, int]
+    by_value: dict[str, dict[str, int]] | None = None
 
 
 def first_complete_week(today: date, weeks: int) -> date:
@@ -106,6 +118,74 @@ class FeatureAdoption:
                                         omit_if_none=True)
 
 
+@dataclass(frozen=True)
+class GroupFeature:
+    """One feature's reach among a group's users."""
+
+    feature_name: str = declare("the configured feature's name", key=True)
+    unique_users: int | None = declare("the group's users of the feature in the window (null: the feature has no "
+                                       "event to count them by)", USERS)
+    adoption_rate: float | None = declare("unique users of the feature / the group's active users, 0..1", FRACTION)
+
+
+@dataclass(frozen=True)
+class GroupAdoption:
+    """A group's reach of every feature."""
+
+    features: tuple[GroupFeature, ...] = declare("in configuration order")
+    most_adopted: str | None = declare("highest adoption rate in the group (then unique users, then name)")
+    least_adopted: str | None = declare("lowest adoption rate in the group")
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """One value of the breakdown's dimension: its users' reach of the features."""
+
+    value: str = declare(GROUP_VALUE, key=True)
+    users: int = declare("the group's users active in the window: the denominator of its adoption rates", USERS)
+    adoption: GroupAdoption = declare("the group's adoption", flatten=True)
+
+
+FeatureBreakdown = breakdown_type(FeatureGroup)
+FILTERED_REACH = ("the filters applied, by dimension: active_users and each feature's unique_users and adoption_rate "
+                  "count the users with one of these values; uses, trends and weekly series are the whole site's")
+
+
+@dataclass(frozen=True)
+class FeatureAdoptionSection(FeatureAdoption):
+    """Feature adoption; with filters or a breakdown, the reach among the users selected."""
+
+    filters: dict[str, tuple[str, ...]] | None = declare(FILTERED_REACH, omit_if_none=True)
+    breakdown: FeatureBreakdown | None = declare("the reach per value of a dimension", omit_if_none=True)
+
+
+def selected_reach(whole: FeatureAdoption, unique_users: Mapping[str, int | None], active_users: int
+                   ) -> FeatureAdoption:
+    """``whole`` with the reach of selected users: ``unique_users`` by feature name (None for a
+    feature without an event, which only the whole site's goal counts can tell) and their
+    ``active_users``. A feature with no event to count the selected users by says so
+    (``needs_events_source``)."""
+    rows = []
+    for row in whole.features:
+        users = unique_users.get(row.feature_name)
+        rate, codes = _adoption_rate(users, active_users)
+        kept = [code for code in row.status_codes if code not in ("no_active_users", "needs_events_source")]
+        missing = ("needs_events_source",) if users is None else ()
+        rows.append(dataclasses.replace(row, unique_users=users, adoption_rate=rate,
+                                        status_codes=(*kept, *codes, *missing)))
+    most, least = _extremes(rows)
+    return dataclasses.replace(whole, features=tuple(rows), most_adopted=most, least_adopted=least,
+                               active_users=active_users)
+
+
+def group_adoption(names: Sequence[str], unique_users: Mapping[str, int | None], active_users: int) -> GroupAdoption:
+    """A group's reach of the features ``names`` (configuration order)."""
+    rows = [GroupFeature(name, unique_users.get(name), _adoption_rate(unique_users.get(name), active_users)[0])
+            for name in names]
+    most, least = _extremes(rows)
+    return GroupAdoption(tuple(rows), most, least)
+
+
 def feature_adoption(features: Sequence[FeatureUsage], *, active_users: float, week_starts: Sequence[datetime],
                      weekly_active: Sequence[float], basis: Basis = "plausible_visitors",
                      unknown_goals: Sequence[str] = (), approximation: str | None = None,
@@ -135,13 +215,12 @@ def feature_adoption(features: Sequence[FeatureUsage], *, active_users: float, w
         status_codes.append("unknown_goals")
     if approximation:
         status_codes.append(APPROXIMATED)
-    ranked = sorted((row for row in rows if row.adoption_rate is not None),
-                    key=lambda row: (-row.adoption_rate, -row.unique_users, row.feature_name))
+    most, least = _extremes(rows)
     return FeatureAdoption(
         total_features=len(rows),
         features=tuple(rows),
-        most_adopted=ranked[0].feature_name if ranked else None,
-        least_adopted=ranked[-1].feature_name if ranked else None,
+        most_adopted=most,
+        least_adopted=least,
         adoption_trend=_adoption_trend(observable, week_starts, weekly_active),
         active_users=int(active_users),
         definitions=DEFINITIONS,
@@ -152,14 +231,25 @@ def feature_adoption(features: Sequence[FeatureUsage], *, active_users: float, w
     )
 
 
+def _extremes(rows: Sequence[FeatureRow | GroupFeature]) -> tuple[str | None, str | None]:
+    """The most and the least adopted features' names."""
+    ranked = sorted((row for row in rows if row.adoption_rate is not None),
+                    key=lambda row: (-row.adoption_rate, -row.unique_users, row.feature_name))
+    return (ranked[0].feature_name, ranked[-1].feature_name) if ranked else (None, None)
+
+
+def _adoption_rate(unique_users: float | None, active_users: float) -> tuple[float | None, tuple[str, ...]]:
+    """The adoption rate, and why it is null when it is."""
+    if unique_users is None:
+        return None, ()
+    if active_users <= 0:
+        return None, ("no_active_users",)
+    return float(np.clip(unique_users / active_users, 0.0, 1.0)), ()
+
+
 def _feature_row(feature: FeatureUsage, active_users: float, week_starts: Sequence[datetime]) -> FeatureRow:
-    status_codes = list(feature.status_codes)
-    rate = None
-    if feature.observable:
-        if active_users > 0:
-            rate = float(np.clip(feature.unique_users / active_users, 0.0, 1.0))
-        else:
-            status_codes.append("no_active_users")
+    rate, codes = _adoption_rate(feature.unique_users, active_users)
+    status_codes = list(feature.status_codes) + list(codes)
     if feature.first_seen is None and "never_used" not in status_codes:  # only a per-event source knows them
         status_codes.append("usage_dates_unavailable")
     trend = classify_trend(feature.weekly_users or ())

@@ -7,6 +7,7 @@ from typing import Literal, NamedTuple, Sequence
 
 from ..results import COUNT, NUMBER, PERCENT, SECONDS, USERS, Point, declare, status_codes
 from ..timeranges import iso_z
+from .breakdowns import GROUP_VALUE, breakdown_type
 from .numbers import finite_or_none
 
 Basis = Literal["identified_users", "plausible_visitors"]
@@ -69,6 +70,36 @@ class UsageTrends:
     status_codes: tuple[str, ...] = status_codes()
     approximation: str | None = declare("how the figures are approximated (status approximated_range)",
                                         omit_if_none=True)
+
+
+@dataclass(frozen=True)
+class GroupUsers:
+    """A group's user counts."""
+
+    total_users: int = declare("the group's users ever seen", USERS)
+    active_users: int = declare("the group's users active in the window", USERS)
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    """One value of the breakdown's dimension: its users."""
+
+    value: str = declare(GROUP_VALUE, key=True)
+    users: int = declare("the group's users active in the window", USERS)
+    counts: GroupUsers = declare("the group's user counts", flatten=True)
+
+
+UsageBreakdown = breakdown_type(UsageGroup)
+FILTERED_COUNTS = ("the filters applied, by dimension: total_users and active_users (and the breakdown) count the "
+                   "users with one of these values; Plausible's figures are the whole site's")
+
+
+@dataclass(frozen=True)
+class UsageSection(UsageTrends):
+    """Usage trends; with filters or a breakdown, the identified user counts of the users selected."""
+
+    filters: dict[str, tuple[str, ...]] | None = declare(FILTERED_COUNTS, omit_if_none=True)
+    breakdown: UsageBreakdown | None = declare("the user counts per value of a dimension", omit_if_none=True)
 
 
 def series(points: Sequence, metric: str) -> tuple[Point, ...]:

@@ -30,19 +30,18 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
                 events: EventsBackend | None) -> dict[str, Area]:
     """Every area by section name, in the dashboard's order."""
     metrics = config.metrics
-    drilldown = Drilldown(config.dimensions, config.max_breakdown_groups)
+    drilldown = Drilldown(config.dimensions, config.max_breakdown_groups, metrics.breakdowns)
     identified = IdentifiedUsers(events, context.clock, config.segments.meaningful_events)
-    usage = UsageArea(context, plausible, identified, metrics.usage_ranges)
+    usage = UsageArea(context, plausible, identified, metrics.usage_ranges, drilldown)
     forecasts = Forecasts(context, events, plausible, config.features, config.funnels,
                           config.segments.meaningful_events)  # one snapshot, read by two areas
     areas: list[Area] = [
         usage,
         ExperimentsArea(context, experimentation),
-        FeaturesArea(context, plausible, identified, usage, config.features, metrics.feature_ranges),
+        FeaturesArea(context, plausible, identified, usage, config.features, metrics.feature_ranges, drilldown),
         FeedbackArea(context, feedback, metrics.feedback_ranges, metrics.feedback_top_categories),
-        SegmentsArea(context, events, config.segments, config.features, drilldown, metrics.breakdowns),
-        FunnelsArea(context, events, plausible, config.funnels, metrics.funnel_ranges, drilldown,
-                    metrics.breakdowns),
+        SegmentsArea(context, events, config.segments, config.features, drilldown),
+        FunnelsArea(context, events, plausible, config.funnels, metrics.funnel_ranges, drilldown),
         RetentionArea(context, events, drilldown),
         LifecycleArea(context, events, drilldown),
         ForecastArea(context, forecasts),

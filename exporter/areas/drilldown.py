@@ -25,14 +25,15 @@ FILTER_FORM = "give filter as <dimension>:<value>, e.g. filter=team:payments"
 class Drilldown:
     """The drill-down parameters of a section and what they select."""
 
-    def __init__(self, dimensions: Sequence[DimensionConfig], max_groups: int) -> None:
+    def __init__(self, dimensions: Sequence[DimensionConfig], max_groups: int, published: Sequence[str] = ()) -> None:
         self.properties = {dimension.name: dimension.property for dimension in dimensions}
         self.max_groups = max_groups
+        self.published = tuple(published)  # the dimensions /metrics breaks sections down by
         names = ", ".join(self.properties) or "none (configure dimensions:)"
         # The schemas admit exactly the configured dimensions (none: no value at all).
         either = "|".join(_regex_literal(name) for name in self.properties)
         self.query = {
-            "filter": Param(None, None, self._filter, repeatable=True,
+            "filter": Param(None, None, self._filter, repeatable=True, most=MAX_FILTERS,
                             description=f"<dimension>:<value>, repeatable (same dimension: OR; different "
                                         f"dimensions: AND; (none): no value); dimensions: {names}",
                             schema={"pattern": f"^(?:{either}):.+$"} if either else {"enum": []}),
@@ -40,9 +41,21 @@ class Drilldown:
                                description=f"split the section by a dimension's values; dimensions: {names}"),
         }
 
-    def check(self, params: dict[str, Any]) -> None:
-        if len(params.get("filter", ())) > MAX_FILTERS:
-            raise InvalidParameter("filter", f"at most {MAX_FILTERS} filters (got {len(params['filter'])})")
+    def check(self, params: dict[str, Any], *, unavailable: str | None) -> None:
+        """Refuse any drill-down when the section is not computed from the identified events
+        (``unavailable`` says why)."""
+        asked = [name for name in ("filter", "breakdown") if name in params]
+        if asked and unavailable is not None:
+            raise InvalidParameter(asked[0], f"{asked[0]} needs the identified events source: {unavailable}")
+
+    def with_published(self, plain: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """An area's parameter sets for /metrics, ``plain``, and each broken down by every published dimension."""
+        return plain + [params | {"breakdown": dimension} for params in plain for dimension in self.published]
+
+    @staticmethod
+    def asked(params: dict[str, Any]) -> bool:
+        """Whether ``params`` filter or break down the section."""
+        return "filter" in params or "breakdown" in params
 
     def selection(self, params: dict[str, Any]) -> Selection:
         """The users the parameters keep, and the property to break them down by."""

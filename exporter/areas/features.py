@@ -15,6 +15,11 @@ Plausible requests per refresh cycle, whatever the number of features (the budge
 
 The window's active users come from the usage area's snapshot of the same window, so that query
 is shared with ``/api/v1/usage-trends`` rather than asked again.
+
+With the identified events source, ``filter=`` and ``breakdown=`` give the reach among the users
+selected (docs/api.md#filters-and-breakdowns): the plain section of the window (one snapshot, so
+Plausible is not asked again) with the unique users of each feature's event and the active users
+(the usage area's drilled snapshot) of those users.
 """
 
 from __future__ import annotations
@@ -24,15 +29,25 @@ import logging
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from ..analysis.adoption import FeatureAdoption, FeatureUsage, feature_adoption, first_complete_week
+from ..analysis.adoption import (
+    FeatureAdoptionSection,
+    FeatureGroup,
+    FeatureUsage,
+    feature_adoption,
+    first_complete_week,
+    group_adoption,
+    selected_reach,
+)
 from ..concurrency import gather_or_cancel
 from ..config import FeatureConfig
+from ..results import with_fields
 from ..sources.plausible import GoalUses, PlausibleClient
 from ..timeranges import ResolvedRange, TimeRange, resolve
 from .base import Area, Context
+from .drilldown import Drilldown
 from .identified import IdentifiedUsers
 from .params import time_range
-from .usage import UsageArea
+from .usage import WITHOUT_EVENTS, UsageArea
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +58,15 @@ NO_USES = GoalUses(visitors=0.0, events=0.0)  # a goal absent from a breakdown h
 class FeaturesArea(Area):
     name = "feature_adoption"
     path = "/api/v1/feature-adoption"
-    result = FeatureAdoption
+    result = FeatureAdoptionSection
     title = "Feature adoption"
-    query = {"time_range": time_range("30d")}
 
     def __init__(self, context: Context, plausible: PlausibleClient | None, identified: IdentifiedUsers,
-                 usage: UsageArea, features: tuple[FeatureConfig, ...], windows: tuple[TimeRange, ...]) -> None:
+                 usage: UsageArea, features: tuple[FeatureConfig, ...], windows: tuple[TimeRange, ...],
+                 drilldown: Drilldown) -> None:
         super().__init__(context)
+        self.drilldown = drilldown
+        self.query = {"time_range": time_range("30d"), **drilldown.query}
         self.plausible = plausible
         self.identified = identified
         self.usage = usage  # the window's active users, the denominator, are its snapshot's
@@ -60,7 +77,12 @@ class FeaturesArea(Area):
         # Unique users come from the identified events when there are any.
         self.sources = ("plausible", "events") if identified.available else ("plausible",)
 
-    async def compute(self, params: dict[str, Any]) -> FeatureAdoption:
+    def check(self, params: dict[str, Any]) -> None:
+        self.drilldown.check(params, unavailable=None if self.identified.available else WITHOUT_EVENTS)
+
+    async def compute(self, params: dict[str, Any]) -> FeatureAdoptionSection:
+        if self.drilldown.asked(params):
+            return await self._drilled(params)
         client, load = self.plausible, self.context.load
         window_range: TimeRange = params["time_range"]
         now = datetime.fromtimestamp(self.context.clock(), timezone.utc)
@@ -83,9 +105,37 @@ class FeaturesArea(Area):
             features, codes = await self._identified(features, window)
             basis = "plausible_visitors" if codes else basis
         week_starts = [datetime.combine(first_week + timedelta(weeks=i), time(), client.tz) for i in range(TREND_WEEKS)]
-        return feature_adoption(features, active_users=usage.body.active_users, week_starts=week_starts,
-                                weekly_active=weekly_active, basis=basis, unknown_goals=sorted(unknown),
-                                approximation=note, codes=codes)
+        return with_fields(feature_adoption(features, active_users=usage.body.active_users, week_starts=week_starts,
+                                            weekly_active=weekly_active, basis=basis, unknown_goals=sorted(unknown),
+                                            approximation=note, codes=codes), FeatureAdoptionSection)
+
+    async def _drilled(self, params: dict[str, Any]) -> FeatureAdoptionSection:
+        """The plain section of the window with the reach among the users selected."""
+        window_range = params["time_range"]
+        window = resolve(window_range, datetime.fromtimestamp(self.context.clock(), timezone.utc), self.plausible.tz)
+        events = {f.name: f.event for f in self.features if f.event}
+        selection = self.drilldown.selection(params)
+        plain, (counts, _), (found, _) = await gather_or_cancel(
+            self.section({"time_range": window_range}), self.identified.user_counts(window, selection),
+            self.identified.feature_users(window, events.values(), selection))
+        whole = selected_reach(plain.body, self._by_feature(events, [found.users]), counts.active)
+        breakdown = None
+        if counts.by_value is not None:
+            values = list(counts.by_value)
+            active = [counts.by_value[value][1] for value in values]
+            by_value = found.by_value or {}
+            names = [feature.name for feature in self.features]
+            breakdown = self.drilldown.breakdown(params, values, active, FeatureGroup, lambda codes: group_adoption(
+                names, self._by_feature(events, [by_value.get(values[code], {}) for code in codes]),
+                sum(active[code] for code in codes)))
+        return with_fields(whole, FeatureAdoptionSection, basis="identified_users",
+                           filters=self.drilldown.filters(params), breakdown=breakdown)
+
+    @staticmethod
+    def _by_feature(events: dict[str, str], users: list[dict[str, int]]) -> dict[str, int]:
+        """Unique users of each feature with an event, summed over ``users`` (per event name) of
+        disjoint sets of users."""
+        return {name: sum(part.get(event, 0) for part in users) for name, event in events.items()}
 
     async def _identified(self, features: list[FeatureUsage], window: ResolvedRange
                           ) -> tuple[list[FeatureUsage], list[str]]:
@@ -96,7 +146,7 @@ class FeaturesArea(Area):
                                                             self.identified.feature_dates(events.values()))
         if users is None or dates is None:
             return features, codes
-        return [self._with_events(f, users[events[f.name]], dates[events[f.name]]) if f.name in events else f
+        return [self._with_events(f, users.users[events[f.name]], dates[events[f.name]]) if f.name in events else f
                 for f in features], codes
 
     @staticmethod

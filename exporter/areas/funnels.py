@@ -30,7 +30,7 @@ from ..sources.plausible import PlausibleClient
 from ..timeranges import TimeRange, iso_z, resolve
 from .base import Area, Context, Snapshot
 from .drilldown import Drilldown
-from .params import InvalidParameter, time_range
+from .params import time_range
 
 Method = Literal["ordered_events", "aggregate_goals"]
 
@@ -66,15 +66,13 @@ class FunnelsArea(Area):
     member = "funnel_name"
 
     def __init__(self, context: Context, events: EventsBackend | None, plausible: PlausibleClient | None,
-                 funnels: tuple[FunnelConfig, ...], windows: tuple[TimeRange, ...], drilldown: Drilldown,
-                 published_breakdowns: tuple[str, ...] = ()) -> None:
+                 funnels: tuple[FunnelConfig, ...], windows: tuple[TimeRange, ...], drilldown: Drilldown) -> None:
         super().__init__(context)
         self.events = events
         self.plausible = plausible
         self.funnels = {funnel.name: funnel for funnel in funnels}
         self.windows = windows
         self.drilldown = drilldown
-        self.published_breakdowns = published_breakdowns
         self.query = {"time_range": time_range("30d"), **drilldown.query}
         self.method: Method = "ordered_events" if events is not None else "aggregate_goals"
         self.sources = ("events",) if events is not None else ("plausible",)
@@ -90,11 +88,8 @@ class FunnelsArea(Area):
         return super().disabled_reason()
 
     def check(self, params: dict[str, Any]) -> None:
-        self.drilldown.check(params)
-        asked = [name for name in ("filter", "breakdown") if name in params]
-        if asked and self.events is None:
-            raise InvalidParameter(asked[0], f"{asked[0]} needs the identified events source: funnels from "
-                                             "Plausible's goal counts cannot tell users apart")
+        self.drilldown.check(params, unavailable=None if self.events is not None else
+                             "funnels from Plausible's goal counts cannot tell users apart")
 
     async def section(self, params: dict[str, Any]) -> Snapshot:
         if self.disabled_reason() is None and self.method == "aggregate_goals":
@@ -143,10 +138,7 @@ class FunnelsArea(Area):
         if self.method == "aggregate_goals":  # the others cannot be computed: no series for them
             funnels = [funnel for funnel in funnels if funnel.goals is not None]
         plain = [{"funnel_name": funnel.name, "time_range": window} for funnel in funnels for window in self.windows]
-        if self.method != "ordered_events":
-            return plain
-        broken_down = [params | {"breakdown": dimension} for params in plain for dimension in self.published_breakdowns]
-        return plain + broken_down
+        return self.drilldown.with_published(plain) if self.method == "ordered_events" else plain
 
     def catalogue(self) -> FunnelCatalogue:
         """The configured funnels, each step with the event (and goal, if any) that marks it."""

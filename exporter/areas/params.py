@@ -20,7 +20,7 @@ class Param:
 
     ``choices`` lists the valid values; without them the value is free text that ``convert``
     checks (raising ``ValueError`` with the message the caller gets). A ``repeatable``
-    parameter may be given several times and is parsed into a tuple.
+    parameter may be given several times (at most ``most``) and is parsed into a tuple.
     ``schema`` adds to the parameter's OpenAPI schema (a pattern, an integer range). Parameters
     not given (and without a default) are absent from the parsed parameters, so that one question
     has one parameter set (and one memoized snapshot) however it was asked.
@@ -30,6 +30,7 @@ class Param:
     default: str | None  # None: optional, absent from the parsed parameters when not given
     convert: Callable[[str], Any] = str
     repeatable: bool = False
+    most: int | None = None  # how many times a repeatable parameter may be given
     description: str = ""
     schema: dict[str, Any] = field(default_factory=dict)
 

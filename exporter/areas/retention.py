@@ -57,7 +57,6 @@ class _IntervalArea(Area):
         self.query = {**self.own_query, **drilldown.query}
 
     def check(self, params: dict[str, Any]) -> None:
-        self.drilldown.check(params)
         self.grid(params)
 
     def grid(self, params: dict[str, Any]) -> IntervalGrid:

@@ -37,20 +37,15 @@ class SegmentsArea(Area):
     sources = ("events",)
 
     def __init__(self, context: Context, events: EventsBackend | None, settings: SegmentsConfig,
-                 features: tuple[FeatureConfig, ...], drilldown: Drilldown,
-                 published_breakdowns: tuple[str, ...] = ()) -> None:
+                 features: tuple[FeatureConfig, ...], drilldown: Drilldown) -> None:
         super().__init__(context)
         self.events = events
         self.settings = settings
         self.feature_events = {f.event: f.name for f in features if f.event} or None
         self.drilldown = drilldown
-        self.published_breakdowns = published_breakdowns
         self.query = {"time_range": time_range("30d", "accepted for symmetry with the other sections; segments are "
                                                       "computed as of now over fixed windows and do not depend on it"),
                       **drilldown.query}
-
-    def check(self, params: dict[str, Any]) -> None:
-        self.drilldown.check(params)
 
     async def compute(self, params: dict[str, Any]) -> SegmentsSection:
         settings = self.settings
@@ -82,5 +77,4 @@ class SegmentsArea(Area):
                                                 if name != "time_range")))
 
     def metric_params(self) -> list[dict[str, Any]]:
-        return [{"time_range": TimeRange.D30}] + [{"time_range": TimeRange.D30, "breakdown": dimension}
-                                                   for dimension in self.published_breakdowns]
+        return self.drilldown.with_published([{"time_range": TimeRange.D30}])

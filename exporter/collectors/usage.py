@@ -26,6 +26,8 @@ class UsageCollector(AreaCollector):
                 section = self.area.peek(params)
                 if section is not None:
                     snapshots.append((window_label(params["time_range"]), section.body))
+        broken_down = [(label, body) for label, body in snapshots if body.breakdown is not None]
+        snapshots = [(label, body) for label, body in snapshots if body.breakdown is None]
         windowed = {name: GaugeMetricFamily(name, helptext(text, source, ttl), labels=["window"])
                     for name, _, text in WINDOWED}
         basis = snapshots[0][1].basis if snapshots else None
@@ -33,6 +35,14 @@ class UsageCollector(AreaCollector):
         active = GaugeMetricFamily("analytics_active_users",
                                    helptext("Unique active users in the window.", users_source, ttl), labels=["window"])
         total = GaugeMetricFamily("analytics_total_users", helptext("Users ever seen.", users_source, ttl))
+        by_group = GaugeMetricFamily(
+            "analytics_breakdown_active_users",
+            helptext("Unique active users in the window of one value of a dimension (metrics.breakdowns); the largest "
+                     "groups, then (other).", USER_COUNT_SOURCE["identified_users"], ttl),
+            labels=["window", "dimension", "value"])
+        for label, body in broken_down:
+            for group in body.breakdown.groups:
+                by_group.add_metric([label, body.breakdown.dimension, group.value], group.users)
         pageviews = CounterMetricFamily("analytics_page_views", helptext("All-time pageviews.", source, ttl))
         current = GaugeMetricFamily("analytics_current_visitors",
                                     helptext("Visitors in the last 5 minutes.", source, ttl))
@@ -46,5 +56,5 @@ class UsageCollector(AreaCollector):
             total.add_metric([], body.total_users)
             pageviews.add_metric([], body.page_views_all_time)
             current.add_metric([], body.current_visitors)
-        families = [total, active, *windowed.values(), pageviews, current]
+        families = [total, active, *windowed.values(), pageviews, current, by_group]
         return [f for f in families if f.samples] if with_samples else families

@@ -80,6 +80,7 @@ PAGES: tuple[str, ...] = (
 DIRECT = "Direct / None"
 SOURCES: tuple[str, ...] = (DIRECT, "GitHub", "Slack", "Google", "Confluence", "Jira")
 
+# A dozen teams of very different sizes (population.py draws them with these shares, largest first).
 TEAMS: tuple[str, ...] = (
     "payments",
     "checkout",
@@ -89,6 +90,10 @@ TEAMS: tuple[str, ...] = (
     "mobile",
     "search",
     "growth",
+    "security",
+    "ml",
+    "billing",
+    "developer-experience",
 )
 
 CUSTOM_EVENTS: tuple[str, ...] = (

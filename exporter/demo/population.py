@@ -6,11 +6,13 @@ Experimentation and Feedback services draw their users from :attr:`Population.us
 
 How it is built (all vectorised: a few hundred users over 90 days take tens of milliseconds):
 
-1. **Users** get a team and a behaviour archetype — power, core, casual, newcomer (first seen in
-   the last 14 days), slipping (active before, fading over the last month), dormant (gone 29-56
-   days) and churned (gone more than 56 days) — plus a lifecycle: the day they first appear and
-   the day they leave. Some established users join during the window, so that churn does not
-   make the whole platform look like it is shrinking.
+1. **Users** get a team (a dozen, of very different sizes; the identity team scaffolds services
+   far more often, so its onboarding funnel converts clearly better) and a behaviour archetype
+   — power, core, casual, newcomer (first seen in the last 14 days), slipping (active before,
+   fading over the last month), dormant (gone 29-56 days) and churned (gone more than 56 days)
+   — plus a lifecycle: the day they first appear and the day they leave. Some established users
+   join during the window, so that churn does not make the whole platform look like it is
+   shrinking.
 2. **Active days** follow a personal weekly routine: each user has habitual weekdays (one for a
    casual user, most of them for a power user) kept most weeks, and now and then visits on
    other days; the lifecycle bounds it. Slipping users left their routine a month or so ago
@@ -257,7 +259,16 @@ _TEAM_BOOST: dict[tuple[str, int], float] = {
     ("platform", _TASK["monitoring"]): 1.8,
     ("data", _TASK["pipeline"]): 1.8,
 }
-_TEAM_SHARES = (0.16, 0.14, 0.12, 0.14, 0.12, 0.12, 0.10, 0.10)
+# The identity team goes from a login to a new service in production clearly more often than
+# anyone else (its onboarding funnel converts several times better): whatever its members
+# prefer, they read the docs and scaffold services often (applied per session, after the focus).
+_BUSY_SCAFFOLDING_TEAM = "identity"
+_SCAFFOLDING_BOOST: dict[int, float] = {
+    _TASK["docs"]: 3.0,
+    _TASK["create"]: 25.0,
+}
+_TEAM_SHARES = (0.21, 0.15, 0.12, 0.10, 0.09, 0.08, 0.07, 0.06, 0.04, 0.035, 0.025, 0.02)
+
 
 # The planted anomalies (step 5 of the module docstring). An outage halving the deployments
 # would not be flagged: 300 users make 25-35 deployers a weekday, and half of that is within
@@ -549,6 +560,9 @@ def _draw_tasks(
         weights[:, task_index] *= begin + (end - begin) * season
     for task_index, boost in _ONBOARDING_BOOST.items():
         weights[onboarding, task_index] *= boost
+    scaffolding = team[user] == catalog.TEAMS.index(_BUSY_SCAFFOLDING_TEAM)
+    for task_index, boost in _SCAFFOLDING_BOOST.items():
+        weights[scaffolding, task_index] *= boost
     return _draw_rows(rng, weights)
 
 

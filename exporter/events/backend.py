@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
+from ..analysis.adoption import FeatureUsers
 from ..analysis.breakdowns import EVERYONE, Selection
 from ..analysis.funnels import FunnelDefinition, FunnelProgress
 from ..analysis.retention import (
@@ -49,8 +50,9 @@ class EventsBackend(Protocol):
         """Users seen before ``end``, and users with a meaningful event in ``[start, end)``."""
 
     async def feature_users(self, event_names: Collection[str], *, start: int, end: int,
-                            selection: Selection = EVERYONE) -> dict[str, int]:
-        """Distinct users per event name in ``[start, end)`` (0 for a name without events)."""
+                            selection: Selection = EVERYONE) -> FeatureUsers:
+        """Distinct users per event name in ``[start, end)`` (0 for a name without events), per
+        value with a breakdown."""
 
     async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
         """First and last time of each event name before ``end`` (None for a name without events)."""

@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..analysis.adoption import FeatureUsers
 from ..analysis.breakdowns import EVERYONE, Selection
 from ..analysis.funnels import FunnelDefinition
 from ..analysis.retention import (
@@ -149,7 +150,7 @@ class EventsFileSource:
                                        selection=selection)
 
     async def feature_users(self, event_names: Collection[str], *, start: int, end: int,
-                            selection: Selection = EVERYONE) -> dict[str, int]:
+                            selection: Selection = EVERYONE) -> FeatureUsers:
         log = (await self.read()).log
         return await asyncio.to_thread(feature_unique_users, log, event_names, start, end, selection=selection)
 

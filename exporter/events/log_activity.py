@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
+from exporter.analysis.adoption import FeatureUsers
 from exporter.analysis.breakdowns import EVERYONE, Selection
 from exporter.analysis.segments import (
     DAY_SECONDS,
@@ -136,9 +137,9 @@ def _per_group(users: np.ndarray, group_of_user: np.ndarray | None, n_groups: in
 
 def feature_unique_users(
     log: EventLog, event_names: Collection[str], start: int, end: int, *, selection: Selection = EVERYONE
-) -> dict[str, int]:
-    """Distinct users per event name in ``[start, end)`` of the users ``selection`` keeps; 0 for
-    names absent from the log."""
+) -> FeatureUsers:
+    """Distinct users per event name in ``[start, end)`` of the users ``selection`` keeps (0 for
+    names absent from the log), per value with a breakdown (values as of ``end``)."""
     names = list(dict.fromkeys(event_names))
     slot_of_event = np.full(len(log.event_names), -1, dtype=np.int64)
     for slot, name in enumerate(names):
@@ -148,13 +149,18 @@ def feature_unique_users(
     first, stop = np.searchsorted(log.timestamps, [start, end], side="left")
     slot = slot_of_event[log.event_ids[first:stop]]
     users = log.user_ids[first:stop]
-    selected = select_users(log, Selection(selection.filters), end).selected
-    wanted = (slot >= 0) if selected is None else (slot >= 0) & selected[users]
-    n_users = len(log.user_names)
-    users = users[wanted]
-    keys = _unique_keys(slot[wanted] * n_users + users, len(names) * n_users)
-    counts = np.bincount(keys // max(n_users, 1), minlength=len(names))
-    return {name: int(count) for name, count in zip(names, counts.tolist())}
+    chosen = select_users(log, selection, end)
+    wanted = (slot >= 0) if chosen.selected is None else (slot >= 0) & chosen.selected[users]
+    n_users = max(len(log.user_names), 1)
+    keys = _unique_keys(slot[wanted] * n_users + users[wanted], len(names) * n_users)
+    counts = np.bincount(keys // n_users, minlength=len(names))
+    by_value = None
+    if chosen.value_codes is not None:  # each distinct (event, user) counted in the user's value
+        value_of_key = chosen.value_codes[keys % n_users]
+        per_value = np.bincount(value_of_key * len(names) + keys // n_users,
+                                minlength=len(chosen.values) * len(names)).reshape(len(chosen.values), len(names))
+        by_value = {value: dict(zip(names, row)) for value, row in zip(chosen.values, per_value.tolist()) if any(row)}
+    return FeatureUsers(dict(zip(names, counts.tolist())), by_value)
 
 
 def daily_users(
