@@ -67,21 +67,31 @@ def run() -> list[BenchResult]:
 # Funnels
 # --------------------------------------------------------------------------------------------
 
-def funnel_log(events: int = FUNNEL_EVENTS, users: int = FUNNEL_USERS, seed: int = SEED) -> EventLog:
-    """``events`` step events of ``users`` users, uniform over the funnel's range and window."""
+def funnel_log(events: int = FUNNEL_EVENTS, users: int = FUNNEL_USERS, seed: int = SEED, *,
+               teams: int = 0) -> EventLog:
+    """``events`` step events of ``users`` users, uniform over the funnel's range and window.
+
+    With ``teams``, every user is in one of that many teams of very different sizes (Zipf-like)
+    and a third of the events carry the user's team as the property ``team``."""
     rng = np.random.default_rng(seed)
     span = FUNNEL_RANGE_DAYS * DAY_SECONDS + FUNNEL.window_seconds
-    return EventLog.build(rng.integers(0, users, events, dtype=np.int32),
-                          rng.integers(0, len(FUNNEL.steps), events, dtype=np.int32),
+    user_ids = rng.integers(0, users, events, dtype=np.int32)
+    properties = None
+    if teams:
+        sizes = 1.0 / np.arange(1, teams + 1)
+        team_of_user = rng.choice(teams, users, p=sizes / sizes.sum())
+        carried = np.where(rng.random(events) < 1 / 3, team_of_user[user_ids], -1)
+        properties = {"team": (carried, [f"team-{k:03d}" for k in range(teams)])}
+    return EventLog.build(user_ids, rng.integers(0, len(FUNNEL.steps), events, dtype=np.int32),
                           _funnel_start() + rng.integers(0, span, events), _names("u", users),
-                          [step.event for step in FUNNEL.steps])
+                          [step.event for step in FUNNEL.steps], properties)
 
 
 def _funnel_start() -> int:
     return NOW - FUNNEL_RANGE_DAYS * DAY_SECONDS - FUNNEL.window_seconds
 
 
-def _funnel_range() -> tuple[int, int]:
+def funnel_range() -> tuple[int, int]:
     start = _funnel_start()
     return start, start + FUNNEL_RANGE_DAYS * DAY_SECONDS
 
@@ -126,7 +136,7 @@ def _reach_by_user(log: EventLog, range_start: int, range_end: int) -> dict[int,
 
 def _funnel_result() -> BenchResult:
     log = funnel_log()
-    range_start, range_end = _funnel_range()
+    range_start, range_end = funnel_range()
     ours_s = best_time(lambda: analyse_funnel(log, FUNNEL, range_start=range_start, range_end=range_end, now=NOW),
                        REPEATS)
     subset = _users_below(log, FUNNEL_USERS // FUNNEL_REFERENCE_SHARE)

@@ -112,8 +112,8 @@ class FunnelProgress(Protocol):
 
     def completion_seconds(self) -> np.ndarray: ...
 
-    def restricted(self, kept: np.ndarray) -> FunnelProgress:
-        """The outcome of the entrants ``kept`` (a boolean per entrant) only."""
+    def split(self, group_of_entrant: np.ndarray, n_groups: int) -> list[FunnelProgress]:
+        """The outcome of each group's entrants (``group_of_entrant``: a group index per entrant)."""
 
 
 def progress_report(funnel: FunnelDefinition, reach: FunnelProgress, *, range_end: int, now: int) -> FunnelReport:
@@ -196,8 +196,8 @@ def funnel_section(funnel: FunnelDefinition, progress: FunnelProgress, *, range_
     breakdown = None
     if groups is not None:
         group_of_entrant = groups.group_of_value(len(progress.values))[progress.groups]
-        reports = [progress_report(funnel, progress.restricted(group_of_entrant == index), range_end=range_end,
-                                   now=now) for index in range(len(groups.labels))]
+        reports = [progress_report(funnel, part, range_end=range_end, now=now)
+                   for part in progress.split(group_of_entrant, len(groups.labels))]
         tests = vs_rest([r.total_users for r in reports], [r.completed_users for r in reports])
         breakdown = FunnelBreakdown(dimension, tuple(
             FunnelGroup(label, r.total_users, r, test) for label, r, test in zip(groups.labels, reports, tests)),
