@@ -19,8 +19,8 @@ MONDAY = datetime(2026, 12, 7, tzinfo=UTC)  # a Monday, midnight UTC
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("daily 07:30", Schedule(7, 30)), ("weekly MON 08:00", Schedule(8, 0, 0)), ("weekly sun 23:59", Schedule(23, 59, 6)),
-    ("  daily   00:00 ", Schedule(0, 0)),
+    ("daily 07:30", Schedule(7, 30)), ("weekly MON 08:00", Schedule(8, 0, 0)),
+    ("weekly sun 23:59", Schedule(23, 59, 6)), ("  daily   00:00 ", Schedule(0, 0)),
 ])
 def test_the_two_forms_parse(text, expected):
     assert Schedule.parse(text) == expected
@@ -76,8 +76,8 @@ def test_reports_and_smtp_build_from_the_configuration_with_the_password_from_a_
     secret = tmp_path / "smtp_password"
     secret.write_text("s3cret-pass\n")
     (weekly, daily) = reports(
-        {"name": "weekly", "schedule": "weekly MON 08:00", "recipients": ["team@example.com", "Lead <lead@example.com>"],
-         "formats": ["pdf", "xlsx", "csv"]},
+        {"name": "weekly", "schedule": "weekly MON 08:00",
+         "recipients": ["team@example.com", "Lead <lead@example.com>"], "formats": ["pdf", "xlsx", "csv"]},
         {"name": "daily", "schedule": "daily 07:30", "recipients": "ops@example.com", "time_range": "30d"})
     smtp = build(SmtpConfig, {"host": "smtp.example.com", "port": "2525", "user": "analytics",
                               "password_file": str(secret), "sender": "Analytics <analytics@example.com>"})
