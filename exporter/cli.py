@@ -1,4 +1,4 @@
-"""The ``analytics-dashboard`` command: ``serve``, ``check-config`` and ``export``."""
+"""The ``analytics-dashboard`` command: ``serve``, ``check-config``, ``export`` and ``report``."""
 
 from __future__ import annotations
 
@@ -78,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(export)
     export.add_argument("--demo", action="store_true", help="start built-in simulated upstreams and use them")
     export.set_defaults(run=_export)
+
+    report = commands.add_parser("report", help="compose a configured report now: write it as an email "
+                                 "(.eml) to stdout, or send it with --send")
+    report.add_argument("name", help="the report's name (reports: in the configuration)")
+    report.add_argument("--send", action="store_true", help="send it to its recipients through smtp: instead")
+    _config_option(report)
+    report.add_argument("--demo", action="store_true", help="start built-in simulated upstreams and use them")
+    report.set_defaults(run=_report)
     return parser
 
 
@@ -219,6 +227,47 @@ async def _dashboard(service: "AnalyticsService", time_range: TimeRange) -> dict
     from api.responses import Responses
 
     return await build_dashboard(service, Responses(service.health, service.clock), time_range)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from api.reports import UnknownReport
+    from exporter.reports.render import ReportsExtraMissing
+    from exporter.reports.smtp import LoginRefused, SendFailed
+
+    config = load_config(args.config)
+    configured = [report.name for report in config.reports]
+    if args.name not in configured:  # said before the demo or any source is started
+        print(UnknownReport(args.name, configured), file=sys.stderr)
+        return 2
+    _setup_logging(config.server.log_level)  # logs go to stderr; stdout carries only the message
+    try:
+        message = asyncio.run(_report_async(args, config))
+    except LoginRefused as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 1
+    except (SendFailed, ReportsExtraMissing) as error:
+        print(f"report {args.name} was not sent: {error}" if args.send else f"cannot compose: {error}",
+              file=sys.stderr)
+        return 1
+    if not args.send:
+        sys.stdout.buffer.write(message)
+        sys.stdout.flush()
+    return 0
+
+
+async def _report_async(args: argparse.Namespace, loaded: Config) -> bytes:
+    """The report's message as of now (as sent, with --send)."""
+    from api.reports import ReportDesk
+    from api.responses import Responses
+    from api.worker import Worker
+
+    async with _service(args, loaded) as service:
+        desk = ReportDesk(service, Responses(service.health, service.clock), Worker())
+        report = desk.find(args.name)
+        message = await desk.compose(report)
+    if args.send:
+        await desk.deliver(report, message)
+    return message.as_bytes()
 
 
 async def _cancel_other_tasks() -> None:
