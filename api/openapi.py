@@ -280,6 +280,9 @@ def _path_parameter(name: str, service: AnalyticsService) -> Schema:
     else:
         area = next(area for area in service.areas.values() if area.member == name)
         values, description = list(area.members()), f"a configured {name.removesuffix('_name')}"
+    if not values:  # an empty enum would be a parameter no request can satisfy
+        return {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+                "description": f"{description}; none is configured, so every value is answered 404"}
     return {"name": name, "in": "path", "required": True, "description": description,
             "schema": {"type": "string", "enum": values}}
 
