@@ -64,6 +64,7 @@ class Watch:
         self.failure: dict[str, Any] | None = None  # the envelope the last ask got, while there is no snapshot
         self.asking: asyncio.Task[None] | None = None
         self.next_ask_at = -math.inf
+        self._awaited_load: asyncio.Task[Any] | None = None
 
     def served(self) -> Served:
         """What the section's endpoint serves right now, without waiting (None: not yet known)."""
@@ -76,7 +77,13 @@ class Watch:
         if snapshot is not None and not snapshot.stale:
             self.failure = None
             return math.inf
-        if self.asking is not None or self.hub.memo.loading(self.area.key(self.params)) is not None:
+        if self.asking is not None:
+            return math.inf
+        loading = self.hub.memo.loading(self.area.key(self.params))
+        if loading is not None:
+            if loading is not self._awaited_load:  # a failed load changes nothing in the memo: it wakes the hub
+                self._awaited_load = loading
+                loading.add_done_callback(lambda _: self.hub.wake())
             return math.inf
         if now < self.next_ask_at:  # the last ask found the source failing: the memo's back-off
             return self.next_ask_at
@@ -228,13 +235,11 @@ class StreamHub:
         try:
             while True:
                 self._wake.clear()
-                now = self.clock()
-                look_again = min([watch.refresh(now) for watch in self._watches.values()],
-                                 default=math.inf)
-                for topic in self._topics.values():
-                    topic.publish(self.responses)
-                if self._watches:
-                    look_again = min(look_again, self.memo.next_change_at())
+                try:
+                    look_again = self._update()
+                except Exception:  # noqa: BLE001 - a bug must not end every stream's updates for good
+                    log.exception("the streams' update failed; trying again at the next change")
+                    look_again = math.inf
                 timeout = None if look_again == math.inf else max(look_again - self.clock(), 0.0)
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -242,6 +247,17 @@ class StreamHub:
                     pass
         finally:
             stop_listening()
+
+    def _update(self) -> float:
+        """Refresh what is watched, send what changed; the clock time to look again (inf: at the
+        next change)."""
+        now = self.clock()
+        look_again = min([watch.refresh(now) for watch in self._watches.values()], default=math.inf)
+        for topic in self._topics.values():
+            topic.publish(self.responses)
+        if self._watches:  # a watched snapshot turning stale is no memo change: look again then
+            look_again = min(look_again, self.memo.next_change_at())
+        return look_again
 
     def join(self, ws: web.WebSocketResponse, sections: list[str], requested: TimeRange) -> Client:
         """A new client subscribed to ``sections``; a 503 when the streams are all taken."""

@@ -24,6 +24,8 @@ from exporter.cli import demo_overrides
 from exporter.config import load_config
 from exporter.service import AnalyticsService
 from exporter.timeranges import TimeRange
+from tests.conftest import service_config
+from tests.fakes.faults import Upstream
 
 API_TOKEN = "stream-token-0123456789"
 RECEIVE_SECONDS = 30.0  # generous: a cold section is computed first on a busy machine
@@ -111,6 +113,28 @@ async def test_the_hub_refreshes_a_subscribed_section_that_turns_stale(make_stre
         async with client.ws_connect("/api/v1/stream?sections=feedback"):
             after = await receive(watching)
     assert after["section"] == "feature_adoption" and after["data"]["generated_at"] > before["data"]["generated_at"]
+
+
+async def test_a_failing_section_is_sent_as_its_error_and_again_once_it_recovers(aiohttp_server, aiohttp_client,
+                                                                                  fake_plausible, clock):
+    plausible = Upstream(fake_plausible, aiohttp_server)
+    await plausible.serve()
+    service = AnalyticsService(service_config(plausible.url), clock=clock)
+    client = await aiohttp_client(create_app(service))
+    async with client.ws_connect("/api/v1/stream?sections=usage_trends") as ws:
+        fresh = await receive(ws)
+        plausible.switch.fault = "500"
+        clock.advance(2 * service.config.cache.ttl_seconds + 1)  # past the hard limit: the snapshot goes
+        async with client.ws_connect("/api/v1/stream?sections=feature_adoption"):  # wakes the hub
+            failed = await receive(ws)
+        endpoint = await client.get("/api/v1/usage-trends")
+        assert endpoint.status == 503 and failed["data"] == await endpoint.json()
+        plausible.switch.fault = None
+        clock.advance(service.memo.failure_backoff + 1)  # the hub asks again once the back-off is over
+        async with client.ws_connect("/api/v1/stream?sections=feature_adoption"):
+            recovered = await receive(ws)
+    assert "active_users" in fresh["data"] and "active_users" in recovered["data"]
+    assert recovered["data"]["generated_at"] > fresh["data"]["generated_at"]
 
 
 async def test_pings_keep_coming(make_stream_client):
