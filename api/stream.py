@@ -108,19 +108,21 @@ class Topic:
         self.newcomers: set[Client] = set()  # subscribed since the last message: they get the current one
         self.shown: list[Served] | None = None
 
-    def publish(self, responses: Responses) -> None:
-        """Send the section to every client if a snapshot changed, else to the newcomers only."""
+    def publish(self, responses: Responses) -> list[Client]:
+        """Send the section to every client if a snapshot changed, else to the newcomers only;
+        the clients dropped for not reading."""
         served = [watch.served() for _, watch in self.parts]
         if any(item is None for item in served):
-            return  # sent once every part is in (a funnel section holds every funnel)
+            return []  # sent once every part is in (a funnel section holds every funnel)
         changed = self.shown is None or not all(map(_same, served, self.shown))
         recipients = self.clients if changed else self.newcomers
         self.shown = served
+        dropped = []
         if recipients:
             message = self._message(served, responses)
-            for client in list(recipients):
-                client.offer(message)
+            dropped = [client for client in list(recipients) if not client.offer(message)]
         self.newcomers.clear()
+        return dropped
 
     def _message(self, served: list[Served], responses: Responses) -> bytes:
         encoded = [responses.section(watch.response_key, item) if isinstance(item, Snapshot)
@@ -153,15 +155,18 @@ class Client:
         self.ended = asyncio.Event()
         self._writing: asyncio.Task[None] | None = None
 
-    def offer(self, message: bytes) -> None:
-        if self.closing is not None:
-            return
+    def offer(self, message: bytes) -> bool:
+        """Queue ``message``; False when the queue is full and the client is dropped for it."""
+        if self.closing is not None:  # ending already (shutdown): nothing more is sent
+            return True
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
             log.warning("dropping a stream client that stopped reading (%d messages unread)", self.queue.qsize())
             self.slow = True
             self.stop(WSCloseCode.POLICY_VIOLATION, f"too slow: {self.queue.qsize()} messages unread")
+            return False
+        return True
 
     def stop(self, code: int, reason: str) -> None:
         """End the stream with ``code``: the writer stops, and :meth:`serve` closes the socket."""
@@ -253,8 +258,9 @@ class StreamHub:
         next change)."""
         now = self.clock()
         look_again = min([watch.refresh(now) for watch in self._watches.values()], default=math.inf)
-        for topic in self._topics.values():
-            topic.publish(self.responses)
+        dropped = [client for topic in self._topics.values() for client in topic.publish(self.responses)]
+        for client in dropped:  # at once: its slot is free while its connection is being cut
+            self.leave(client)
         if self._watches:  # a watched snapshot turning stale is no memo change: look again then
             look_again = min(look_again, self.memo.next_change_at())
         return look_again
