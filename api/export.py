@@ -165,10 +165,12 @@ def typed_leaves(value: Any, hint: Any, path: tuple[str, ...], dimension: tuple[
     elif dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
         for field in dataclasses.fields(hint):
-            if field.name in value:
-                own = declaration(field).unit
+            declared = declaration(field)
+            if declared.flatten:  # its fields are this object's
+                yield from typed_leaves(value, hints[field.name], path, dimension, declared.unit or unit)
+            elif field.name in value:
                 yield from typed_leaves(value[field.name], hints[field.name], (*path, field.name), dimension,
-                                        own or unit)
+                                        declared.unit or unit)
     elif origin is tuple and len(args) == 2 and args[1] is not Ellipsis:  # an interval
         for bound, item in zip(("low", "high"), value):
             yield from typed_leaves(item, args[0], (*path, bound), dimension, unit)

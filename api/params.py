@@ -27,7 +27,8 @@ def parse_query(request: web.Request, spec: Mapping[str, Param]) -> dict[str, An
     for name, param in spec.items():
         given = query.getall(name, [])
         if param.repeatable:
-            values[name] = tuple(_value(name, param, raw) for raw in given)
+            if given:  # absent when not given: a parameter set names only what was asked
+                values[name] = tuple(_value(name, param, raw) for raw in given)
             continue
         if len(given) > 1:
             raise ApiError(400, "repeated_parameter", f"'{name}' is given {len(given)} times; give it once")

@@ -75,6 +75,8 @@ class MetricsConfig:
     # Feedback categories are free text: the label keeps the N largest and folds the rest into "other".
     feedback_top_categories: int = 8
     default_scrape_timeout_seconds: float = 10.0
+    # Dimensions (their names) whose breakdown series /metrics publishes (analytics_breakdown_*).
+    breakdowns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _validate_windows("usage_windows", self.usage_windows)
@@ -180,9 +182,10 @@ class EventColumnsConfig:
     user_id: str = "user_id"
     event: str = "event"
     timestamp: str = "timestamp"  # DateTime or DateTime64
+    properties: str = "properties"  # Map(String, String): read only for dimensions and experiment exposures
 
     def __post_init__(self) -> None:
-        for column in (self.user_id, self.event, self.timestamp):
+        for column in (self.user_id, self.event, self.timestamp, self.properties):
             quote_identifier(column, nested=True)  # names only: they are written into SQL
 
 
@@ -338,6 +341,21 @@ class SegmentsConfig:
 
 
 @dataclass(frozen=True)
+class DimensionConfig:
+    """A user attribute filters and breakdowns may use: a user's value is the event property's on
+    the user's latest event carrying it (docs/api.md#filters-and-breakdowns)."""
+
+    name: str  # as in filter=<name>:<value> and breakdown=<name>
+    property: str  # the event property holding it
+
+    def __post_init__(self) -> None:
+        if not self.name.strip() or ":" in self.name:
+            raise ValueError(f"a dimension needs a name without ':' (got {self.name!r})")
+        if not self.property.strip():
+            raise ValueError(f"dimension {self.name!r} needs a property")
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
@@ -347,6 +365,8 @@ class Config:
     features: tuple[FeatureConfig, ...] = DEFAULT_FEATURES
     funnels: tuple[FunnelConfig, ...] = DEFAULT_FUNNELS
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    dimensions: tuple[DimensionConfig, ...] = ()
+    max_breakdown_groups: int = 20
     reports: tuple[ReportConfig, ...] = ()  # scheduled report emails (docs/reports.md#scheduled-reports)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
 
@@ -357,7 +377,15 @@ class Config:
             scrape = self.metrics.default_scrape_timeout_seconds
             raise ValueError(f"events.query_timeout_seconds ({self.events.query_timeout_seconds:g}) must be below "
                              f"metrics.default_scrape_timeout_seconds ({scrape:g})")
-        for section, items in (("features", self.features), ("funnels", self.funnels)):
+        if self.max_breakdown_groups < 1:
+            raise ValueError(f"max_breakdown_groups must be 1 or more (got {self.max_breakdown_groups})")
+        unknown = [name for name in self.metrics.breakdowns if name not in {d.name for d in self.dimensions}]
+        if unknown:
+            configured = ", ".join(d.name for d in self.dimensions) or "none"
+            raise ValueError(f"metrics.breakdowns: {unknown[0]!r} is not a configured dimension "
+                             f"(dimensions: {configured})")
+        named = (("features", self.features), ("funnels", self.funnels), ("dimensions", self.dimensions))
+        for section, items in named:
             names = [item.name for item in items]
             duplicates = sorted({name for name in names if names.count(name) > 1})
             if duplicates:

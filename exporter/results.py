@@ -10,6 +10,9 @@ a caller sees is derived from those declarations, so a new field is one line:
   descriptions from the declaration, ``additionalProperties: false``);
 - the unit column of the CSV export and the units row of the spreadsheet (:func:`unit_paths`).
 
+A field declared ``flatten`` holds a result whose fields are written into the object holding it
+(a breakdown group is its value, its users and the section's own fields for that group).
+
 Types understood: ``int``, ``float``, ``bool``, ``str``, ``Literal[...]`` (an enum), ``X | None``
 (nullable), ``tuple[X, ...]`` / ``list[X]`` (arrays), ``tuple[float, float]`` (an interval
 ``[low, high]``), ``dict[str, X]`` (an object keyed by data: ratings, variants, sources), a
@@ -70,15 +73,16 @@ class Declaration:
     unit: Unit | None
     key: bool  # identifies its item in a list (CSV dimension, spreadsheet row label)
     omit_if_none: bool  # left out of the JSON while None (an optional field)
+    flatten: bool  # a result whose fields are written into the object holding it
 
 
 def declare(description: str, unit: Unit | None = None, *, key: bool = False, omit_if_none: bool = False,
-            default: Any = MISSING, default_factory: Any = MISSING) -> Any:
+            flatten: bool = False, default: Any = MISSING, default_factory: Any = MISSING) -> Any:
     """A result field: what it means, and for numbers (or containers of numbers) their unit."""
     if omit_if_none and default is MISSING and default_factory is MISSING:
         default = None
     return dataclasses.field(default=default, default_factory=default_factory,
-                             metadata={_META: Declaration(description, unit, key, omit_if_none)})
+                             metadata={_META: Declaration(description, unit, key, omit_if_none, flatten)})
 
 
 def status_codes() -> Any:
@@ -115,9 +119,13 @@ def to_json(value: Any) -> Any:
         body = {}
         for field in dataclasses.fields(value):
             item = getattr(value, field.name)
-            if declaration(field).omit_if_none and item is None:
+            declared = declaration(field)
+            if declared.omit_if_none and item is None:
                 continue
-            body[field.name] = to_json(item)
+            if declared.flatten:
+                body |= to_json(item)
+            else:
+                body[field.name] = to_json(item)
         return body
     if isinstance(value, float):
         return round_float(value)
@@ -148,6 +156,11 @@ def json_schema(cls: type) -> Schema:
     """The JSON Schema (draft 2020-12) of ``to_json`` of an instance of result class ``cls``."""
     properties, required = {}, []
     for name, hint, declared in result_fields(cls):
+        if declared.flatten:
+            inner = json_schema(hint)
+            properties |= inner["properties"]
+            required += inner["required"]
+            continue
         properties[name] = _schema_of(hint, declared.unit) | {"description": declared.description}
         if not declared.omit_if_none:
             required.append(name)
@@ -220,7 +233,8 @@ def _collect_units(hint: Any, path: tuple[str, ...], unit: Unit | None,
                 _collect_units(arg, path, unit, units)
     elif dataclasses.is_dataclass(hint):
         for name, field_hint, declared in result_fields(hint):
-            _collect_units(field_hint, (*path, name), declared.unit or unit, units)
+            inner_path = path if declared.flatten else (*path, name)
+            _collect_units(field_hint, inner_path, declared.unit or unit, units)
     elif origin is tuple and len(args) == 2 and args[1] is not Ellipsis:
         for bound in ("low", "high"):
             _collect_units(args[0], (*path, bound), unit, units)
@@ -230,6 +244,12 @@ def _collect_units(hint: Any, path: tuple[str, ...], unit: Unit | None,
         _collect_units(args[1], path, unit, units)
     elif hint in (int, float) and unit is not None:
         units[path] = unit
+
+
+def with_fields(result: Any, cls: type, **extra: Any) -> Any:
+    """``result``'s fields as an instance of ``cls``, a result type extending its type, with ``extra``
+    (new fields, or new values of its own)."""
+    return cls(**{field.name: getattr(result, field.name) for field in dataclasses.fields(result)} | extra)
 
 
 def key_field(cls: type) -> str | None:

@@ -10,9 +10,9 @@ import threading
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import exporter.events.file_source as events_module
 from exporter.config import EventsConfig
 from exporter.errors import SourceError
+from exporter.events.file_loader import EventsFile
 from exporter.events.file_source import EventsFileSource
 from exporter.health import HealthRegistry
 from tests.conftest import FakeClock
@@ -33,15 +33,16 @@ def clock() -> FakeClock:  # also the service's clock in make_client
 
 @pytest.fixture
 def parses(monkeypatch) -> list[str]:
-    """Records every parse of an events file, with the name of the thread it ran in."""
+    """Records every read of an events file that parses (all of it, or what was appended), with
+    the name of the thread it ran in."""
     threads: list[str] = []
-    real = events_module.load_events_file
+    real = EventsFile.refresh
 
-    def counting(path):
+    def counting(self, fingerprint=None):
         threads.append(threading.current_thread().name)
-        return real(path)
+        return real(self, fingerprint)
 
-    monkeypatch.setattr(events_module, "load_events_file", counting)
+    monkeypatch.setattr(EventsFile, "refresh", counting)
     return threads
 
 
@@ -69,6 +70,27 @@ async def test_parses_in_a_worker_thread_and_only_when_the_file_changes(tmp_path
     bump_mtime(path)
     assert (await source.read()).log.user_names != second.log.user_names and len(parses) == 3
     assert health.sources["events"].status == "up"
+
+
+async def test_an_appended_file_is_read_on_and_health_shows_what_reads_cost(tmp_path, clock, parses):
+    path = write_events(tmp_path / "events.jsonl", sample_events(20))
+    health = HealthRegistry(clock)
+    health.register("events")
+    source = EventsFileSource(EventsConfig(path=str(path)), health, clock=clock, properties=["team"])
+    first = await source.read()
+    before = first.log.timestamps.tolist()
+    with open(path, "a") as handle:
+        handle.write('{"user_id": "u-new", "event": "%s", "timestamp": %d, "properties": {"team": "web"}}\n'
+                     % (LOGIN, NOW - 7_200))
+    second = await source.read()
+    assert (second.read_kind, len(second.log), len(parses)) == ("append", 21, 2)
+    assert first.log.timestamps.tolist() == before  # the earlier snapshot is untouched
+    assert second.log.properties["team"].values == ("web",)
+    details = source.details()
+    assert details["last_read"] == "append" and details["load_seconds"] == round(first.read_seconds, 3)
+    assert details["last_read_seconds"] == round(second.read_seconds, 3)
+    assert details["memory_bytes"] == second.log.nbytes
+    assert details["bytes_per_event"] == round(second.log.nbytes / 21, 1) > 16
 
 
 async def test_concurrent_reads_share_one_parse(tmp_path, clock, parses):

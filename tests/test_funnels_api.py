@@ -17,12 +17,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from statsmodels.stats.proportion import proportion_confint
 
-import exporter.events.file_source as events_module
 from exporter.config import ConfigError, load_config
 from exporter.demo import catalog
 from exporter.demo.events_file import write_events_file
 from exporter.demo.plausible import build_plausible_app
 from exporter.demo.population import generate_population
+from exporter.events.file_loader import EventsFile
 from tests.conftest import FakeClock
 from tests.event_logs import reference_reach
 from tests.fakes.events import Event, bump_mtime, read_events, write_events
@@ -226,9 +226,16 @@ async def test_the_catalogue_lists_the_configured_funnels(make_client):
 
 
 async def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path, make_client, monkeypatch, clock):
-    parses = []
-    real = events_module.load_events_file
-    monkeypatch.setattr(events_module, "load_events_file", lambda path: parses.append(path) or real(path))
+    parses = []  # the reads that found something to read: "full" or "append"
+    real = EventsFile.refresh
+
+    def counted(self, fingerprint=None):
+        loaded = real(self, fingerprint)
+        if loaded is not None:
+            parses.append(loaded.kind)
+        return loaded
+
+    monkeypatch.setattr(EventsFile, "refresh", counted)
     events = random_events(7)
     path = write_events(tmp_path / "events.jsonl", events)
     client, _ = await make_client(**{"events.path": str(path), "funnels": [FUNNEL]})
@@ -242,7 +249,7 @@ async def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path
     clock.advance(30)  # forced refreshes are rate-limited (server.min_forced_refresh_seconds)
     assert (await client.post("/api/v1/metrics/refresh")).status == 200
     after = await funnel_json(client, "trial")
-    assert len(parses) == 2
+    assert parses == ["full", "append"]  # the file grew: only its new lines were read
     assert after["total_users"] == before["total_users"] + 5
     assert after["completed_users"] == before["completed_users"] + 5
 

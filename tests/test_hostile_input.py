@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 
 from bench._processes import free_port, serve_argv, started, wait_until_ok
@@ -25,6 +26,7 @@ from bench._processes import free_port, serve_argv, started, wait_until_ok
 API_SECTIONS = ("/api/v1/usage-trends", "/api/v1/feature-adoption", "/api/v1/experiment-results",
                 "/api/v1/user-segments", "/api/v1/feedback", "/api/v1/dashboard", "/api/v1/funnel/onboarding",
                 "/api/v1/export/json")
+TOGETHER_ONLY = ("/api/v1/retention", "/api/v1/lifecycle")  # parameters constrained together
 ECHO_LIMIT = 300  # characters of a message: the longest clip the API echoes (64) plus its own words
 
 
@@ -51,10 +53,14 @@ def test_every_operation_answers_within_its_schema(api_schema):
     operations = [operation for operation in operations if operation.path != "/api/v1/stream"]
     assert len(operations) >= len(API_SECTIONS)
     for operation in operations:
+        # A range shorter than one interval is valid parameter by parameter but not together (a
+        # documented 400): OpenAPI cannot say so, so schema-valid requests may be refused there.
+        excluded = [positive_data_acceptance] if operation.path in TOGETHER_ONLY else []
+
         @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         @given(case=operation.as_strategy())
         def answers_within_schema(case):
-            case.call_and_validate()
+            case.call_and_validate(excluded_checks=excluded)
 
         answers_within_schema()
 

@@ -125,6 +125,12 @@ async def test_the_document_is_valid_openapi_3_1_and_lists_exactly_the_served_ro
     assert {route for route in served if route[0] not in ("HEAD", "OPTIONS")} == set(CONTRACT_ROUTES)
 
 
+def expected_schema(param) -> dict:
+    one = ({"type": "string"} | ({"enum": list(param.choices)} if param.choices else {}) | param.schema
+           | ({"default": param.default} if param.default else {}))
+    return {"type": "array", "items": one} if param.repeatable else one
+
+
 async def test_parameters_are_those_the_handlers_parse(make_demo_client):
     client, service = await make_demo_client()
     document = await fetch_document(client)
@@ -138,9 +144,7 @@ async def test_parameters_are_those_the_handlers_parse(make_demo_client):
     for area in service.areas.values():  # the areas' own declarations
         parameters = {p["name"]: p["schema"] for p in document["paths"][area.path]["get"].get("parameters", [])
                       if p["in"] == "query"}
-        assert parameters == {name: {"type": "string"} | ({"enum": list(param.choices)} if param.choices else {})
-                              | ({"default": param.default} if param.default else {})
-                              for name, param in area.query.items()}
+        assert parameters == {name: expected_schema(param) for name, param in area.query.items()}
     experiments = document["paths"]["/api/v1/experiment-results"]["get"]["parameters"]
     assert [(p["name"], p["in"], p["required"], p["schema"]) for p in experiments] == [
         ("status", "query", False, {"type": "string", "enum": ["draft", "running", "stopped"]})]

@@ -91,3 +91,20 @@ def test_an_undeclared_field_is_refused():
 
     with pytest.raises(TypeError, match="not declared"):
         to_json(Loose(1))
+
+
+@dataclass(frozen=True)
+class Group:
+    value: str = declare("the group", key=True)
+    users: int = declare("users in the group", USERS)
+    report: Report = declare("the report of the group", flatten=True)
+
+
+def test_a_flattened_field_writes_its_fields_into_the_holding_object():
+    group = Group("payments", 3, REPORT)
+    body = to_json(group)
+    assert list(body)[:3] == ["value", "users", "total"] and "report" not in body
+    jsonschema.validate(body, json_schema(Group))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**body, "report": {}}, json_schema(Group))
+    assert unit_paths(Group)[("users",)] == USERS and unit_paths(Group)[("rows", "share")] == FRACTION

@@ -17,13 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.analysis.segments import SEGMENT_NAMES, SegmentThresholds
+from exporter.analysis.usage import UserCounts
 from exporter.events.log import EventLog
 from exporter.events.log_activity import (
-    active_user_count,
     analyse_segments,
     feature_unique_users,
-    total_user_count,
     user_activity,
+    user_counts,
 )
 from tests.event_logs import make_log
 from tests.tools import published
@@ -332,11 +332,11 @@ def test_user_counts_match_sets(events, start_days_ago, length_days, meaningful)
     start = at(start_days_ago, 0)
     end = start + length_days * DAY
     in_window = [(u, n) for u, n, ts in events if start <= ts < end]
-    assert active_user_count(log, start, end) == len({u for u, _ in in_window})
-    assert active_user_count(log, start, end, meaningful_events=meaningful) == len(
+    assert user_counts(log, start, end).active == len({u for u, _ in in_window})
+    assert user_counts(log, start, end, meaningful_events=meaningful).active == len(
         {u for u, n in in_window if meaningful is None or n in meaningful}
     )
-    assert total_user_count(log, end) == len({u for u, _, ts in events if ts < end})
+    assert user_counts(log, start, end).total == len({u for u, _, ts in events if ts < end})
     names = ["a", "c", "e", "missing"]
     assert feature_unique_users(log, names, start, end) == {
         name: len({u for u, n in in_window if n == name}) for name in names
@@ -347,6 +347,5 @@ def test_count_windows_are_half_open():
     events = [("start1", "a", 1_000), ("start2", "a", 1_000), ("inside", "c", 1_500),
               ("at_end", "a", 2_000)]
     log = make_log(events)
-    assert active_user_count(log, 1_000, 2_000) == 3
-    assert total_user_count(log, 2_000) == 3
+    assert user_counts(log, 1_000, 2_000) == UserCounts(total=3, active=3)
     assert feature_unique_users(log, ["a", "c"], 1_000, 2_000) == {"a": 2, "c": 1}

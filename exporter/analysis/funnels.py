@@ -42,9 +42,10 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from exporter.analysis.breakdowns import FILTERS, GROUP_VALUE, Groups, VsRest, breakdown_type, vs_rest
 from exporter.analysis.intervals import wilson_interval
 from exporter.analysis.numbers import finite_or_none, safe_ratio
-from exporter.results import FRACTION, INDEX, SECONDS, USERS, Timestamp, declare, status_codes
+from exporter.results import FRACTION, INDEX, SECONDS, USERS, Timestamp, declare, status_codes, with_fields
 
 METHOD = "ordered_events"
 P90 = 0.9
@@ -101,9 +102,18 @@ class FunnelProgress(Protocol):
     @property
     def levels(self) -> np.ndarray: ...
 
+    @property
+    def groups(self) -> np.ndarray | None: ...  # with a breakdown: each entrant's value code
+
+    @property
+    def values(self) -> tuple[str, ...]: ...  # the breakdown's values, by code
+
     def transition_seconds(self, step: int) -> np.ndarray: ...
 
     def completion_seconds(self) -> np.ndarray: ...
+
+    def restricted(self, kept: np.ndarray) -> FunnelProgress:
+        """The outcome of the entrants ``kept`` (a boolean per entrant) only."""
 
 
 def progress_report(funnel: FunnelDefinition, reach: FunnelProgress, *, range_end: int, now: int) -> FunnelReport:
@@ -155,6 +165,44 @@ class FunnelReport:
         "[start, end) of the entries counted (ordered_events)", omit_if_none=True)
     approximation: str | None = declare("how the figures are approximated (status approximated_range)",
                                         omit_if_none=True)
+
+
+@dataclass(frozen=True)
+class FunnelGroup:
+    """One value of the breakdown's dimension: its funnel, and its conversion against the rest's."""
+
+    value: str = declare(GROUP_VALUE, key=True)
+    users: int = declare("users of the group who entered the funnel", USERS)
+    report: FunnelReport = declare("the group's funnel", flatten=True)
+    vs_rest: VsRest = declare("the group's overall conversion against every other user's")
+
+
+FunnelBreakdown = breakdown_type(FunnelGroup)
+
+
+@dataclass(frozen=True)
+class FunnelSection(FunnelReport):
+    """A funnel's conversion, step by step, of the users the filters keep; by group with a breakdown."""
+
+    filters: dict[str, tuple[str, ...]] | None = declare(FILTERS, omit_if_none=True)
+    breakdown: FunnelBreakdown | None = declare("the funnel per value of a dimension", omit_if_none=True)
+
+
+def funnel_section(funnel: FunnelDefinition, progress: FunnelProgress, *, range_end: int, now: int,
+                   filters: dict[str, tuple[str, ...]] | None, dimension: str | None, groups: Groups | None
+                   ) -> FunnelSection:
+    """The funnel of every entrant ``progress`` holds and, with ``groups``, of each group's."""
+    report = progress_report(funnel, progress, range_end=range_end, now=now)
+    breakdown = None
+    if groups is not None:
+        group_of_entrant = groups.group_of_value(len(progress.values))[progress.groups]
+        reports = [progress_report(funnel, progress.restricted(group_of_entrant == index), range_end=range_end,
+                                   now=now) for index in range(len(groups.labels))]
+        tests = vs_rest([r.total_users for r in reports], [r.completed_users for r in reports])
+        breakdown = FunnelBreakdown(dimension, tuple(
+            FunnelGroup(label, r.total_users, r, test) for label, r, test in zip(groups.labels, reports, tests)),
+            groups.other_values)
+    return with_fields(report, FunnelSection, filters=filters, breakdown=breakdown)
 
 
 def funnel_report(funnel: FunnelDefinition, entered: list[int], *, method: str, incomplete_cohort: bool,

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from exporter.analysis.breakdowns import FILTERS, GROUP_VALUE, breakdown_type
 from exporter.analysis.segments import DAY_SECONDS
 from exporter.results import FRACTION, USERS, Unit, declare
 from exporter.timeranges import iso_z
@@ -157,6 +158,7 @@ class RetentionCounts:
     users: np.ndarray
     start_event_seen: bool
     return_event_seen: bool
+    values: tuple[str, ...] = ()  # with a breakdown: the value of each group, in order
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ class LifecycleCounts:
     resurrecting: np.ndarray
     dormant: np.ndarray
     users: np.ndarray
+    values: tuple[str, ...] = ()  # with a breakdown: the value of each group, in order
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class StickinessCounts:
     daily: np.ndarray
     weekly: np.ndarray
     monthly: np.ndarray
+    values: tuple[str, ...] = ()  # with a breakdown: the value of each group, in order
 
 
 # --- the reports ------------------------------------------------------------------------------
@@ -249,6 +253,46 @@ class LifecycleReport:
     # declare() makes a dataclasses.Field (no shared default), which ruff's RUF009 cannot tell.
     definitions: dict[str, Any] = declare("how each number is defined")  # noqa: RUF009
     status_codes: tuple[str, ...] = declare("why numbers are null or empty (see definitions.status_codes)")
+
+
+@dataclass(frozen=True)
+class RetentionGroup:
+    """One value of the breakdown's dimension: the retention of its users."""
+
+    value: str = declare(GROUP_VALUE, key=True)
+    users: int = declare("the group's users in at least one cohort", USERS)
+    report: RetentionReport = declare("the group's retention", flatten=True)
+
+
+RetentionBreakdown = breakdown_type(RetentionGroup)
+
+
+@dataclass(frozen=True)
+class RetentionSection(RetentionReport):
+    """The retention of the users the filters keep; by group with a breakdown."""
+
+    filters: dict[str, tuple[str, ...]] | None = declare(FILTERS, omit_if_none=True)
+    breakdown: RetentionBreakdown | None = declare("retention per value of a dimension", omit_if_none=True)
+
+
+@dataclass(frozen=True)
+class LifecycleGroup:
+    """One value of the breakdown's dimension: the lifecycle of its users."""
+
+    value: str = declare(GROUP_VALUE, key=True)
+    users: int = declare("the group's users active in at least one listed interval", USERS)
+    report: LifecycleReport = declare("the group's lifecycle and stickiness", flatten=True)
+
+
+LifecycleBreakdown = breakdown_type(LifecycleGroup)
+
+
+@dataclass(frozen=True)
+class LifecycleSection(LifecycleReport):
+    """The lifecycle of the users the filters keep; by group with a breakdown."""
+
+    filters: dict[str, tuple[str, ...]] | None = declare(FILTERS, omit_if_none=True)
+    breakdown: LifecycleBreakdown | None = declare("the lifecycle per value of a dimension", omit_if_none=True)
 
 
 RETENTION_STATUS_CODES = {

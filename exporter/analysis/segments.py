@@ -45,9 +45,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from exporter.analysis.breakdowns import FILTERS, GROUP_VALUE, breakdown_type
 from exporter.results import COUNT, DAYS, PERCENT, USERS, Timestamp, Unit, declare, status_codes
 
 SEGMENTATION_METHOD = "behavioral"
+MEASURES = ("users", "l28", "l28_prev", "recency", "breadth", "age", "gap")
 SegmentName = Literal["power", "core", "casual", "new", "at_risk", "dormant", "churned"]
 SEGMENT_NAMES: tuple[SegmentName, ...] = ("power", "core", "casual", "new", "at_risk", "dormant", "churned")
 
@@ -104,6 +106,13 @@ class UserActivity:
     breadth: np.ndarray
     age: np.ndarray
     gap: np.ndarray
+    groups: np.ndarray | None = None  # with a breakdown: each user's value code (``values[code]``)
+    values: tuple[str, ...] = ()
+
+    def restricted(self, kept: np.ndarray) -> UserActivity:
+        """The measures of the users ``kept`` (a boolean per user) only."""
+        measures = {name: getattr(self, name)[kept] for name in MEASURES}
+        return UserActivity(**measures, groups=None if self.groups is None else self.groups[kept], values=self.values)
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,26 @@ class UserSegments:
     last_updated: Timestamp = declare("the instant the segments are computed as of")
     status_codes: tuple[str, ...] = status_codes()
     time_range_note: str | None = declare("why time_range does not change the segments", omit_if_none=True)
+
+
+@dataclass(frozen=True)
+class SegmentGroup:
+    """One value of the breakdown's dimension: the segments of its users."""
+
+    value: str = declare(GROUP_VALUE, key=True)
+    users: int = declare("the group's population: its users with a meaningful event", USERS)
+    report: UserSegments = declare("the group's segments", flatten=True)
+
+
+SegmentBreakdown = breakdown_type(SegmentGroup)
+
+
+@dataclass(frozen=True)
+class SegmentsSection(UserSegments):
+    """The segments of the users the filters keep; by group with a breakdown."""
+
+    filters: dict[str, tuple[str, ...]] | None = declare(FILTERS, omit_if_none=True)
+    breakdown: SegmentBreakdown | None = declare("the segments per value of a dimension", omit_if_none=True)
 
 
 def segments_report(

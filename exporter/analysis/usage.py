@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Sequence
+from typing import Literal, Sequence
 
 from ..results import COUNT, NUMBER, PERCENT, SECONDS, USERS, Point, declare, status_codes
 from ..timeranges import iso_z
@@ -13,11 +13,14 @@ Basis = Literal["identified_users", "plausible_visitors"]
 APPROXIMATED = "approximated_range"
 
 
-class UserCounts(NamedTuple):
-    """Exact per-person counts from the identified events source."""
+@dataclass(frozen=True)
+class UserCounts:
+    """Exact per-person counts from the identified events source, of the users a selection keeps;
+    with a breakdown, ``by_value`` has (total, active) per value of the dimension."""
 
     total: int  # users ever seen
     active: int  # users active in the window
+    by_value: dict[str, tuple[int, int]] | None = None
 
 
 @dataclass(frozen=True)

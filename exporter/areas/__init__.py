@@ -13,6 +13,7 @@ from ..sources.experimentation import ExperimentationClient
 from ..sources.feedback import FeedbackClient
 from ..sources.plausible import PlausibleClient
 from .base import Area, Context
+from .drilldown import Drilldown
 from .experiments import ExperimentsArea
 from .features import FeaturesArea
 from .feedback import FeedbackArea
@@ -28,6 +29,7 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
                 events: EventsBackend | None) -> dict[str, Area]:
     """Every area by section name, in the dashboard's order."""
     metrics = config.metrics
+    drilldown = Drilldown(config.dimensions, config.max_breakdown_groups)
     identified = IdentifiedUsers(events, context.clock, config.segments.meaningful_events)
     usage = UsageArea(context, plausible, identified, metrics.usage_ranges)
     areas: list[Area] = [
@@ -35,9 +37,10 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
         ExperimentsArea(context, experimentation),
         FeaturesArea(context, plausible, identified, usage, config.features, metrics.feature_ranges),
         FeedbackArea(context, feedback, metrics.feedback_ranges, metrics.feedback_top_categories),
-        SegmentsArea(context, events, config.segments, config.features),
-        FunnelsArea(context, events, plausible, config.funnels, metrics.funnel_ranges),
-        RetentionArea(context, events),
-        LifecycleArea(context, events),
+        SegmentsArea(context, events, config.segments, config.features, drilldown, metrics.breakdowns),
+        FunnelsArea(context, events, plausible, config.funnels, metrics.funnel_ranges, drilldown,
+                    metrics.breakdowns),
+        RetentionArea(context, events, drilldown),
+        LifecycleArea(context, events, drilldown),
     ]
     return {area.name: area for area in areas}

@@ -18,16 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from ..analysis.funnels import FunnelReport, progress_report
+import numpy as np
+
+from ..analysis.funnels import FunnelReport, FunnelSection, funnel_section
 from ..analysis.goal_funnels import goal_funnel_report
 from ..config import FunnelConfig
 from ..errors import SourceDisabled
 from ..events.backend import EventsBackend
-from ..results import SECONDS, declare
+from ..results import SECONDS, declare, with_fields
 from ..sources.plausible import PlausibleClient
 from ..timeranges import TimeRange, iso_z, resolve
 from .base import Area, Context, Snapshot
-from .params import time_range
+from .drilldown import Drilldown
+from .params import InvalidParameter, time_range
 
 Method = Literal["ordered_events", "aggregate_goals"]
 
@@ -58,18 +61,21 @@ class FunnelCatalogue:
 class FunnelsArea(Area):
     name = "funnels"
     path = "/api/v1/funnel/{funnel_name}"
-    result = FunnelReport
+    result = FunnelSection
     title = "One funnel"
     member = "funnel_name"
-    query = {"time_range": time_range("30d")}
 
     def __init__(self, context: Context, events: EventsBackend | None, plausible: PlausibleClient | None,
-                 funnels: tuple[FunnelConfig, ...], windows: tuple[TimeRange, ...]) -> None:
+                 funnels: tuple[FunnelConfig, ...], windows: tuple[TimeRange, ...], drilldown: Drilldown,
+                 published_breakdowns: tuple[str, ...] = ()) -> None:
         super().__init__(context)
         self.events = events
         self.plausible = plausible
         self.funnels = {funnel.name: funnel for funnel in funnels}
         self.windows = windows
+        self.drilldown = drilldown
+        self.published_breakdowns = published_breakdowns
+        self.query = {"time_range": time_range("30d"), **drilldown.query}
         self.method: Method = "ordered_events" if events is not None else "aggregate_goals"
         self.sources = ("events",) if events is not None else ("plausible",)
 
@@ -83,27 +89,42 @@ class FunnelsArea(Area):
                     f"or Plausible goals ({disabled['plausible']})")
         return super().disabled_reason()
 
+    def check(self, params: dict[str, Any]) -> None:
+        self.drilldown.check(params)
+        asked = [name for name in ("filter", "breakdown") if name in params]
+        if asked and self.events is None:
+            raise InvalidParameter(asked[0], f"{asked[0]} needs the identified events source: funnels from "
+                                             "Plausible's goal counts cannot tell users apart")
+
     async def section(self, params: dict[str, Any]) -> Snapshot:
         if self.disabled_reason() is None and self.method == "aggregate_goals":
             self._require_goals(self._funnel(params))
         return await super().section(params)
 
-    async def compute(self, params: dict[str, Any]) -> FunnelReport:
+    async def compute(self, params: dict[str, Any]) -> FunnelSection:
         funnel, window = self._funnel(params), params["time_range"]
         if self.method == "ordered_events":
-            return await self._ordered_events(funnel, window)
-        return await self._aggregate_goals(funnel, window)
+            return await self._ordered_events(funnel, window, params)
+        return with_fields(await self._aggregate_goals(funnel, window), FunnelSection)
 
-    async def _ordered_events(self, funnel: FunnelConfig, window_range: TimeRange) -> FunnelReport:
+    async def _ordered_events(self, funnel: FunnelConfig, window_range: TimeRange,
+                              params: dict[str, Any]) -> FunnelSection:
         now = self.context.clock()
         window = resolve(window_range, datetime.fromtimestamp(now, timezone.utc), timezone.utc)
         start = int(window.start.timestamp())
         end = min(int(window.end.timestamp()), int(now) + 1)  # nobody enters after now
         definition = funnel.definition()
-        progress = await self.events.funnel_reach(definition, range_start=start, range_end=end)
-        report = progress_report(definition, progress, range_end=end, now=int(now))
+        progress = await self.events.funnel_reach(definition, range_start=start, range_end=end,
+                                                  selection=self.drilldown.selection(params))
+        groups = None
+        if progress.groups is not None:  # the groups by entrants
+            groups = self.drilldown.groups(progress.values, np.bincount(progress.groups,
+                                                                        minlength=len(progress.values)))
+        section = funnel_section(definition, progress, range_end=end, now=int(now),
+                                 filters=self.drilldown.filters(params), dimension=params.get("breakdown"),
+                                 groups=groups)
         entries = tuple(iso_z(datetime.fromtimestamp(t, timezone.utc)) for t in (start, end))
-        return dataclasses.replace(report, entries_between=entries)
+        return dataclasses.replace(section, entries_between=entries)
 
     async def _aggregate_goals(self, funnel: FunnelConfig, window_range: TimeRange) -> FunnelReport:
         client = self.plausible
@@ -121,7 +142,11 @@ class FunnelsArea(Area):
         funnels = self.funnels.values()
         if self.method == "aggregate_goals":  # the others cannot be computed: no series for them
             funnels = [funnel for funnel in funnels if funnel.goals is not None]
-        return [{"funnel_name": funnel.name, "time_range": window} for funnel in funnels for window in self.windows]
+        plain = [{"funnel_name": funnel.name, "time_range": window} for funnel in funnels for window in self.windows]
+        if self.method != "ordered_events":
+            return plain
+        broken_down = [params | {"breakdown": dimension} for params in plain for dimension in self.published_breakdowns]
+        return plain + broken_down
 
     def catalogue(self) -> FunnelCatalogue:
         """The configured funnels, each step with the event (and goal, if any) that marks it."""

@@ -20,8 +20,10 @@ class Param:
 
     ``choices`` lists the valid values; without them the value is free text that ``convert``
     checks (raising ``ValueError`` with the message the caller gets). A ``repeatable``
-    parameter may be given several times and is parsed into a tuple (empty when absent).
-    ``schema`` adds to the parameter's OpenAPI schema (a pattern, an integer range).
+    parameter may be given several times and is parsed into a tuple.
+    ``schema`` adds to the parameter's OpenAPI schema (a pattern, an integer range). Parameters
+    not given (and without a default) are absent from the parsed parameters, so that one question
+    has one parameter set (and one memoized snapshot) however it was asked.
     """
 
     choices: Sequence[str] | None
@@ -60,8 +62,7 @@ def time_range(default: str, description: str = TIME_RANGE_DESCRIPTION) -> Param
 
 def with_defaults(query: dict[str, Param], given: dict[str, Any]) -> dict[str, Any]:
     """The parameters a section is asked for when only ``given`` are set: every other one at its
-    default (parsed as a request would be), repeatable ones empty."""
+    default (parsed as a request would be)."""
     params = {name: param.convert(param.default) for name, param in query.items()
               if param.default is not None and not param.repeatable}
-    params |= {name: () for name, param in query.items() if param.repeatable}
     return params | {name: value for name, value in given.items() if name in query}

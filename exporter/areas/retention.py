@@ -4,7 +4,10 @@
 
 Both count by UTC calendar days or ISO weeks over the requested range; the backends do the
 counting (numpy over the log in memory, or SQL on ClickHouse) and the reports are made here. An
-interval starting in the range and still in progress is listed, marked incomplete.
+interval starting in the range and still in progress is listed, marked incomplete. Both take
+``filter=`` and ``breakdown=`` (docs/api.md#filters-and-breakdowns): the backends count per value
+of the dimension, and a group of several values (``(other)``) sums their counts, which is exact
+because every user has one value.
 """
 
 from __future__ import annotations
@@ -13,22 +16,29 @@ import dataclasses
 from datetime import datetime, timezone
 from typing import Any
 
+from ..analysis.breakdowns import everyone_of, merged_rows, rows_of_values
 from ..analysis.retention import (
     INTERVALS,
     MODES,
     IntervalGrid,
-    LifecycleReport,
+    LifecycleCounts,
+    LifecycleGroup,
+    LifecycleSection,
     RangeTooShort,
+    RetentionGroup,
     RetentionQuery,
-    RetentionReport,
+    RetentionSection,
+    StickinessCounts,
     interval_grid,
     lifecycle_report,
     retention_report,
 )
 from ..concurrency import gather_or_cancel
 from ..events.backend import EventsBackend
+from ..results import with_fields
 from ..timeranges import TimeRange, resolve
 from .base import Area, Context
+from .drilldown import Drilldown
 from .params import InvalidParameter, Param, text, time_range
 
 INTERVAL_DESCRIPTION = "day: UTC calendar days; week: ISO weeks from Monday 00:00 UTC"
@@ -38,12 +48,16 @@ class _IntervalArea(Area):
     """An area counting over the intervals of its range (shared by retention and lifecycle)."""
 
     sources = ("events",)
+    own_query: dict[str, Param]  # the area's parameters besides the drill-down's
 
-    def __init__(self, context: Context, events: EventsBackend | None) -> None:
+    def __init__(self, context: Context, events: EventsBackend | None, drilldown: Drilldown) -> None:
         super().__init__(context)
         self.events = events
+        self.drilldown = drilldown
+        self.query = {**self.own_query, **drilldown.query}
 
     def check(self, params: dict[str, Any]) -> None:
+        self.drilldown.check(params)
         self.grid(params)
 
     def grid(self, params: dict[str, Any]) -> IntervalGrid:
@@ -62,9 +76,9 @@ class _IntervalArea(Area):
 class RetentionArea(_IntervalArea):
     name = "retention"
     path = "/api/v1/retention"
-    result = RetentionReport
+    result = RetentionSection
     title = "Retention"
-    query = {
+    own_query = {
         "time_range": time_range("90d"),
         "interval": Param(INTERVALS, "week", description=INTERVAL_DESCRIPTION),
         "mode": Param(MODES, "first_time", description="first_time: a user's cohort is the interval of their "
@@ -73,10 +87,17 @@ class RetentionArea(_IntervalArea):
         "return_event": Param(None, None, text, description="the event that counts as coming back (default: any)"),
     }
 
-    async def compute(self, params: dict[str, Any]) -> RetentionReport:
+    async def compute(self, params: dict[str, Any]) -> RetentionSection:
         grid = self.grid(params)
         query = RetentionQuery(params["mode"], params.get("start_event"), params.get("return_event"))
-        return retention_report(query, grid, await self.events.retention_counts(query, grid))
+        counts = await self.events.retention_counts(query, grid, self.drilldown.selection(params))
+        breakdown = None
+        if "breakdown" in params:
+            breakdown = self.drilldown.breakdown(
+                params, counts.values, counts.users.tolist(), RetentionGroup,
+                lambda codes: retention_report(query, grid, merged_rows(counts, codes)))
+        return with_fields(retention_report(query, grid, everyone_of(counts)), RetentionSection,
+                           filters=self.drilldown.filters(params), breakdown=breakdown)
 
     def metric_params(self) -> list[dict[str, Any]]:
         return [{"time_range": TimeRange.D90, "interval": "week", "mode": "first_time"}]
@@ -85,15 +106,31 @@ class RetentionArea(_IntervalArea):
 class LifecycleArea(_IntervalArea):
     name = "lifecycle"
     path = "/api/v1/lifecycle"
-    result = LifecycleReport
+    result = LifecycleSection
     title = "Lifecycle and stickiness"
-    query = {"time_range": time_range("30d"), "interval": Param(INTERVALS, "day", description=INTERVAL_DESCRIPTION)}
+    own_query = {"time_range": time_range("30d"), "interval": Param(INTERVALS, "day", description=INTERVAL_DESCRIPTION)}
 
-    async def compute(self, params: dict[str, Any]) -> LifecycleReport:
+    async def compute(self, params: dict[str, Any]) -> LifecycleSection:
         grid = self.grid(params)
-        counts, stickiness = await gather_or_cancel(self.events.lifecycle_counts(grid),
-                                                    self.events.stickiness_counts(now=int(self.context.clock())))
-        return lifecycle_report(grid, counts, stickiness)
+        selection = self.drilldown.selection(params)
+        counts, stickiness = await gather_or_cancel(
+            self.events.lifecycle_counts(grid, selection),
+            self.events.stickiness_counts(now=int(self.context.clock()), selection=selection))
+        breakdown = None
+        if "breakdown" in params:
+            breakdown = self.drilldown.breakdown(params, counts.values, counts.users.tolist(), LifecycleGroup,
+                                                 lambda codes: _lifecycle_of(grid, counts, stickiness, codes))
+        return with_fields(lifecycle_report(grid, everyone_of(counts), everyone_of(stickiness)), LifecycleSection,
+                           filters=self.drilldown.filters(params), breakdown=breakdown)
 
     def metric_params(self) -> list[dict[str, Any]]:
         return [{"time_range": TimeRange.D30, "interval": interval} for interval in INTERVALS]
+
+
+def _lifecycle_of(grid: IntervalGrid, counts: LifecycleCounts, stickiness: StickinessCounts,
+                  codes: tuple[int, ...]):
+    """The lifecycle of the users of ``counts``' values ``codes``. Stickiness is counted as of now,
+    so its values may differ from the range's (a user's latest value can change after the range
+    ends): its rows are found by value."""
+    sticky_rows = rows_of_values(stickiness, [counts.values[code] for code in codes])
+    return lifecycle_report(grid, merged_rows(counts, codes), merged_rows(stickiness, sticky_rows))

@@ -2,7 +2,8 @@
 
 Segments are defined as of now over fixed windows (28 and 56 days of activity, 90 days of gaps;
 docs/methods.md#segments-and-engagement), so the ``time_range`` parameter does not change them:
-every range shares one snapshot, and the body says so. A feature, for the breadth measure, is a
+every range shares one snapshot, and the body says so. ``filter=`` and ``breakdown=`` segment the
+users they select (docs/api.md#filters-and-breakdowns). A feature, for the breadth measure, is a
 configured feature that names an event (``features[].event``); with none configured, every
 meaningful event name counts as a feature of its own.
 """
@@ -10,15 +11,18 @@ meaningful event name counts as a feature of its own.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Hashable
 from typing import Any
 
-from ..analysis.segments import UserSegments, segments_report
+import numpy as np
+
+from ..analysis.segments import SegmentGroup, SegmentsSection, UserActivity, segments_report
 from ..config import FeatureConfig, SegmentsConfig
 from ..events.backend import EventsBackend
+from ..results import with_fields
 from ..timeranges import TimeRange
 from .base import Area, Context
+from .drilldown import Drilldown
 from .params import time_range
 
 TIME_RANGE_NOTE = ("segments are computed as of now over fixed windows (see definitions); time_range does not "
@@ -28,32 +32,55 @@ TIME_RANGE_NOTE = ("segments are computed as of now over fixed windows (see defi
 class SegmentsArea(Area):
     name = "user_segments"
     path = "/api/v1/user-segments"
-    result = UserSegments
+    result = SegmentsSection
     title = "User segments"
     sources = ("events",)
-    query = {"time_range": time_range("30d", "accepted for symmetry with the other sections; segments are computed "
-                                             "as of now over fixed windows and do not depend on it")}
 
     def __init__(self, context: Context, events: EventsBackend | None, settings: SegmentsConfig,
-                 features: tuple[FeatureConfig, ...]) -> None:
+                 features: tuple[FeatureConfig, ...], drilldown: Drilldown,
+                 published_breakdowns: tuple[str, ...] = ()) -> None:
         super().__init__(context)
         self.events = events
         self.settings = settings
         self.feature_events = {f.event: f.name for f in features if f.event} or None
+        self.drilldown = drilldown
+        self.published_breakdowns = published_breakdowns
+        self.query = {"time_range": time_range("30d", "accepted for symmetry with the other sections; segments are "
+                                                      "computed as of now over fixed windows and do not depend on it"),
+                      **drilldown.query}
 
-    async def compute(self, params: dict[str, Any]) -> UserSegments:
+    def check(self, params: dict[str, Any]) -> None:
+        self.drilldown.check(params)
+
+    async def compute(self, params: dict[str, Any]) -> SegmentsSection:
         settings = self.settings
         now = int(self.context.clock())
         activity = await self.events.segment_activity(
-            now=now, meaningful_events=settings.meaningful_events, feature_events=self.feature_events)
+            now=now, meaningful_events=settings.meaningful_events, feature_events=self.feature_events,
+            selection=self.drilldown.selection(params))
         # Rules, scores and medians over every user: a while on millions, so off the event loop.
-        report = await asyncio.to_thread(segments_report, activity, now=now, thresholds=settings.thresholds,
-                                         meaningful_events=settings.meaningful_events,
-                                         feature_events=self.feature_events)
-        return dataclasses.replace(report, time_range_note=TIME_RANGE_NOTE)
+        return await asyncio.to_thread(self._section, activity, params, now)
+
+    def _section(self, activity: UserActivity, params: dict[str, Any], now: int) -> SegmentsSection:
+        settings = self.settings
+
+        def report(of: UserActivity):
+            return segments_report(of, now=now, thresholds=settings.thresholds,
+                                   meaningful_events=settings.meaningful_events, feature_events=self.feature_events)
+
+        breakdown = None
+        if activity.groups is not None:
+            breakdown = self.drilldown.breakdown(
+                params, activity.values, np.bincount(activity.groups, minlength=len(activity.values)), SegmentGroup,
+                lambda codes: report(activity.restricted(np.isin(activity.groups, codes))))
+        return with_fields(report(activity), SegmentsSection, time_range_note=TIME_RANGE_NOTE,
+                           filters=self.drilldown.filters(params), breakdown=breakdown)
 
     def key(self, params: dict[str, Any]) -> Hashable:
-        return ("area", self.name)  # one snapshot whatever the time_range (see the module docstring)
+        # One snapshot whatever the time_range (see the module docstring).
+        return ("area", self.name, tuple(sorted((name, value) for name, value in params.items()
+                                                if name != "time_range")))
 
     def metric_params(self) -> list[dict[str, Any]]:
-        return [{"time_range": TimeRange.D30}]
+        return [{"time_range": TimeRange.D30}] + [{"time_range": TimeRange.D30, "breakdown": dimension}
+                                                   for dimension in self.published_breakdowns]

@@ -48,7 +48,12 @@ class FunnelsCollector(AreaCollector):
             "analytics_funnel_median_completion_seconds",
             helptext("Median time from the first step to the last, over users who completed the funnel.", source, ttl),
             labels=funnel_labels)
-        families = [conversion, step_rate, drop_off, users, median]
+        by_group = GaugeMetricFamily(
+            "analytics_breakdown_funnel_conversion_rate",
+            helptext("Overall conversion of the users of one value of a dimension (metrics.breakdowns), 0..1; "
+                     "the largest groups, then (other).", source, ttl),
+            labels=["funnel_name", "dimension", "value", *(["window"] if windowed else [])])
+        families = [conversion, step_rate, drop_off, users, median, by_group]
         if not with_samples:
             return families
         for params in self.area.metric_params():
@@ -57,6 +62,11 @@ class FunnelsCollector(AreaCollector):
                 continue
             body = section.body
             window = [window_label(params["time_range"])] if windowed else []
+            if body.breakdown is not None:
+                for group in body.breakdown.groups:
+                    _add(by_group, [body.funnel_name, body.breakdown.dimension, group.value, *window],
+                         group.report.overall_conversion_rate)
+                continue  # its whole is the plain section's, published from that one
             funnel = [body.funnel_name, *window]
             _add(conversion, funnel, body.overall_conversion_rate)
             _add(median, funnel, body.median_completion_time)

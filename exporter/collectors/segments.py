@@ -30,14 +30,25 @@ class SegmentsCollector(AreaCollector):
         engagement = GaugeMetricFamily(
             "analytics_segment_engagement",
             helptext("Mean engagement score of the segment's users, 0..100.", SOURCE, ttl), labels=["segment_name"])
-        families = [size, engagement]
+        by_group = GaugeMetricFamily(
+            "analytics_breakdown_segment_size",
+            helptext("Users of one value of a dimension (metrics.breakdowns) in the behavioural segment; the largest "
+                     "groups, then (other).", SOURCE, ttl), labels=["segment_name", "dimension", "value"])
+        families = [size, engagement, by_group]
         if not with_samples:
             return families
-        sections = (self.area.peek(params) for params in self.area.metric_params())
-        section = next((s for s in sections if s is not None), None)
-        if section is not None:
-            for segment in section.body.segments:
-                size.add_metric([segment.segment_name], segment.user_count)
-                if segment.avg_engagement is not None:
-                    engagement.add_metric([segment.segment_name], segment.avg_engagement)
+        for params in self.area.metric_params():
+            section = self.area.peek(params)
+            if section is None:
+                continue
+            breakdown = section.body.breakdown
+            if breakdown is None:
+                for segment in section.body.segments:
+                    size.add_metric([segment.segment_name], segment.user_count)
+                    if segment.avg_engagement is not None:
+                        engagement.add_metric([segment.segment_name], segment.avg_engagement)
+                continue
+            for group in breakdown.groups:
+                for segment in group.report.segments:
+                    by_group.add_metric([segment.segment_name, breakdown.dimension, group.value], segment.user_count)
         return [family for family in families if family.samples]

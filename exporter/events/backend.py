@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
+from ..analysis.breakdowns import EVERYONE, Selection
 from ..analysis.funnels import FunnelDefinition, FunnelProgress
 from ..analysis.retention import (
     IntervalGrid,
@@ -27,32 +28,41 @@ from ..analysis.usage import UserCounts
 
 
 class EventsBackend(Protocol):
+    """Every question takes a :class:`~exporter.analysis.breakdowns.Selection`: the users it keeps
+    (filters) and the dimension to break down by, each user's value read as of the question's end
+    (the range end, or ``now``). With a breakdown, per-user answers carry each user's value code
+    (``groups``, into ``values``) and count answers a leading axis over the values."""
+
     kind: str  # "file" or "clickhouse", as configured (events.kind)
 
-    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int) -> FunnelProgress:
+    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int,
+                           selection: Selection = EVERYONE) -> FunnelProgress:
         """How far the users entering ``funnel`` in ``[range_start, range_end)`` got, and how fast."""
 
     async def segment_activity(self, *, now: int, meaningful_events: Collection[str] | None = None,
-                               feature_events: Mapping[str, str] | None = None) -> UserActivity:
+                               feature_events: Mapping[str, str] | None = None,
+                               selection: Selection = EVERYONE) -> UserActivity:
         """The segment measures of every user active at least once up to ``now``."""
 
-    async def user_counts(self, *, start: int, end: int,
-                          meaningful_events: Collection[str] | None = None) -> UserCounts:
+    async def user_counts(self, *, start: int, end: int, meaningful_events: Collection[str] | None = None,
+                          selection: Selection = EVERYONE) -> UserCounts:
         """Users seen before ``end``, and users with a meaningful event in ``[start, end)``."""
 
-    async def feature_users(self, event_names: Collection[str], *, start: int, end: int) -> dict[str, int]:
+    async def feature_users(self, event_names: Collection[str], *, start: int, end: int,
+                            selection: Selection = EVERYONE) -> dict[str, int]:
         """Distinct users per event name in ``[start, end)`` (0 for a name without events)."""
 
     async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
         """First and last time of each event name before ``end`` (None for a name without events)."""
 
-    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid) -> RetentionCounts:
+    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid,
+                               selection: Selection = EVERYONE) -> RetentionCounts:
         """Cohort sizes and retained users per (cohort, period) of ``query`` over ``grid``."""
 
-    async def lifecycle_counts(self, grid: IntervalGrid) -> LifecycleCounts:
+    async def lifecycle_counts(self, grid: IntervalGrid, selection: Selection = EVERYONE) -> LifecycleCounts:
         """New, returning, resurrecting and dormant users per interval of ``grid``."""
 
-    async def stickiness_counts(self, *, now: int) -> StickinessCounts:
+    async def stickiness_counts(self, *, now: int, selection: Selection = EVERYONE) -> StickinessCounts:
         """Distinct active users per day, week and month of the 28 complete days before ``now``."""
 
     def details(self) -> dict[str, Any]:

@@ -189,23 +189,28 @@ def _meaningful(bind: Parameters, meaningful_events: Collection[str] | None) -> 
 
 @dataclass(frozen=True)
 class FunnelDurations:
-    """A funnel's outcome as ClickHouse returns it: every entrant's furthest step, and the step
-    durations of the users who made each transition (the order of users is arbitrary).
+    """A funnel's outcome as ClickHouse returns it: every entrant's furthest step and step
+    durations (the order of users is arbitrary).
 
     Offers what the funnel report reads (:class:`~exporter.analysis.funnels.FunnelProgress`):
-    ``levels`` (1..n per user who entered), :meth:`transition_seconds` and
-    :meth:`completion_seconds`.
+    ``levels`` (1..n per user who entered), :meth:`transition_seconds`,
+    :meth:`completion_seconds`, ``groups``/``values`` with a breakdown and :meth:`restricted`.
     """
 
     levels: np.ndarray
-    transitions: tuple[np.ndarray, ...]  # [k]: seconds from step k to k+1, per user who made it
-    completion: np.ndarray  # seconds from step 1 to the last, per user who completed
+    durations: np.ndarray  # [entrant, k]: seconds from step k to k+1 (0 where not made)
+    groups: np.ndarray | None = None
+    values: tuple[str, ...] = ()
 
     def transition_seconds(self, step: int) -> np.ndarray:
-        return self.transitions[step]
+        return self.durations[self.levels > step + 1, step]
 
     def completion_seconds(self) -> np.ndarray:
-        return self.completion
+        return self.durations[self.levels == self.durations.shape[1] + 1].sum(axis=1)
+
+    def restricted(self, kept: np.ndarray) -> FunnelDurations:
+        return FunnelDurations(self.levels[kept], self.durations[kept],
+                               None if self.groups is None else self.groups[kept], self.values)
 
 
 def funnel_query(events: EventsTable, funnel: FunnelDefinition, *, range_start: int,
@@ -263,11 +268,7 @@ def _read_funnel(rows: list[Row], n_steps: int) -> FunnelDurations:
         durations[index, :len(row["durations"])] = row["durations"]
     if np.any(level < 1) or np.any(level > n_steps) or np.any(users < 1):
         raise ValueError("funnel rows out of range")
-    transitions = tuple(np.repeat(durations[level > step + 1, step], users[level > step + 1])
-                        for step in range(n_steps - 1))
-    completed = level == n_steps
-    completion = np.repeat(durations[completed].sum(axis=1), users[completed])
-    return FunnelDurations(np.repeat(level, users), transitions, completion)
+    return FunnelDurations(np.repeat(level, users), np.repeat(durations, users, axis=0))
 
 
 # --- segments -----------------------------------------------------------------------------------

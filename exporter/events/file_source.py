@@ -5,9 +5,11 @@ memory: each reads the file (if it changed) and runs the pure numpy analysis in 
 
 The file is read into a columnar :class:`~exporter.events.log.EventLog` in a worker thread, so
 the event loop keeps serving while a large file is parsed. Every :meth:`EventsFileSource.read`
-first compares the file's fingerprint (modification time and size) with the one last read, and
-parses the file again only when it differs: the areas built on the events may all ask on every
-refresh, and an unchanged file costs them one ``stat``.
+first compares the file's fingerprint (modification time, size and identity) with the one last
+read: an unchanged file costs one ``stat``; a file that only grew is read from where the last
+read stopped (:class:`~exporter.events.file_loader.EventsFile`: the appended lines are parsed and
+merged in); a replaced, truncated or rewritten file (and a ``.gz`` one on any change) is read
+again in full.
 
 A read that fails (file missing or unreadable, not an events file, corrupt gzip) raises
 :class:`SourceError` and marks the source down; the log in memory is kept, so the file coming
@@ -16,11 +18,14 @@ the memo's hard limit (docs/api.md#caching-and-freshness). A file whose content 
 parsed again until it changes. Malformed lines never fail a read: they are skipped, counted and
 reported (``/health`` and ``analytics_events_malformed_lines``); the first few reasons go to the
 service log, not to ``/health``, because they quote the lines, which may hold user ids.
+``/health`` also shows what the last full read took (``load_seconds``) and the memory the log
+holds per event (``bytes_per_event``), from which a deployment's memory can be sized.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Collection, Mapping
@@ -30,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..analysis.breakdowns import EVERYONE, Selection
 from ..analysis.funnels import FunnelDefinition
 from ..analysis.retention import (
     IntervalGrid,
@@ -45,14 +51,15 @@ from ..errors import SourceError
 from ..health import HealthRegistry
 from ..timeranges import iso_z
 from .file_loader import (
+    EventsFile,
     EventsFileError,
     FileFingerprint,
     LoadResult,
     file_fingerprint,
-    load_events_file,
 )
 from .log import EventLog
-from .log_activity import active_user_count, feature_dates, feature_unique_users, total_user_count, user_activity
+from .log_activity import feature_dates, feature_unique_users, user_activity, user_counts
+from .log_dimensions import select_users
 from .log_funnels import FunnelReach, funnel_reach
 from .log_retention import lifecycle_counts, retention_counts, stickiness_counts
 
@@ -69,6 +76,9 @@ class EventsSnapshot:
     total_lines: int  # non-blank data lines, malformed ones included
     fingerprint: FileFingerprint
     loaded_at: float  # clock time the file was parsed
+    read_kind: str = "full"  # this read: "full" (the whole file) or "append" (the bytes appended)
+    read_seconds: float = 0.0  # this read's wall time
+    load_seconds: float = 0.0  # the last full read's wall time
 
 
 class EventsFileSource:
@@ -76,10 +86,14 @@ class EventsFileSource:
 
     kind = "file"
 
-    def __init__(self, config: EventsConfig, health: HealthRegistry, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: EventsConfig, health: HealthRegistry, *, clock: Callable[[], float] = time.time,
+                 properties: Collection[str] = ()) -> None:
+        """``properties``: the event properties to keep (the dimensions' and the experiment
+        exposure's); the others are not stored."""
         if not config.path:
             raise ValueError("the events file source needs events.path")
         self.path = config.path
+        self._file = EventsFile(config.path, properties)
         self._health = health
         self._clock = clock
         self._lock = asyncio.Lock()  # one read at a time: concurrent callers share its outcome
@@ -99,7 +113,7 @@ class EventsFileSource:
     async def _refresh(self) -> EventsSnapshot:
         known = None if self._snapshot is None else self._snapshot.fingerprint
         try:
-            fingerprint, loaded = await asyncio.to_thread(_read_if_changed, self.path, known, self._unparsable)
+            fingerprint, loaded = await asyncio.to_thread(_read_if_changed, self._file, known, self._unparsable)
         except OSError as error:
             raise SourceError(SOURCE, _describe_os_error(self.path, error), code="file_unreadable") from None
         except _Unparsable as failure:
@@ -107,47 +121,54 @@ class EventsFileSource:
             raise SourceError(SOURCE, failure.reason, code="invalid_file") from None
         if loaded is not None:
             self._snapshot = EventsSnapshot(loaded.log, loaded.malformed_lines, loaded.total_lines, fingerprint,
-                                            self._clock())
+                                            self._clock(), loaded.kind, loaded.seconds,
+                                            self._file.load_seconds or loaded.seconds)
             self._unparsable = None
             _log_load(self.path, loaded)
         return self._snapshot
 
     # -- EventsBackend: the analyses run on the log in memory, off the event loop ---------------
 
-    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int) -> FunnelReach:
+    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int,
+                           selection: Selection = EVERYONE) -> FunnelReach:
         log = (await self.read()).log
-        return await asyncio.to_thread(funnel_reach, log, funnel, range_start=range_start, range_end=range_end)
+        return await asyncio.to_thread(funnel_reach, log, funnel, range_start=range_start, range_end=range_end,
+                                       selection=selection)
 
     async def segment_activity(self, *, now: int, meaningful_events: Collection[str] | None = None,
-                               feature_events: Mapping[str, str] | None = None) -> UserActivity:
+                               feature_events: Mapping[str, str] | None = None,
+                               selection: Selection = EVERYONE) -> UserActivity:
         log = (await self.read()).log
         return await asyncio.to_thread(user_activity, log, now=now, meaningful_events=meaningful_events,
-                                       feature_events=feature_events)
+                                       feature_events=feature_events, selection=selection)
 
-    async def user_counts(self, *, start: int, end: int,
-                          meaningful_events: Collection[str] | None = None) -> UserCounts:
+    async def user_counts(self, *, start: int, end: int, meaningful_events: Collection[str] | None = None,
+                          selection: Selection = EVERYONE) -> UserCounts:
         log = (await self.read()).log
-        return await asyncio.to_thread(_user_counts, log, start, end, meaningful_events)
+        return await asyncio.to_thread(user_counts, log, start, end, meaningful_events=meaningful_events,
+                                       selection=selection)
 
-    async def feature_users(self, event_names: Collection[str], *, start: int, end: int) -> dict[str, int]:
+    async def feature_users(self, event_names: Collection[str], *, start: int, end: int,
+                            selection: Selection = EVERYONE) -> dict[str, int]:
         log = (await self.read()).log
-        return await asyncio.to_thread(feature_unique_users, log, event_names, start, end)
+        return await asyncio.to_thread(feature_unique_users, log, event_names, start, end, selection=selection)
 
     async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
         log = (await self.read()).log
         return await asyncio.to_thread(feature_dates, log, event_names, end)
 
-    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid) -> RetentionCounts:
+    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid,
+                               selection: Selection = EVERYONE) -> RetentionCounts:
         log = (await self.read()).log
-        return await asyncio.to_thread(retention_counts, log, query, grid)
+        return await asyncio.to_thread(_grouped, retention_counts, log, selection, grid.end, query, grid)
 
-    async def lifecycle_counts(self, grid: IntervalGrid) -> LifecycleCounts:
+    async def lifecycle_counts(self, grid: IntervalGrid, selection: Selection = EVERYONE) -> LifecycleCounts:
         log = (await self.read()).log
-        return await asyncio.to_thread(lifecycle_counts, log, grid)
+        return await asyncio.to_thread(_grouped, lifecycle_counts, log, selection, grid.end, grid)
 
-    async def stickiness_counts(self, *, now: int) -> StickinessCounts:
+    async def stickiness_counts(self, *, now: int, selection: Selection = EVERYONE) -> StickinessCounts:
         log = (await self.read()).log
-        return await asyncio.to_thread(stickiness_counts, log, now=now)
+        return await asyncio.to_thread(_grouped, stickiness_counts, log, selection, now + 1, now=now)
 
     def details(self) -> dict[str, Any]:
         """Facts for ``/health``: what the last good read held and how many lines it skipped."""
@@ -158,15 +179,23 @@ class EventsFileSource:
         timestamps = snapshot.log.timestamps
         # Events stamped after now are kept (clocks drift) but are a sign of a bad producer.
         future = len(timestamps) - int(np.searchsorted(timestamps, self._clock(), side="right"))
-        return facts | {"events": len(snapshot.log), "users": len(snapshot.log.user_names),
+        events = len(snapshot.log)
+        return facts | {"events": events, "users": len(snapshot.log.user_names),
                         "total_lines": snapshot.total_lines, "malformed_lines": snapshot.malformed_lines,
                         "events_after_now": future,
-                        "loaded_at": iso_z(datetime.fromtimestamp(snapshot.loaded_at, timezone.utc))}
+                        "loaded_at": iso_z(datetime.fromtimestamp(snapshot.loaded_at, timezone.utc)),
+                        "load_seconds": round(snapshot.load_seconds, 3),
+                        "last_read": snapshot.read_kind, "last_read_seconds": round(snapshot.read_seconds, 3),
+                        "memory_bytes": snapshot.log.nbytes,
+                        "bytes_per_event": round(snapshot.log.nbytes / events, 1) if events else None}
 
 
-def _user_counts(log: EventLog, start: int, end: int, meaningful: Collection[str] | None) -> UserCounts:
-    return UserCounts(total=total_user_count(log, end),
-                      active=active_user_count(log, start, end, meaningful_events=meaningful))
+def _grouped(kernel, log: EventLog, selection: Selection, end: int, *args, **kwargs):
+    """``kernel``'s counts of the users ``selection`` keeps, one group per breakdown value (their
+    values as of ``end``); the counts carry the values."""
+    chosen = select_users(log, selection, end)
+    counts = kernel(log, *args, group_of_user=chosen.group_of_user(), n_groups=chosen.n_groups, **kwargs)
+    return dataclasses.replace(counts, values=chosen.values)
 
 
 class _Unparsable(Exception):
@@ -178,21 +207,22 @@ class _Unparsable(Exception):
         self.reason = reason
 
 
-def _read_if_changed(path: str, known: FileFingerprint | None,
+def _read_if_changed(events_file: EventsFile, known: FileFingerprint | None,
                      unparsable: tuple[FileFingerprint, str] | None
                      ) -> tuple[FileFingerprint, LoadResult | None]:
     """Blocking: the file's fingerprint, and its events unless the fingerprint is ``known``.
 
-    The fingerprint is taken before parsing, so a file that changes during the read is seen as
-    changed (and read again) next time.
+    The fingerprint is taken before reading, so a file that changes during the read is seen as
+    changed (and read on) next time.
     """
+    path = events_file.path
     fingerprint = file_fingerprint(path)
     if fingerprint == known:
         return fingerprint, None
     if unparsable is not None and unparsable[0] == fingerprint:
         raise _Unparsable(*unparsable)  # same bytes as the last failed parse: same verdict
     try:
-        return fingerprint, load_events_file(path)
+        return fingerprint, events_file.refresh(fingerprint)
     except EventsFileError as error:
         reason = str(error).removeprefix(f"{path}: ")  # some messages name the file already
         raise _Unparsable(fingerprint, f"events file {path} cannot be used: {reason}") from None
@@ -205,7 +235,8 @@ def _describe_os_error(path: str, error: OSError) -> str:
 
 
 def _log_load(path: str, loaded: LoadResult) -> None:
-    log.info("events file %s: %d events from %d lines", path, len(loaded.log), loaded.total_lines)
+    log.info("events file %s: %d events from %d lines (%s read of %d bytes in %.2f s)", path, len(loaded.log),
+             loaded.total_lines, loaded.kind, loaded.bytes_read, loaded.seconds)
     if loaded.malformed_lines:
         log.warning("events file %s: skipped %d malformed line(s) of %d; first: %s", path, loaded.malformed_lines,
                     loaded.total_lines, "; ".join(loaded.first_errors))

@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
+from exporter.analysis.breakdowns import EVERYONE, Selection
 from exporter.analysis.segments import (
     DAY_SECONDS,
     LOOKBACK_DAYS,
@@ -20,12 +21,16 @@ from exporter.analysis.segments import (
     UserActivity,
     segments_report,
 )
+from exporter.analysis.usage import UserCounts
 from exporter.events.log import EventLog
+from exporter.events.log_dimensions import select_users
 
 # Distinct-pair counting uses a dense bitmap when it costs at most this many bytes per key,
 # else a sort: a bitmap byte is ~1 ns to clear and scan, a sorted int64 key ~60 ns.
 _DENSE_BYTES_PER_KEY = 16
 _DENSE_MIN_BYTES = 1 << 20
+# Events read at a time where the whole history is needed: bounds the working memory.
+_CHUNK_EVENTS = 1 << 18
 
 
 def user_activity(
@@ -34,30 +39,48 @@ def user_activity(
     now: int,
     meaningful_events: Collection[str] | None = None,
     feature_events: Mapping[str, str] | None = None,
+    selection: Selection = EVERYONE,
 ) -> UserActivity:
-    """L28, L28_prev, R, B, age and gap for every user active at least once up to ``now``."""
+    """L28, L28_prev, R, B, age and gap for every user active at least once up to ``now`` whom
+    ``selection`` keeps (values as of ``now``), with each one's breakdown value.
+
+    Memory: age and recency need the whole history, which is read a chunk at a time; the other
+    measures need only the events of the lookback, the log's last days (it is in time order).
+    The working memory is thus a little per event of the lookback, not per event of the log.
+    """
     end = int(np.searchsorted(log.timestamps, now, side="right"))
-    users = log.user_ids[:end].astype(np.int64)
-    events = log.event_ids[:end]
-    days_ago = now // DAY_SECONDS - log.timestamps[:end] // DAY_SECONDS
+    today = now // DAY_SECONDS
     n_users = len(log.user_names)
     never = np.iinfo(np.int64).max
+    meaningful = None if meaningful_events is None else _event_mask(log, meaningful_events)
 
     first_seen_ago = np.zeros(n_users, dtype=np.int64)
-    np.maximum.at(first_seen_ago, users, days_ago)
-    if meaningful_events is None:  # every event counts: no mask to gather and apply (2 x 160 MB at 20 M events)
+    recency = np.full(n_users, never, dtype=np.int64)
+    for first in range(0, end, _CHUNK_EVENTS):
+        stop = min(first + _CHUNK_EVENTS, end)
+        users = log.user_ids[first:stop]
+        days_ago = today - log.timestamps[first:stop] // DAY_SECONDS
+        np.maximum.at(first_seen_ago, users, days_ago)
+        if meaningful is not None:  # else every event counts: no mask to gather and apply
+            keep = meaningful[log.event_ids[first:stop]]
+            users, days_ago = users[keep], days_ago[keep]
+        np.minimum.at(recency, users, days_ago)
+    chosen = select_users(log, selection, now + 1)
+    active_ever = recency != never
+    population = np.flatnonzero(active_ever if chosen.selected is None else active_ever & chosen.selected)
+
+    lookback = int(np.searchsorted(log.timestamps, (today - LOOKBACK_DAYS + 1) * DAY_SECONDS, side="left"))
+    lookback = min(lookback, end)
+    users = log.user_ids[lookback:end].astype(np.int64)
+    events = log.event_ids[lookback:end]
+    days_ago = today - log.timestamps[lookback:end] // DAY_SECONDS  # all below LOOKBACK_DAYS
+    if meaningful is None:
         active_users, active_days_ago = users, days_ago
     else:
-        meaningful = _event_mask(log, meaningful_events)[events]
-        active_users, active_days_ago = users[meaningful], days_ago[meaningful]
-    recency = np.full(n_users, never, dtype=np.int64)
-    np.minimum.at(recency, active_users, active_days_ago)
-    population = np.flatnonzero(recency != never)
-
-    recent = active_days_ago < LOOKBACK_DAYS
-    day_keys = _unique_keys(
-        active_users[recent] * LOOKBACK_DAYS + active_days_ago[recent], n_users * LOOKBACK_DAYS
-    )
+        active = meaningful[events]
+        active_users, active_days_ago = users[active], days_ago[active]
+    day_keys = _unique_keys(active_users * LOOKBACK_DAYS + active_days_ago, n_users * LOOKBACK_DAYS)
+    del active_users, active_days_ago
     day_user, day = np.divmod(day_keys, LOOKBACK_DAYS)
     l28 = np.bincount(day_user[day < WINDOW_DAYS], minlength=n_users)
     l28_prev = np.bincount(
@@ -79,30 +102,43 @@ def user_activity(
         breadth=breadth[population],
         age=first_seen_ago[population],
         gap=gap[population],
+        groups=None if chosen.value_codes is None else chosen.value_codes[population],
+        values=chosen.values,
     )
 
 
-def active_user_count(
-    log: EventLog, start: int, end: int, *, meaningful_events: Collection[str] | None = None
-) -> int:
-    """Distinct users with at least one (meaningful) event in ``[start, end)``."""
+def user_counts(log: EventLog, start: int, end: int, *, meaningful_events: Collection[str] | None = None,
+                selection: Selection = EVERYONE) -> UserCounts:
+    """Users seen before ``end`` and users with a (meaningful) event in ``[start, end)``, of the
+    users ``selection`` keeps (their values as of ``end``), per value with a breakdown."""
+    chosen = select_users(log, selection, end)
+    groups = chosen.group_of_user()
     first, stop = np.searchsorted(log.timestamps, [start, end], side="left")
-    users = log.user_ids[first:stop]
+    active = log.user_ids[first:stop]
     if meaningful_events is not None:
-        users = users[_event_mask(log, meaningful_events)[log.event_ids[first:stop]]]
-    return len(_unique_keys(users.astype(np.int64), len(log.user_names)))
+        active = active[_event_mask(log, meaningful_events)[log.event_ids[first:stop]]]
+    total = _per_group(_unique_keys(log.user_ids[:stop], len(log.user_names)), groups, chosen.n_groups)
+    active = _per_group(_unique_keys(active, len(log.user_names)), groups, chosen.n_groups)
+    by_value = None
+    if chosen.value_codes is not None:
+        by_value = {value: (int(t), int(a)) for value, t, a in zip(chosen.values, total, active) if t}
+    return UserCounts(int(total.sum()), int(active.sum()), by_value)
 
 
-def total_user_count(log: EventLog, end: int) -> int:
-    """Distinct users seen (any event) before ``end``."""
-    stop = int(np.searchsorted(log.timestamps, end, side="left"))
-    return len(_unique_keys(log.user_ids[:stop].astype(np.int64), len(log.user_names)))
+def _per_group(users: np.ndarray, group_of_user: np.ndarray | None, n_groups: int) -> np.ndarray:
+    """How many of the distinct ``users`` each group holds (all in group 0 without groups; a
+    user of group -1 is not counted)."""
+    if group_of_user is None:
+        return np.array([len(users)], dtype=np.int64)
+    groups = group_of_user[users]
+    return np.bincount(groups[groups >= 0], minlength=n_groups)
 
 
 def feature_unique_users(
-    log: EventLog, event_names: Collection[str], start: int, end: int
+    log: EventLog, event_names: Collection[str], start: int, end: int, *, selection: Selection = EVERYONE
 ) -> dict[str, int]:
-    """Distinct users per event name in ``[start, end)``; 0 for names absent from the log."""
+    """Distinct users per event name in ``[start, end)`` of the users ``selection`` keeps; 0 for
+    names absent from the log."""
     names = list(dict.fromkeys(event_names))
     slot_of_event = np.full(len(log.event_names), -1, dtype=np.int64)
     for slot, name in enumerate(names):
@@ -111,9 +147,11 @@ def feature_unique_users(
             slot_of_event[code] = slot
     first, stop = np.searchsorted(log.timestamps, [start, end], side="left")
     slot = slot_of_event[log.event_ids[first:stop]]
-    wanted = slot >= 0
+    users = log.user_ids[first:stop]
+    selected = select_users(log, Selection(selection.filters), end).selected
+    wanted = (slot >= 0) if selected is None else (slot >= 0) & selected[users]
     n_users = len(log.user_names)
-    users = log.user_ids[first:stop][wanted]
+    users = users[wanted]
     keys = _unique_keys(slot[wanted] * n_users + users, len(names) * n_users)
     counts = np.bincount(keys // max(n_users, 1), minlength=len(names))
     return {name: int(count) for name, count in zip(names, counts.tolist())}
@@ -162,7 +200,7 @@ def _feature_codes(
 
 
 def _unique_keys(keys: np.ndarray, key_space: int) -> np.ndarray:
-    """Sorted distinct values of non-negative int64 ``keys``, all below ``key_space``."""
+    """Sorted distinct values of non-negative integer ``keys``, all below ``key_space``."""
     if key_space <= max(_DENSE_MIN_BYTES, _DENSE_BYTES_PER_KEY * len(keys)):
         present = np.zeros(key_space, dtype=bool)
         present[keys] = True

@@ -10,12 +10,15 @@ with ``np.maximum.reduceat``. The ClickHouse backend answers the same question i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.analysis.breakdowns import EVERYONE, Selection
 from exporter.analysis.funnels import FunnelDefinition, progress_report
 from exporter.events.log import EventLog
+from exporter.events.log_dimensions import select_users
 
 _TIME_BITS = 32
 _TIME_MASK = (1 << _TIME_BITS) - 1
@@ -33,6 +36,14 @@ class FunnelReach:
     users: np.ndarray
     levels: np.ndarray
     step_times: tuple[np.ndarray, ...]
+    groups: np.ndarray | None = None  # with a breakdown: each entrant's value code (``values[code]``)
+    values: tuple[str, ...] = ()
+
+    def restricted(self, kept: np.ndarray) -> FunnelReach:
+        """The outcome of the entrants ``kept`` (a boolean per entrant) only."""
+        times = tuple(times[kept[self.levels > step]] for step, times in enumerate(self.step_times))
+        return FunnelReach(self.users[kept], self.levels[kept], times,
+                           None if self.groups is None else self.groups[kept], self.values)
 
     def transition_seconds(self, step: int) -> np.ndarray:
         """Seconds from step ``step`` to ``step + 1`` for the users who made that transition."""
@@ -46,9 +57,20 @@ class FunnelReach:
         return self.step_times[-1] - self.step_times[0][completed]
 
 
-def funnel_reach(
-    log: EventLog, funnel: FunnelDefinition, *, range_start: int, range_end: int
-) -> FunnelReach:
+def funnel_reach(log: EventLog, funnel: FunnelDefinition, *, range_start: int, range_end: int,
+                 selection: Selection = EVERYONE) -> FunnelReach:
+    """How far each user who entered in ``[range_start, range_end)`` and whom ``selection`` keeps
+    (values as of ``range_end``) got, and when; with a breakdown, each entrant's value."""
+    reach = _reach(log, funnel, range_start=range_start, range_end=range_end)
+    chosen = select_users(log, selection, range_end)
+    if chosen.selected is not None:
+        reach = reach.restricted(chosen.selected[reach.users])
+    if chosen.value_codes is not None:
+        reach = dataclasses.replace(reach, groups=chosen.value_codes[reach.users], values=chosen.values)
+    return reach
+
+
+def _reach(log: EventLog, funnel: FunnelDefinition, *, range_start: int, range_end: int) -> FunnelReach:
     """How far each user who entered in ``[range_start, range_end)`` got, and when."""
     if range_end < range_start:
         raise ValueError("range_end must not be before range_start")
@@ -104,7 +126,8 @@ class _StepEvents:
         self._log = log
         self._users = log.user_ids[first:end]
         self._events = log.event_ids[first:end]
-        self._seconds = log.timestamps[first:end] - range_start
+        self._timestamps = log.timestamps[first:end]  # views: no copy of the span
+        self._range_start = range_start
         self._keys: dict[int, np.ndarray] = {}
 
     def keys(self, event: str) -> np.ndarray:
@@ -113,7 +136,8 @@ class _StepEvents:
             return np.empty(0, dtype=np.int64)
         if code not in self._keys:
             selected = self._events == code
-            keys = (self._users[selected].astype(np.int64) << _TIME_BITS) | self._seconds[selected]
+            seconds = self._timestamps[selected] - self._range_start
+            keys = (self._users[selected].astype(np.int64) << _TIME_BITS) | seconds
             keys.sort()
             self._keys[code] = keys
         return self._keys[code]
