@@ -11,12 +11,13 @@ table, a row per numeric leaf of every section::
 - ``section``: the dashboard key (``usage_trends``, ..., ``funnels``).
 - ``name``: the dotted path of field names from the section to the number, e.g. ``active_users``,
   ``features.adoption_rate``, ``experiments.variants.p_value``, ``steps.completion_rate_ci.low``.
-  A list of items adds no index: the item's identifying field (declared ``key=True``) becomes
+  A list of items adds no index: the item's identifying fields (declared ``key=True``) become
   part of ``dimension``; a time-series point's ``value`` is named after its series
   (``users_over_time``); an interval ``[lo, hi]`` gives ``<field>.low`` and ``<field>.high``.
 - ``dimension``: what the row is about, outermost first, joined by ``|`` (a literal ``|`` or
   ``\\`` in a label is escaped with ``\\``); empty for a section-wide figure. The parts are list
-  items' identifying values (feature name, experiment id, variant id, step name, timestamp, ...),
+  items' identifying values (feature name, experiment id, variant id, step name, timestamp, a
+  flagged day's series and day, ...),
   the keys of mappings keyed by data (``rating_distribution``, ``by_type``, ``srm.expected``,
   ``srm.observed``, the section's ``sources``), and, in a section with members (``funnels``),
   the member's name first.
@@ -50,7 +51,7 @@ from aiohttp import web
 from exporter.areas.base import Area, SectionHeader
 from exporter.areas.params import time_range
 from exporter.reports import render as reports
-from exporter.results import declaration, key_field
+from exporter.results import declaration, key_fields
 
 from .dashboard import HEADER_FIELDS, build_dashboard
 from .errors import ApiError
@@ -185,13 +186,13 @@ def typed_leaves(value: Any, hint: Any, path: tuple[str, ...], dimension: tuple[
 
 def _items(items: list[Any], hint: Any, path: tuple[str, ...], dimension: tuple[str, ...], unit: Any
            ) -> Iterator[tuple[tuple[str, ...], tuple[str, ...], int | float, str]]:
-    key = key_field(hint) if dataclasses.is_dataclass(hint) else None
+    keys = key_fields(hint) if dataclasses.is_dataclass(hint) else ()
     for position, item in enumerate(items):
-        if key is None or not isinstance(item, Mapping):
+        if not keys or not isinstance(item, Mapping):
             yield from typed_leaves(item, hint, path, (*dimension, str(position)), unit)
             continue
-        label = (*dimension, str(item[key]))
-        rest = {name: value for name, value in item.items() if name != key}
+        label = (*dimension, *(str(item[key]) for key in keys))
+        rest = {name: value for name, value in item.items() if name not in keys}
         if rest.keys() == {SERIES_VALUE}:  # a point of a series stands for its value
             field = next(f for f in dataclasses.fields(hint) if f.name == SERIES_VALUE)
             yield from typed_leaves(rest[SERIES_VALUE], typing.get_type_hints(hint)[SERIES_VALUE], path, label,

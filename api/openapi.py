@@ -261,7 +261,7 @@ def _query_parameter(name: str, param: Param) -> Schema:
     schema: Schema = {"type": "string"} | ({"enum": list(param.choices)} if param.choices is not None else {})
     schema |= param.schema
     if param.default is not None:
-        schema["default"] = param.default
+        schema.setdefault("default", param.default)  # a schema typing the value (an integer) states it typed
     if param.repeatable:
         schema = {"type": "array", "items": schema}
     parameter = {"name": name, "in": "query", "required": False, "schema": schema}

@@ -252,6 +252,7 @@ def with_fields(result: Any, cls: type, **extra: Any) -> Any:
     return cls(**{field.name: getattr(result, field.name) for field in dataclasses.fields(result)} | extra)
 
 
-def key_field(cls: type) -> str | None:
-    """The field declared ``key=True`` of result class ``cls`` (what names one of its items)."""
-    return next((name for name, _, declared in result_fields(cls) if declared.key), None)
+def key_fields(cls: type) -> tuple[str, ...]:
+    """The fields declared ``key=True`` of result class ``cls``, in order: what names one of its
+    items (a flagged day is its series and its day)."""
+    return tuple(name for name, _, declared in result_fields(cls) if declared.key)

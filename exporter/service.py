@@ -12,12 +12,12 @@ import asyncio
 import contextvars
 import logging
 import time
-from typing import Any, Awaitable, Callable, Hashable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Hashable, Iterator, Sequence, TypeVar
 
 from .areas import build_areas
 from .areas.base import Area, Context
 from .cache import Cached, Memo
-from .config import ENVIRONMENT_FOR_KEY, Config, EventsConfig
+from .config import ENVIRONMENT_FOR_KEY, Config, DimensionConfig, EventsConfig
 from .events.backend import EventsBackend
 from .events.clickhouse_source import ClickHouseEventsSource
 from .events.file_source import EventsFileSource
@@ -50,7 +50,7 @@ class AnalyticsService:
         self.experimentation: ExperimentationClient | None = self._register(
             "experimentation", config.sources.experimentation, ExperimentationClient)
         self.feedback: FeedbackClient | None = self._register("feedback", config.sources.feedback, FeedbackClient)
-        self.events: EventsBackend | None = self._register_events(config.events)
+        self.events: EventsBackend | None = self._register_events(config.events, config.dimensions)
         disabled = {name: state.disabled_reason for name, state in self.health.sources.items() if not state.enabled}
         context = Context(load=self.load, peek=self.memo.peek, clock=clock, disabled=disabled)
         self.areas: dict[str, Area] = build_areas(context, config, plausible=self.plausible,
@@ -67,9 +67,10 @@ class AnalyticsService:
         self._clients.append(client)
         return client
 
-    def _register_events(self, events: EventsConfig) -> EventsBackend | None:
+    def _register_events(self, events: EventsConfig, dimensions: Sequence[DimensionConfig]) -> EventsBackend | None:
         """Register the identified events source (configured under ``events``, not ``sources``):
-        a file read into memory, or a ClickHouse table queried where it is (``events.kind``)."""
+        a file read into memory, or a ClickHouse table queried where it is (``events.kind``). The
+        file keeps the event properties the dimensions read."""
         reason = _disabled_reason("events", events.enabled, events.missing_settings())
         self.health.register("events", reason)
         if reason is not None:
@@ -78,7 +79,8 @@ class AnalyticsService:
             source = ClickHouseEventsSource(events, self.health)
             self._clients.append(source)  # an HTTP client: closed with the others
             return source
-        return EventsFileSource(events, self.health, clock=self.clock)
+        return EventsFileSource(events, self.health, clock=self.clock,
+                                properties=[dimension.property for dimension in dimensions])
 
     async def close(self) -> None:
         """At shutdown: end the loads still running, then close every upstream session.
@@ -103,6 +105,7 @@ class AnalyticsService:
     def _tracked(self, key: Hashable, source: str, loader: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
         async def tracked() -> T:
             _loading_key.set(key)  # this load runs in a task of its own: the setting stays in it
+            self._parts.pop(key, None)  # its parts are those of its last load
             result, attempts = await counting_requests(lambda: self.health.track(source, loader))
             self._forget_dropped()
             self._requests_by_key[key] = (source, attempts)
@@ -111,10 +114,11 @@ class AnalyticsService:
         return tracked
 
     def _forget_dropped(self) -> None:
-        """Forget the bookkeeping of queries the memo no longer holds (one-off parameters)."""
+        """Forget the bookkeeping of queries the memo no longer holds (one-off parameters). A query
+        still loading is not held yet, but the parts it has asked for so far are its own."""
         held = self.memo.keys()
         for table in (self._requests_by_key, self._parts):
-            for key in [key for key in table if key not in held]:
+            for key in [key for key in table if key not in held and self.memo.loading(key) is None]:
                 del table[key]
 
     def requests_per_cycle(self, source: str) -> int:

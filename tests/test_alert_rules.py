@@ -43,6 +43,7 @@ def test_the_platform_teams_alerts_exist():
     assert "analytics_feature_adoption_rate" in expressions["AnalyticsFeatureAdoptionDropped"]
     assert "analytics_funnel_conversion_rate" in expressions["AnalyticsFunnelConversionDropped"]
     assert "analytics_lifecycle_quick_ratio" in expressions["AnalyticsUsersLeakingAway"]
+    assert expressions["AnalyticsAnomaly"] == "analytics_anomaly == 1"
     assert next(rule["for"] for rule in ALERTS if rule["alert"] == "AnalyticsSourceDown") == "15m"
 
 

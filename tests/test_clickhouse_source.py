@@ -3,10 +3,10 @@
 The server is :class:`tests.fakes.clickhouse.ClickHouseHttpFront` (ClickHouse's HTTP interface in
 front of the engine in-process, chdb); the client is the service's own. On the same event logs
 (seeded and generated, with ties, repeats, events at the window and range edges and after now,
-hostile event names), every funnel, segment, user-count, retention, lifecycle and stickiness
-number from ClickHouse equals the file backend's. Values never enter the SQL text; the Plausible
-``events_v2`` preset reads a table shaped like Plausible's; failures are SourceErrors that never
-show the password.
+hostile event names), every funnel, segment, user-count, daily-user, retention, lifecycle and
+stickiness number from ClickHouse equals the file backend's. Values never enter the SQL text; the
+Plausible ``events_v2`` preset reads a table shaped like Plausible's; failures are SourceErrors
+that never show the password.
 """
 
 from __future__ import annotations
@@ -129,6 +129,11 @@ async def assert_same_counts(backends: BothBackends, meaningful: Collection[str]
     assert on_clickhouse == on_file
     on_file, on_clickhouse = await backends.both("feature_dates", names, end=NOW + 1)
     assert on_clickhouse == on_file and on_file["never-seen"] is None
+    midnight = NOW // DAY * DAY
+    for start, end in ((midnight - 90 * DAY, NOW + 1), (midnight - 3 * DAY, midnight - DAY), (midnight, NOW - 3_600)):
+        on_file, on_clickhouse = await backends.both("daily_users", names, start=start, end=end,
+                                                     meaningful_events=meaningful)
+        assert on_clickhouse == on_file
 
 
 async def assert_same_retention(backends: BothBackends, start_event: str | None, return_event: str | None) -> None:
@@ -215,6 +220,9 @@ async def test_every_number_equals_the_file_backend_on_generated_logs(engine, se
             await assert_same_segments(backends, meaningful, {"deploy": "Deploy", "configure": "Deploy"})
             on_file, on_clickhouse = await backends.both("user_counts", start=NOW - 7 * DAY, end=NOW + 1,
                                                          meaningful_events=meaningful)
+            assert on_clickhouse == on_file
+            on_file, on_clickhouse = await backends.both("daily_users", NAMES[:4], start=NOW // DAY * DAY - 65 * DAY,
+                                                         end=NOW + 1, meaningful_events=meaningful)
             assert on_clickhouse == on_file
             await assert_same_retention(backends, "signup", None)
         finally:
@@ -421,7 +429,9 @@ async def test_the_service_serves_the_same_sections_from_either_backend(engine, 
         "events.kind": "clickhouse", "events.path": None, "events.url": str(server.make_url("/")),
         "events.table": "product_events", "events.user": USER, "events.password": PASSWORD})
     for url in ("/api/v1/funnel/trial?time_range=30d", "/api/v1/funnel/trial?time_range=90d",
-                "/api/v1/user-segments", "/api/v1/usage-trends?time_range=7d", "/api/v1/feature-adoption"):
+                "/api/v1/user-segments", "/api/v1/usage-trends?time_range=7d", "/api/v1/feature-adoption",
+                "/api/v1/forecast?series=active_users&horizon=30", "/api/v1/forecast?series=feature:Deploy",
+                "/api/v1/forecast?series=funnel_entries:trial", "/api/v1/anomalies?time_range=90d"):
         file_body, clickhouse_body = [await (await client.get(url)).json() for client in (on_file, on_clickhouse)]
         for body in (file_body, clickhouse_body):
             del body["generated_at"], body["sources"]

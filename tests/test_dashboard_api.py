@@ -22,8 +22,10 @@ SECTION_ENDPOINTS = {
     "user_segments": "/api/v1/user-segments",
     "retention": "/api/v1/retention",
     "lifecycle": "/api/v1/lifecycle",
+    "forecast": "/api/v1/forecast",  # at its defaults: active_users, 14 days
+    "anomalies": "/api/v1/anomalies",
 }
-TAKES_NO_TIME_RANGE = {"experiment_results"}
+TAKES_NO_TIME_RANGE = {"experiment_results", "forecast"}
 
 
 def strict_json(text: str):

@@ -9,12 +9,14 @@ from __future__ import annotations
 import gzip
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from exporter.analysis.anomalies import anomalies
+from exporter.analysis.forecast import DailySeries, analyse
 from exporter.demo import catalog
 from exporter.demo.events_file import write_events_file
 from exporter.demo.population import ARCHETYPES, generate_population
@@ -260,3 +262,48 @@ def test_events_file_holds_the_custom_events_up_to_the_cut(population, visible, 
             assert record["timestamp"].endswith("Z")
             got.append((record["user_id"], record["event"], int(moment.timestamp())))
         assert sorted(got) == sorted(expected)
+
+
+def daily_counts(population, upto: int) -> tuple[list[int], list[int]]:
+    """Page views, and distinct users deploying, per UTC day of the window up to ``upto``."""
+    days = upto // 86_400 - population.start_ts // 86_400 + 1
+    pageviews, deployers = [0] * days, [set() for _ in range(days)]
+    deploy = catalog.EVENT_NAMES.index(catalog.DEPLOY_APPLICATION)
+    for user, ts, name in zip(population.event_user.tolist(), population.event_ts.tolist(),
+                              population.event_name.tolist()):
+        if ts <= upto:
+            day = ts // 86_400 - population.start_ts // 86_400
+            pageviews[day] += name == 0
+            if name == deploy:
+                deployers[day].add(user)
+    return pageviews, [len(users) for users in deployers]
+
+
+def test_the_planted_days_are_what_the_docstring_says(population):
+    planted = {anomaly.kind: anomaly.day for anomaly in population.planted}
+    assert planted["pageview_spike"] == TODAY - 1
+    outage = planted["deployment_outage"]
+    assert TODAY - 9 <= outage <= TODAY - 7 and (outage + 3) % 7 < 5  # a weekday, a week or so ago
+    pageviews, deployers = daily_counts(population, NOW_TS)
+    first = population.start_ts // 86_400
+    weekdays = [day - first for day in range(TODAY - 35, TODAY - 1) if (day + 3) % 7 < 5 and day != outage]
+    assert deployers[outage - first] == 0 and min(deployers[day] for day in weekdays) >= 10
+    ordinary = sorted(pageviews[day] for day in weekdays)
+    assert pageviews[TODAY - 1 - first] > 3 * ordinary[len(ordinary) // 2]
+
+
+@pytest.mark.parametrize("weekday", range(7))
+def test_the_planted_anomalies_are_flagged_whatever_the_weekday(weekday):
+    """Whichever weekday the demo starts on, both planted days are flagged (the series counted
+    plainly here, the flags by the analysis the service uses)."""
+    now = NOW + timedelta(days=weekday)
+    population = generate_population(42, now=now)
+    pageviews, deployers = daily_counts(population, int(now.timestamp()))
+    first = date.fromtimestamp(population.start_ts)
+    analyses = analyse([DailySeries("pageviews", first, pageviews), DailySeries("deployers", first, deployers)])
+    flagged = {(anomaly.series, anomaly.timestamp[:10], anomaly.direction)
+               for analysis in analyses.values() for anomaly in anomalies(analysis)}
+    planted = {anomaly.kind: (date(1970, 1, 1) + timedelta(days=anomaly.day)).isoformat()
+               for anomaly in population.planted}
+    assert ("pageviews", planted["pageview_spike"], "up") in flagged
+    assert ("deployers", planted["deployment_outage"], "down") in flagged

@@ -23,7 +23,7 @@ from exporter.reports.render import INSTALL_HINT
 
 HEADER = ["section", "name", "dimension", "value", "unit", "time_range"]  # docs/api.md#conventions
 SECTIONS = {"usage_trends", "feature_adoption", "experiment_results", "feedback", "user_segments", "funnels",
-            "retention", "lifecycle"}
+            "retention", "lifecycle", "forecast", "anomalies"}
 FILENAME = re.compile(
     r'^attachment; filename="analytics-dashboard-(?P<range>\w+)-(?P<stamp>\d{8}T\d{6}Z)\.(?P<ext>\w+)"$')
 
@@ -100,8 +100,9 @@ async def test_csv_export_round_trips_with_every_number_of_the_dashboard(make_de
     leaves = sorted(n for key in SECTIONS for n in numbers_in(dashboard[key]))
     assert sorted(float(row["value"]) for row in rows) == leaves
     assert {row["section"] for row in rows} == SECTIONS
-    assert {row["time_range"] for row in rows if row["section"] == "experiment_results"} == {""}
-    assert {row["time_range"] for row in rows if row["section"] != "experiment_results"} == {"7d"}
+    takes_none = {"experiment_results", "forecast"}
+    assert {row["time_range"] for row in rows if row["section"] in takes_none} == {""}
+    assert {row["time_range"] for row in rows if row["section"] not in takes_none} == {"7d"}
     assert len({(r["section"], r["name"], r["dimension"]) for r in rows}) == len(rows)  # keys are unique
 
     # Rows found by (section, name, dimension) hold the value the JSON has there.
@@ -155,7 +156,7 @@ async def test_csv_export_round_trips_with_every_number_of_the_dashboard(make_de
 async def test_a_section_that_failed_has_no_rows_and_its_envelope_in_json(make_client):
     client, _ = await make_client()  # only Plausible: the other sections are disabled
     rows = parse_csv(await (await client.get("/api/v1/export/csv")).text())
-    assert {row["section"] for row in rows} == {"usage_trends", "feature_adoption"}
+    assert {row["section"] for row in rows} == {"usage_trends", "feature_adoption", "forecast", "anomalies"}
     exported = await (await client.get("/api/v1/export/json")).json()
     assert exported["feedback"]["error"]["code"] == "source_disabled"
 

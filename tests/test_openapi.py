@@ -30,6 +30,7 @@ CONTRACT_ROUTES = {
     ("GET", "/api/v1/export/{format}"): "30d", ("GET", "/api/v1/openapi.json"): None,
     ("GET", "/api/v1/retention"): "90d", ("GET", "/api/v1/lifecycle"): "30d",
     ("GET", "/api/v1/stream"): "7d", ("POST", "/api/v1/reports/{name}/send"): None,
+    ("GET", "/api/v1/forecast"): None, ("GET", "/api/v1/anomalies"): "30d",
 }
 # What a plain request (no WebSocket handshake) gets from the stream, and a report's send.
 EXPECTED_STATUS = {"/api/v1/stream": 426, "/api/v1/reports/{name}/send": 202}
@@ -126,8 +127,8 @@ async def test_the_document_is_valid_openapi_3_1_and_lists_exactly_the_served_ro
 
 
 def expected_schema(param) -> dict:
-    one = ({"type": "string"} | ({"enum": list(param.choices)} if param.choices else {}) | param.schema
-           | ({"default": param.default} if param.default else {}))
+    one = ({"type": "string"} | ({"enum": list(param.choices)} if param.choices else {})
+           | ({"default": param.default} if param.default else {}) | param.schema)
     return {"type": "array", "items": one} if param.repeatable else one
 
 

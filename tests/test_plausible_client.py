@@ -9,6 +9,7 @@ import pytest
 
 from exporter.errors import SourceError
 from exporter.health import HealthRegistry
+from exporter.sources import plausible as plausible_source
 from exporter.sources.plausible import PlausibleClient
 from exporter.timeranges import TimeRange, resolve
 from tests.conftest import service_config
@@ -84,6 +85,46 @@ async def test_auto_falls_back_to_v1_when_v2_is_404(aiohttp_server, now):
     assert client.api_version == "v1"
     assert len(points) == 7
     assert [path for _, path, _ in fake.requests].count("/api/v2/query") == 1  # asked once, then v1 only
+
+
+async def test_a_year_of_days_is_one_request_and_the_same_on_both_apis(aiohttp_server, fake_plausible, now):
+    """The forecasts' daily series: every day zero-filled, whatever the API omits."""
+    server = await aiohttp_server(fake_plausible.app())
+    first, last = now.date() - timedelta(days=364), now.date()
+    answers = {}
+    for version in ("v2", "v1"):
+        client = client_for(server, **{"sources.plausible.api_version": version})
+        try:
+            before = len(fake_plausible.requests)
+            answers[version] = await client.daily(first, last)
+            assert len(fake_plausible.requests) - before == 1
+        finally:
+            await client.close()
+    expected = [fake_plausible.daily.get(first + timedelta(days=i), (0, 0)) for i in range(365)]
+    for points in answers.values():
+        assert [p.bucket.date() for p in points] == [first + timedelta(days=i) for i in range(365)]
+        assert [(p.values["visitors"], p.values["pageviews"]) for p in points] == expected
+
+
+async def test_daily_goal_visitors_on_both_apis(aiohttp_server, fake_plausible, now, monkeypatch):
+    """v2 pages through goal x day rows (a small page here, to make it page), v1 asks one
+    filtered timeseries per goal; a goal Plausible does not know reads as no conversions."""
+    monkeypatch.setattr(plausible_source, "PAGE_LIMIT", 40)
+    server = await aiohttp_server(fake_plausible.app())
+    first, last = now.date() - timedelta(days=89), now.date()
+    goals = ["Deploy Application", "Configure Monitoring", "No Such Goal"]
+    expected = {goal: [float(fake_plausible.goals.get(goal, {}).get(first + timedelta(days=i), (0, 0))[0])
+                       for i in range(90)] for goal in goals}
+    rows = sum(1 for days in fake_plausible.goals.values() for day in days if day >= first)
+    for version, requests in (("v2", rows // 40 + 1), ("v1", len(goals))):  # v2: pages until a short one
+        client = client_for(server, **{"sources.plausible.api_version": version})
+        try:
+            before = len(fake_plausible.requests)
+            assert await client.daily_goal_visitors(first, last, goals) == expected
+            assert len(fake_plausible.requests) - before == requests
+        finally:
+            await client.close()
+    assert sum(expected["Deploy Application"]) > 0
 
 
 async def test_realtime_and_all_time(aiohttp_server, fake_plausible, now):

@@ -16,7 +16,7 @@ from exporter.results import (
     USERS,
     declare,
     json_schema,
-    key_field,
+    key_fields,
     round_float,
     to_json,
     unit_paths,
@@ -75,7 +75,7 @@ def test_units_come_from_the_field_or_its_container():
     assert unit_paths(Report) == {("total",): USERS, ("rows", "share"): FRACTION,
                                   ("rows", "lift_ci", "low"): CHANGE, ("rows", "lift_ci", "high"): CHANGE,
                                   ("series", "value"): USERS, ("by_kind",): COUNT}
-    assert key_field(Row) == "name" and key_field(Report) is None
+    assert key_fields(Row) == ("name",) and key_fields(Report) == ()
 
 
 @pytest.mark.parametrize("number, stated", [(0.09999999999999998, 0.1), (1 / 3, 0.333333333333),

@@ -33,7 +33,7 @@ class Anomaly:
     """A complete day whose value is outside the band forecast for it from the days before it."""
 
     series: str = declare("the series' name", key=True)
-    timestamp: str = declare("start of the UTC day")
+    timestamp: str = declare("start of the UTC day", key=True)
     value: float = declare("the series' value that day", COUNT)
     expected: float = declare("the forecast for the day from the days before it", COUNT)
     lower: float = declare("lower bound of the alert band (3.5 standard deviations), never below 0", COUNT)

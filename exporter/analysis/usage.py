@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 from ..results import COUNT, NUMBER, PERCENT, SECONDS, USERS, Point, declare, status_codes
 from ..timeranges import iso_z
@@ -21,6 +21,20 @@ class UserCounts:
     total: int  # users ever seen
     active: int  # users active in the window
     by_value: dict[str, tuple[int, int]] | None = None
+
+
+class DailyUsers(NamedTuple):
+    """Distinct users per UTC day from the identified events source, oldest day first (the daily
+    series that are forecast, docs/forecasting.md#the-series)."""
+
+    active: tuple[int, ...]  # users with a meaningful event that day
+    by_event: dict[str, tuple[int, ...]]  # users with each asked-for event name that day
+
+    @classmethod
+    def of(cls, counts: Sequence[Sequence[int]], names: Sequence[str]) -> DailyUsers:
+        """From a days x (1 + names) table: active users first, then each name's users."""
+        columns = [tuple(int(row[slot]) for row in counts) for slot in range(len(names) + 1)]
+        return cls(columns[0], dict(zip(names, columns[1:])))
 
 
 @dataclass(frozen=True)

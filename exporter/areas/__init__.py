@@ -17,6 +17,7 @@ from .drilldown import Drilldown
 from .experiments import ExperimentsArea
 from .features import FeaturesArea
 from .feedback import FeedbackArea
+from .forecasts import AnomaliesArea, ForecastArea, Forecasts
 from .funnels import FunnelsArea
 from .identified import IdentifiedUsers
 from .retention import LifecycleArea, RetentionArea
@@ -32,6 +33,8 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
     drilldown = Drilldown(config.dimensions, config.max_breakdown_groups)
     identified = IdentifiedUsers(events, context.clock, config.segments.meaningful_events)
     usage = UsageArea(context, plausible, identified, metrics.usage_ranges)
+    forecasts = Forecasts(context, events, plausible, config.features, config.funnels,
+                          config.segments.meaningful_events)  # one snapshot, read by two areas
     areas: list[Area] = [
         usage,
         ExperimentsArea(context, experimentation),
@@ -42,5 +45,7 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
                     metrics.breakdowns),
         RetentionArea(context, events, drilldown),
         LifecycleArea(context, events, drilldown),
+        ForecastArea(context, forecasts),
+        AnomaliesArea(context, forecasts),
     ]
     return {area.name: area for area in areas}

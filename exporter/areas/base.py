@@ -119,9 +119,16 @@ class Area(ABC):
         return None if snapshot is None or snapshot.stale else snapshot
 
     def key(self, params: dict[str, Any]) -> Hashable:
+        """The memo key of the snapshot serving ``params``."""
         return ("area", self.name, tuple(sorted(params.items())))
+
+    def select(self, value: Any, params: dict[str, Any]) -> Any:
+        """The section body for ``params`` in the memoized ``value``: the value itself, except in an
+        area whose parameter sets all read one shared snapshot and pick their part of it (the
+        forecasts: one key for every parameter set, see :meth:`key`)."""
+        return value
 
     def _as_snapshot(self, cached: Cached[Any], params: dict[str, Any]) -> Snapshot:
         time_range = params.get("time_range")
-        return Snapshot(cached.value, getattr(time_range, "value", time_range), cached.fetched_at, cached.stale,
-                        self.sources)
+        return Snapshot(self.select(cached.value, params), getattr(time_range, "value", time_range), cached.fetched_at,
+                        cached.stale, self.sources)

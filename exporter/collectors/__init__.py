@@ -20,6 +20,7 @@ from .events import EventsCollector
 from .experiments import ExperimentsCollector
 from .features import FeaturesCollector
 from .feedback import FeedbackCollector
+from .forecasts import ForecastsCollector
 from .funnels import FunnelsCollector
 from .health import HealthCollector
 from .reports import ReportsCollector
@@ -39,6 +40,7 @@ def analytics_collectors(areas: Mapping[str, Area], ttl: float) -> list[Collecto
         FunnelsCollector(areas["funnels"], ttl),
         RetentionCollector(areas["retention"], ttl),
         LifecycleCollector(areas["lifecycle"], ttl),
+        ForecastsCollector(areas["forecast"], ttl),
     ]
 
 

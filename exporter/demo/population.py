@@ -27,6 +27,14 @@ How it is built (all vectorised: a few hundred users over 90 days take tens of m
    created service is deployed in a later session (hours or a day or two later), which is what
    lets the onboarding and service-creation funnels complete. Finally the events are cut into
    sessions by Plausible's own rule (30 idle minutes, or UTC midnight).
+5. **Planted anomalies**, so the demo's forecasts have something to flag
+   (docs/forecasting.md#the-demo): a *deployment outage* on the weekday a week ago (or the last
+   weekday before it), when no deployment could start -- every deploy session of the day
+   stopped at the Deployments page -- and an *incident* yesterday, when every session ended by
+   reloading the monitoring dashboards, a page view a minute for eight minutes (page views
+   only: Plausible's page views spike, the identified events do not). They take no random
+   draw, so everything else is as it would be without them; :attr:`Population.planted` says
+   which days they are.
 
 Timestamps are int64 epoch seconds; the columns are sorted by time. Events run to ``now +
 horizon`` so that data keeps "arriving" while a demo runs: consumers show only what is at or
@@ -35,6 +43,7 @@ before their clock.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -250,9 +259,26 @@ _TEAM_BOOST: dict[tuple[str, int], float] = {
 }
 _TEAM_SHARES = (0.16, 0.14, 0.12, 0.14, 0.12, 0.12, 0.10, 0.10)
 
+# The planted anomalies (step 5 of the module docstring). An outage halving the deployments
+# would not be flagged: 300 users make 25-35 deployers a weekday, and half of that is within
+# the noise of such small counts (docs/forecasting.md#what-the-model-does-not-know).
+_OUTAGE_DAYS_AGO = 7
+_OUTAGE_EVENTS = (catalog.DEPLOY_APPLICATION, catalog.BUILD_SUCCEEDED, catalog.DEPLOYMENT_COMPLETE)
+_INCIDENT_DAYS_AGO = 1
+_INCIDENT_RELOADS = 8
+_INCIDENT_RELOAD_SECONDS = MINUTE
+
 # A created service is deployed later in a session of its own, this often and this much later.
 _DEPLOY_AFTER_CREATE = 0.70
 _DEPLOY_DELAY_MEDIAN = 3 * HOUR
+
+
+@dataclass(frozen=True)
+class PlantedAnomaly:
+    """A day the population was made unusual on purpose (module docstring, step 5)."""
+
+    kind: str  # "deployment_outage" (deploy events dropped) or "pageview_spike" (page views added)
+    day: int  # epoch day (UTC)
 
 
 @dataclass(frozen=True)
@@ -283,6 +309,7 @@ class Population:
     session_user: np.ndarray
     session_start: np.ndarray
     session_source: np.ndarray
+    planted: tuple[PlantedAnomaly, ...] = ()
 
     @property
     def n_users(self) -> int:
@@ -332,7 +359,9 @@ def generate_population(
 
     sessions = _plan_sessions(rng, active, archetype, team, first_day, start_day, days)
     events = _expand_tasks(rng, sessions)
-    return _assemble(seed, _as_utc(now), start_day * DAY, end_ts, team, archetype, sessions, events)
+    events, planted = _plant_anomalies(sessions, events, today)
+    population = _assemble(seed, _as_utc(now), start_day * DAY, end_ts, team, archetype, sessions, events)
+    return dataclasses.replace(population, planted=planted)
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -632,6 +661,31 @@ def _expand_tasks(rng: np.random.Generator, sessions: _Sessions) -> _Events:
     orphan = (sessions.parent >= 0) & ~created[np.maximum(sessions.parent, 0)]
     keep = ~orphan[events.session]
     return _Events(events.session[keep], events.ts[keep], events.name[keep], events.path[keep])
+
+
+def _plant_anomalies(sessions: _Sessions, events: _Events, today: int) -> tuple[_Events, tuple[PlantedAnomaly, ...]]:
+    """The deployment outage and the incident of the module docstring (step 5)."""
+    outage = today - _OUTAGE_DAYS_AGO
+    while (outage + 3) % 7 >= 5:  # a weekday (epoch day 0 was a Thursday)
+        outage -= 1
+    incident = today - _INCIDENT_DAYS_AGO
+    session_day = sessions.start // DAY
+
+    failed = (session_day == outage) & (sessions.task == _TASK["deploy"])
+    deploy_codes = [catalog.EVENT_NAMES.index(name) for name in _OUTAGE_EVENTS]
+    kept = ~(failed[events.session] & np.isin(events.name, deploy_codes))
+
+    # Each session of the incident day ends with reloads of the monitoring dashboards.
+    last_event = np.full(len(sessions.start), -1, dtype=np.int64)
+    np.maximum.at(last_event, events.session[kept], events.ts[kept])
+    reloading = np.flatnonzero((session_day == incident) & (last_event >= 0))
+    session = np.repeat(reloading, _INCIDENT_RELOADS)
+    offset = np.tile(np.arange(1, _INCIDENT_RELOADS + 1), len(reloading)) * _INCIDENT_RELOAD_SECONDS
+    reloads = _Events(session, last_event[session] + offset, np.zeros(len(session), dtype=np.int64),
+                      np.full(len(session), catalog.PAGES.index(catalog.MONITORING_DASHBOARDS)))
+    planted = _Events(*(np.concatenate((getattr(events, field.name)[kept], getattr(reloads, field.name)))
+                        for field in dataclasses.fields(_Events)))
+    return planted, (PlantedAnomaly("deployment_outage", outage), PlantedAnomaly("pageview_spike", incident))
 
 
 def _assemble(

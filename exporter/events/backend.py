@@ -24,7 +24,7 @@ from ..analysis.retention import (
     StickinessCounts,
 )
 from ..analysis.segments import UserActivity
-from ..analysis.usage import UserCounts
+from ..analysis.usage import DailyUsers, UserCounts
 
 
 class EventsBackend(Protocol):
@@ -54,6 +54,11 @@ class EventsBackend(Protocol):
 
     async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
         """First and last time of each event name before ``end`` (None for a name without events)."""
+
+    async def daily_users(self, event_names: Collection[str], *, start: int, end: int,
+                          meaningful_events: Collection[str] | None = None) -> DailyUsers:
+        """Distinct users per UTC day of ``[start, end)`` (``start`` a UTC midnight; the last day may
+        be partial): with a meaningful event, and with each of ``event_names``."""
 
     async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid,
                                selection: Selection = EVERYONE) -> RetentionCounts:

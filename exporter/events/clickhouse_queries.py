@@ -5,7 +5,8 @@ rows ClickHouse answers into the same structure the in-memory analysis produces,
 report code downstream cannot tell the backends apart. Every query aggregates in ClickHouse and
 brings back small results: a few rows per funnel level plus one row per distinct set of step
 durations of the users who went past step 1; one row per distinct combination of segment
-measures; one row of user counts; one row per feature event.
+measures; one row of user counts; one row per feature event; one row per day and counted event
+for the daily users.
 
 **Nothing from the configuration or a request is ever formatted into SQL as a value.** The SQL
 text consists of this module's constants and of configured identifiers (database, table,
@@ -42,7 +43,7 @@ import numpy as np
 
 from exporter.analysis.funnels import FunnelDefinition
 from exporter.analysis.segments import DAY_SECONDS, LOOKBACK_DAYS, WINDOW_DAYS, UserActivity
-from exporter.analysis.usage import UserCounts
+from exporter.analysis.usage import DailyUsers, UserCounts
 from exporter.identifiers import quote_identifier
 
 T = TypeVar("T")
@@ -371,5 +372,38 @@ def feature_dates_query(events: EventsTable, event_names: Collection[str], *, en
     def read(rows: list[Row]) -> dict[str, tuple[int, int] | None]:
         found = {str(row["event"]): (int(row["first"]), int(row["last"])) for row in rows}
         return {name: found.get(name) for name in names}
+
+    return Query(sql, bind.values, read)
+
+
+def daily_users_query(events: EventsTable, event_names: Collection[str], *, start: int, end: int,
+                      meaningful_events: Collection[str] | None = None) -> Query[DailyUsers]:
+    """Distinct users per UTC day of ``[start, end)`` (``start`` a UTC midnight): with a meaningful
+    event (slot 0), and with each event name (slot ``k`` for the ``k``-th, 1-based as ``indexOf``).
+
+    An event counts in at most two slots (meaningful, and its own name's), so each one becomes an
+    array of its slots, joined out, and the distinct users are counted per ``(day, slot)``.
+    """
+    if start % DAY_SECONDS:
+        raise ValueError("daily counts start at a UTC midnight")
+    names = list(dict.fromkeys(event_names))
+    n_days = max(0, -(-(end - start) // DAY_SECONDS))
+    bind = Parameters()
+    source = events.rows(bind, start=start, end=end)
+    sql = (
+        "SELECT day, slot, uniqExact(user_id) AS users FROM ("
+        f"SELECT intDiv(t - {bind('start', Parameter.int64(start))}, {DAY_SECONDS}) AS day, user_id, "
+        f"{_meaningful(bind, meaningful_events)} AS meaningful, "
+        f"toInt64(indexOf({bind('daily_events', Parameter.strings(names))}, event)) AS named "
+        f"FROM ({source})) "
+        "ARRAY JOIN arrayFilter(s -> s >= 0, [if(meaningful, 0, -1), if(named > 0, named, -1)]) AS slot "
+        "GROUP BY day, slot"
+    )
+
+    def read(rows: list[Row]) -> DailyUsers:
+        counts = np.zeros((n_days, len(names) + 1), dtype=np.int64)
+        for row in rows:
+            counts[int(row["day"]), int(row["slot"])] = int(row["users"])
+        return DailyUsers.of(counts.tolist(), names)
 
     return Query(sql, bind.values, read)

@@ -42,7 +42,7 @@ from ..analysis.retention import (
     StickinessCounts,
 )
 from ..analysis.segments import UserActivity
-from ..analysis.usage import UserCounts
+from ..analysis.usage import DailyUsers, UserCounts
 from ..config import EventsConfig
 from ..health import HealthRegistry
 from ..sources.http import ClientSettings, HttpFailure, ResponseFormat, UpstreamClient
@@ -50,6 +50,7 @@ from .clickhouse_queries import (
     EventsTable,
     FunnelDurations,
     Query,
+    daily_users_query,
     feature_dates_query,
     feature_users_query,
     funnel_query,
@@ -139,6 +140,11 @@ class ClickHouseEventsSource(UpstreamClient):
         if not event_names:
             return {}
         return await self.select(feature_dates_query(self.table, event_names, end=end))
+
+    async def daily_users(self, event_names: Collection[str], *, start: int, end: int,
+                          meaningful_events: Collection[str] | None = None) -> DailyUsers:
+        return await self.select(daily_users_query(self.table, event_names, start=start, end=end,
+                                                   meaningful_events=meaningful_events))
 
     async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid) -> RetentionCounts:
         return await self.select(retention_query(self.table, query, grid))

@@ -45,7 +45,7 @@ from ..analysis.retention import (
     StickinessCounts,
 )
 from ..analysis.segments import UserActivity
-from ..analysis.usage import UserCounts
+from ..analysis.usage import DailyUsers, UserCounts
 from ..config import EventsConfig
 from ..errors import SourceError
 from ..health import HealthRegistry
@@ -58,7 +58,7 @@ from .file_loader import (
     file_fingerprint,
 )
 from .log import EventLog
-from .log_activity import feature_dates, feature_unique_users, user_activity, user_counts
+from .log_activity import daily_users, feature_dates, feature_unique_users, user_activity, user_counts
 from .log_dimensions import select_users
 from .log_funnels import FunnelReach, funnel_reach
 from .log_retention import lifecycle_counts, retention_counts, stickiness_counts
@@ -156,6 +156,11 @@ class EventsFileSource:
     async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
         log = (await self.read()).log
         return await asyncio.to_thread(feature_dates, log, event_names, end)
+
+    async def daily_users(self, event_names: Collection[str], *, start: int, end: int,
+                          meaningful_events: Collection[str] | None = None) -> DailyUsers:
+        log = (await self.read()).log
+        return await asyncio.to_thread(daily_users, log, event_names, start, end, meaningful_events=meaningful_events)
 
     async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid,
                                selection: Selection = EVERYONE) -> RetentionCounts:

@@ -2,8 +2,8 @@
 
 The measures are defined in :mod:`exporter.analysis.segments` (which also applies the rules and
 makes the report); this module computes them with numpy, plus the identified user counts of the
-usage and feature-adoption areas. The ClickHouse backend answers the same questions in SQL
-(:mod:`exporter.events.clickhouse_queries`).
+usage and feature-adoption areas and the daily user counts that are forecast. The ClickHouse
+backend answers the same questions in SQL (:mod:`exporter.events.clickhouse_queries`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from exporter.analysis.segments import (
     UserActivity,
     segments_report,
 )
-from exporter.analysis.usage import UserCounts
+from exporter.analysis.usage import DailyUsers, UserCounts
 from exporter.events.log import EventLog
 from exporter.events.log_dimensions import select_users
 
@@ -155,6 +155,42 @@ def feature_unique_users(
     keys = _unique_keys(slot[wanted] * n_users + users, len(names) * n_users)
     counts = np.bincount(keys // max(n_users, 1), minlength=len(names))
     return {name: int(count) for name, count in zip(names, counts.tolist())}
+
+
+def daily_users(
+    log: EventLog, event_names: Collection[str], start: int, end: int, *,
+    meaningful_events: Collection[str] | None = None,
+) -> DailyUsers:
+    """Distinct users per UTC day of ``[start, end)`` (``start`` a UTC midnight; the last day may be
+    partial): with a meaningful event, and with each event name (zeros for names absent from the log).
+
+    Every counted event becomes one key ``(day, slot, user)`` -- slot 0 for a meaningful event,
+    slot ``k`` for the ``k``-th name -- and the distinct keys are counted per ``(day, slot)``.
+    """
+    if start % DAY_SECONDS:
+        raise ValueError("daily counts start at a UTC midnight")
+    names = list(dict.fromkeys(event_names))
+    n_days, slots, n_users = max(0, -(-(end - start) // DAY_SECONDS)), len(names) + 1, len(log.user_names)
+    slot_of_event = np.full(len(log.event_names), -1, dtype=np.int64)
+    for slot, name in enumerate(names, start=1):
+        code = log.event_code(name)
+        if code is not None:
+            slot_of_event[code] = slot
+    first, stop = np.searchsorted(log.timestamps, [start, end], side="left")
+    day_row = (log.timestamps[first:stop] - start) // DAY_SECONDS * slots
+    users = log.user_ids[first:stop].astype(np.int64)
+    events = log.event_ids[first:stop]
+    slot = slot_of_event[events]
+    named = slot >= 0
+    if meaningful_events is None:  # every event is meaningful: no mask to gather
+        rows, owners = np.concatenate((day_row, day_row[named] + slot[named])), np.concatenate((users, users[named]))
+    else:
+        meaningful = _event_mask(log, meaningful_events)[events]
+        rows = np.concatenate((day_row[meaningful], day_row[named] + slot[named]))
+        owners = np.concatenate((users[meaningful], users[named]))
+    keys = _unique_keys(rows * n_users + owners, n_days * slots * n_users)
+    counts = np.bincount(keys // max(n_users, 1), minlength=n_days * slots).reshape(n_days, slots)
+    return DailyUsers.of(counts.tolist(), names)
 
 
 def feature_dates(log: EventLog, event_names: Collection[str], end: int) -> dict[str, tuple[int, int] | None]:

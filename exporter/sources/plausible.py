@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,8 @@ SERIES_METRICS = ("visitors", "pageviews")
 V1_BREAKDOWN_KEYS = {"event:page": "page", "visit:source": "source", "event:goal": "goal"}
 REALTIME_WINDOW = timedelta(minutes=5)  # Plausible's definition of "current visitors"
 GOAL = "event:goal"
+HOUR, DAY = "time:hour", "time:day"
+PAGE_LIMIT = 10_000  # v2's page size (its default and largest): a year of days by goal is 366 rows per goal
 GOAL_METRICS = ("visitors", "events")
 GOAL_LIMIT = 1000  # v1's largest page; a site has far fewer goals than this
 WEEK = timedelta(days=7)
@@ -102,20 +104,65 @@ class PlausibleClient(UpstreamClient):
 
     async def timeseries(self, window: ResolvedRange, metrics: Sequence[str] = SERIES_METRICS) -> list[SeriesPoint]:
         """One point per bucket the window touches, zero-filled: v2 omits empty buckets."""
-        dimension = "time:hour" if window.granularity == "hour" else "time:day"
+        if window.granularity == "day":
+            return await self.daily(window.first_day, window.last_day, metrics)
         if await self._version() == "v2":
-            rows = await self._v2_rows(window, metrics, dimensions=[dimension], order_by=[[dimension, "asc"]])
+            rows = await self._v2_rows(window, metrics, dimensions=[HOUR], order_by=[[HOUR, "asc"]])
             found = {self._label_time(str(labels[0])): values for values, labels in rows}
         else:
             found = {}
             for params in self._v1_series_requests(window):
-                data = await self._v1("timeseries", {**params, "metrics": ",".join(metrics)})
-                for row in _field(data, "results", list):
-                    row = _expect(row, dict, "timeseries row")
-                    found[self._label_time(str(row.get("date")))] = [_number(row.get(m)) for m in metrics]
-        empty = [0.0] * len(metrics)
-        return [SeriesPoint(bucket, {m: v or 0.0 for m, v in zip(metrics, found.get(bucket, empty))})
-                for bucket in window.buckets()]
+                found |= await self._v1_series({**params, "metrics": ",".join(metrics)}, metrics)
+        return _zero_filled(window.buckets(), found, metrics)
+
+    async def daily(self, first: date, last: date, metrics: Sequence[str] = SERIES_METRICS) -> list[SeriesPoint]:
+        """One point per day ``first..last`` (the site's calendar days), zero-filled; one request on
+        either API, however many days."""
+        span = [first.isoformat(), last.isoformat()]
+        if await self._version() == "v2":
+            rows = await self._v2_query({"metrics": list(metrics), "date_range": span, "dimensions": [DAY],
+                                         "order_by": [[DAY, "asc"]]})
+            found = {self._label_time(str(labels[0])): values for values, labels in rows}
+        else:
+            found = await self._v1_series({"period": "custom", "date": ",".join(span), "interval": "day",
+                                           "metrics": ",".join(metrics)}, metrics)
+        return _zero_filled(self._days(first, last), found, metrics)
+
+    async def daily_goal_visitors(self, first: date, last: date, goals: Sequence[str]) -> dict[str, list[float]]:
+        """Unique visitors of each of ``goals`` on each day ``first..last`` (0 without conversions).
+
+        v2 asks once (``event:goal`` x ``time:day``, a page per 10,000 rows). v1 has no time
+        dimension in breakdowns, so it asks one timeseries filtered on each goal; a goal Plausible
+        does not know (a 400) reads as no conversions, as it does on v2.
+        """
+        days = self._days(first, last)
+        position = {day: index for index, day in enumerate(days)}
+        series = {goal: [0.0] * len(days) for goal in goals}
+        span = [first.isoformat(), last.isoformat()]
+        if await self._version() == "v2":
+            offset = 0
+            while True:
+                rows = await self._v2_query({"metrics": ["visitors"], "date_range": span, "dimensions": [GOAL, DAY],
+                                             "pagination": {"limit": PAGE_LIMIT, "offset": offset}})
+                for values, labels in rows:
+                    goal, label = _expect_labels(labels, 2)
+                    if goal in series:
+                        series[goal][self._day_index(self._label_time(str(label)), position)] = values[0] or 0.0
+                if len(rows) < PAGE_LIMIT:
+                    return series
+                offset += PAGE_LIMIT
+        for goal in goals:
+            try:
+                found = await self._v1_series({"period": "custom", "date": ",".join(span), "interval": "day",
+                                               "metrics": "visitors", "filters": f"{GOAL}=={_v1_filter_value(goal)}"},
+                                              ["visitors"])
+            except SourceError as error:
+                if error.code != "bad_request":
+                    raise
+                continue  # Plausible has no such goal
+            for moment, (visitors,) in found.items():
+                series[goal][self._day_index(moment, position)] = visitors or 0.0
+        return series
 
     async def breakdown(self, window: ResolvedRange, dimension: str, *, limit: int = 10,
                         metrics: Sequence[str] = SERIES_METRICS) -> tuple[list[BreakdownRow], str | None]:
@@ -266,6 +313,18 @@ class PlausibleClient(UpstreamClient):
         return {str(row.get(V1_BREAKDOWN_KEYS[GOAL])): _goal_uses({m: _number(row.get(m)) for m in GOAL_METRICS})
                 for row in rows}
 
+    def _days(self, first: date, last: date) -> list[datetime]:
+        """The start of each day ``first..last`` in the site's timezone."""
+        return [datetime.combine(first + timedelta(days=i), time(), self.tz) for i in range((last - first).days + 1)]
+
+    def _day_index(self, moment: datetime, position: dict[datetime, int]) -> int:
+        """Which of the days asked for (``position``: their starts) a day label read as ``moment`` is."""
+        index = position.get(moment)
+        if index is None:
+            raise self.error(f"day {moment.date().isoformat()} lies outside the days asked for",
+                             code="invalid_response")
+        return index
+
     def _week_index(self, label: str, first_week: date, weeks: int) -> int:
         """Which week (0 = ``first_week``) a ``time:week`` label or a v1 day belongs to."""
         day = self._label_time(label).date()
@@ -313,11 +372,14 @@ class PlausibleClient(UpstreamClient):
         return params, note
 
     def _v1_series_requests(self, window: ResolvedRange) -> list[dict[str, str]]:
-        if window.granularity == "hour":  # period=day gives hourly rows, one calendar day per call
-            days = sorted({bucket.date() for bucket in window.buckets()})
-            return [{"period": "day", "date": day.isoformat()} for day in days]
-        return [{"period": "custom", "date": f"{window.first_day.isoformat()},{window.last_day.isoformat()}",
-                 "interval": "day"}]
+        """period=day gives hourly rows, one calendar day per call."""
+        return [{"period": "day", "date": day.isoformat()} for day in sorted({b.date() for b in window.buckets()})]
+
+    async def _v1_series(self, params: dict[str, str], metrics: Sequence[str]) -> dict[datetime, list[float | None]]:
+        """A v1 timeseries' rows by bucket start."""
+        data = await self._v1("timeseries", params)
+        rows = (_expect(row, dict, "timeseries row") for row in _field(data, "results", list))
+        return {self._label_time(str(row.get("date"))): [_number(row.get(m)) for m in metrics] for row in rows}
 
     # -- shared -----------------------------------------------------------------------------------
 
@@ -370,6 +432,13 @@ class PlausibleClient(UpstreamClient):
         except ValueError:
             raise self.error(f"unexpected time label {label[:40]!r}", code="invalid_response") from None
         return moment.replace(tzinfo=self.tz) if moment.tzinfo is None else moment.astimezone(self.tz)
+
+
+def _zero_filled(buckets: Sequence[datetime], found: dict[datetime, list[float | None]],
+                 metrics: Sequence[str]) -> list[SeriesPoint]:
+    """A point per bucket; a bucket without a row (v2 omits empty ones) or a null value is 0."""
+    empty = [0.0] * len(metrics)
+    return [SeriesPoint(bucket, {m: v or 0.0 for m, v in zip(metrics, found.get(bucket, empty))}) for bucket in buckets]
 
 
 def _v2_date_range(window: ResolvedRange) -> list[str]:

@@ -3,8 +3,9 @@
 Its data is a small table of daily and hourly visitors/pageviews; it answers v2 (omitting empty
 buckets) and v1 (zero-filling them) from that table, so the two generations can be compared.
 Goal conversions have a daily table of their own, answered as Plausible does: goal breakdowns
-(v2 ``event:goal``, optionally x ``time:week``; v1 ``property=event:goal``) omit goals without
-conversions, and an ``is`` filter on a goal the site does not have is a 400.
+(v2 ``event:goal``, optionally x ``time:week`` or ``time:day``; v1 ``property=event:goal``) omit
+goals without conversions, v1's timeseries filtered on a goal zero-fills its days, and an ``is``
+filter on a goal the site does not have is a 400.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ API_KEY = "test-key-5f1c9a"
 SITE_ID = "backstage.fawkes.idp"
 GOAL = "event:goal"
 WEEK = "time:week"
+DAY = "time:day"
 
 
 @dataclass
@@ -219,6 +221,13 @@ class FakePlausible:
         elif dims == [GOAL]:
             rows = [{"dimensions": [goal], "metrics": [uses.get(m, 0) for m in metrics]}
                     for goal, uses in self._goal_uses(first, last, names).items()]
+        elif dims == [GOAL, DAY]:  # Plausible omits days without conversions
+            rows = [{"dimensions": [goal, day.isoformat()], "metrics": [dict(zip(("visitors", "events"), uses))[m]
+                                                                       for m in metrics]}
+                    for goal, days in self.goals.items() for day, uses in sorted(days.items())
+                    if first <= day <= last and uses[0]]
+            page = body.get("pagination", {"limit": 10_000, "offset": 0})
+            rows = rows[page["offset"]:page["offset"] + page["limit"]]
         elif dims == [GOAL, WEEK]:
             rows = []
             for goal, days in self.goals.items():
@@ -247,6 +256,10 @@ class FakePlausible:
             first = last = self.today
         else:
             first, last = (date.fromisoformat(v) for v in query["date"].split(","))
+        if endpoint == "timeseries":  # one goal's daily visitors, zero-filled
+            days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+            visitors = {day: sum(self.goals.get(goal, {}).get(day, (0, 0))[0] for goal in names or ()) for day in days}
+            return web.json_response({"results": [{"date": d.isoformat(), "visitors": visitors[d]} for d in days]})
         uses = self._goal_uses(first, last, names)
         if endpoint == "breakdown":
             return web.json_response({"results": [{"goal": goal, **{m: u.get(m, 0) for m in metrics}}
