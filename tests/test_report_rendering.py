@@ -225,7 +225,8 @@ def test_the_summary_gives_each_headline_number_and_its_change_against_the_previ
     relative = (usage["active_users"] - usage["active_users"] // 2) / (usage["active_users"] // 2)
     assert f"{active}, {relative:+.1%} (was {usage['active_users'] // 2})" in summary.text
     assert f"Bounce rate: {usage['bounce_rate']:.1f}%, -2.5 pp" in summary.text
-    assert "Anomalies" not in summary.text  # no forecasting section in this dashboard
+    newest = dashboard["anomalies"]["anomalies"][0]  # the demo plants anomalies in its daily series
+    assert f"Anomalies\n- {newest['series']} on {newest['timestamp'][:10]}: " in summary.text
     assert summary.subject.startswith("Analytics report weekly: 30d to ")
     for value in (f"{relative:+.1%}", "-2.5 pp", "Previous", "Change"):
         assert value in summary.html
