@@ -25,10 +25,20 @@ RUN python -m venv --without-pip /opt/analytics-dashboard
 
 # Dependencies first, from pyproject.toml alone, so editing the code does not re-download numpy
 # and scipy. Every runtime dependency ships manylinux wheels: no compiler is needed, here or later.
+# The optional extra `reports` (reportlab, XlsxWriter) comes too: the image answers
+# /api/v1/export/{xlsx,pdf} and sends the scheduled reports (docs/reports.md).
 COPY pyproject.toml ./
-RUN python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
-        > requirements.txt \
+RUN python -c 'import tomllib; project = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+print(*project["dependencies"], *project["optional-dependencies"]["reports"], sep="\n")' > requirements.txt \
     && pip --python /opt/analytics-dashboard/bin/python install --requirement requirements.txt
+
+# The PDF reports' typeface: DejaVu Sans from Debian's fonts-dejavu-core (Latin, Greek, Cyrillic;
+# reportlab's own Vera covers Western European text only). Unpacked here; the final stage takes
+# the two files the reports use and the licence, and installs nothing.
+RUN apt-get update \
+    && apt-get download fonts-dejavu-core \
+    && dpkg-deb --extract fonts-dejavu-core_*.deb /fonts \
+    && rm -rf /var/lib/apt/lists/* fonts-dejavu-core_*.deb
 
 # Then the project itself, as a wheel built by setuptools. pip byte-compiles everything it
 # installs, so the read-only image never needs to write __pycache__.
@@ -50,6 +60,9 @@ RUN groupadd --system --gid 10001 analytics \
         --shell /usr/sbin/nologin analytics
 
 COPY --from=builder /opt/analytics-dashboard /opt/analytics-dashboard
+COPY --from=builder /fonts/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
+                    /fonts/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf /usr/share/fonts/truetype/dejavu/
+COPY --from=builder /fonts/usr/share/doc/fonts-dejavu-core/copyright /usr/share/doc/fonts-dejavu-core/copyright
 COPY config/analytics.yaml /etc/analytics-dashboard/analytics.yaml
 
 # PYTHONDONTWRITEBYTECODE: the root filesystem may be read-only (the bytecode was compiled at

@@ -1,7 +1,10 @@
 """``GET /api/v1/export/{format}`` and ``analytics-dashboard export``: the dashboard as a file.
 
 ``json`` is the dashboard object itself, serialized exactly as ``/api/v1/dashboard`` serializes
-it. ``csv`` is one tidy table, a row per numeric leaf of every section::
+it. ``xlsx`` (a sheet per section) and ``pdf`` (a readable report) are rendered from the dashboard
+and its tidy rows by :mod:`exporter.reports.render` (docs/reports.md), in a worker thread; they
+need the optional extra ``reports`` (501 naming it when it is not installed). ``csv`` is one tidy
+table, a row per numeric leaf of every section::
 
     section,name,dimension,value,unit,time_range
 
@@ -47,17 +50,19 @@ from aiohttp import web
 
 from exporter.areas.base import Area, SectionHeader
 from exporter.areas.params import time_range
+from exporter.reports import render as reports
 from exporter.results import declaration, key_fields
 
 from .dashboard import HEADER_FIELDS, build_dashboard
 from .errors import ApiError
 from .jsonio import dumps
-from .keys import RESPONSES, SERVICE
+from .keys import RESPONSES, SERVICE, WORKER
 from .params import parse_query
 
 EXPORT_QUERY = {"time_range": time_range("30d")}
-FORMATS = ("json", "csv")
-CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"}
+TEXT_FORMATS = ("json", "csv")  # UTF-8 text; the others are binary files
+FORMATS = (*TEXT_FORMATS, *reports.RENDERERS)
+CONTENT_TYPES = {"json": "application/json", "csv": "text/csv"} | reports.CONTENT_TYPES
 CSV_HEADER = ("section", "name", "dimension", "value", "unit", "time_range")
 SERIES_VALUE = "value"  # a point of a series: its value row is named after the series
 DEFAULT_UNIT = "number"
@@ -67,9 +72,9 @@ Row = tuple[str, str, str, int | float, str, str]
 
 @dataclass(frozen=True)
 class Export:
-    """A rendered export: the file's text, its media type and the download's file name."""
+    """A rendered export: the file's bytes, its media type and the download's file name."""
 
-    text: str
+    body: bytes
     content_type: str
     filename: str
 
@@ -81,15 +86,29 @@ async def export(request: web.Request) -> web.Response:
     params = parse_query(request, EXPORT_QUERY)
     service = request.app[SERVICE]
     dashboard = await build_dashboard(service, request.app[RESPONSES], params["time_range"])
-    rendered = render_export(service.areas, dashboard, form)
-    return web.Response(text=rendered.text, content_type=rendered.content_type,
+    try:
+        if form in reports.RENDERERS:
+            rendered = await request.app[WORKER].run(render_export, service.areas, dashboard, form)
+        else:  # milliseconds: not worth a thread
+            rendered = render_export(service.areas, dashboard, form)
+    except reports.ReportsExtraMissing as error:
+        raise ApiError(501, "extra_not_installed", str(error)) from None
+    return web.Response(body=rendered.body, content_type=rendered.content_type,
+                        charset="utf-8" if form in TEXT_FORMATS else None,
                         headers={"Content-Disposition": f'attachment; filename="{rendered.filename}"'})
 
 
 def render_export(areas: Mapping[str, Area], dashboard: Mapping[str, Any], form: str) -> Export:
-    """The dashboard as ``form`` (``json`` or ``csv``), named after its range and generation time."""
-    text = dumps(dashboard) if form == "json" else dashboard_csv(areas, dashboard)
-    return Export(text, CONTENT_TYPES[form], export_filename(dashboard, form))
+    """The dashboard as ``form`` (one of :data:`FORMATS`), named after its range and generation
+    time. Raises :class:`~exporter.reports.render.ReportsExtraMissing` for ``xlsx`` and ``pdf``
+    without the extra; CPU-bound for those two (call it in a worker thread from the event loop)."""
+    if form == "json":
+        body = dumps(dashboard).encode()
+    elif form == "csv":
+        body = dashboard_csv(areas, dashboard).encode()
+    else:
+        body = reports.render(form, dashboard, dashboard_rows(areas, dashboard))
+    return Export(body, CONTENT_TYPES[form], export_filename(dashboard, form))
 
 
 def export_filename(dashboard: Mapping[str, Any], form: str) -> str:

@@ -12,8 +12,10 @@
   areas' sections, an area with members as a mapping of them.
 - Errors are the envelope: 400 wherever a handler parses the query string (unknown, repeated or
   invalid parameters), 401 on ``/api/v1/*`` when an API token is configured, 404 for an unknown
-  funnel or export format, 405 for another method on a documented path, 503 where a section
-  depends on upstreams.
+  funnel, export format or report, 405 for another method on a documented path, 501 for an
+  export format whose optional extra is not installed, 503 where a section depends on upstreams.
+- The stream is described as far as OpenAPI can: its handshake (101, or the errors answered
+  before any upgrade); its messages are in the operation's description.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from .jsonio import json_response
 from .keys import SERVICE
 from .middlewares import API_PREFIX
 from .params import parse_query
+from .reports import SEND_PATH
+from .stream import PING_SECONDS, STREAM_PATH, STREAM_QUERY
 
 OPENAPI_VERSION = "3.1.0"
 AUTO_METHODS = frozenset({"HEAD", "OPTIONS"})  # aiohttp adds HEAD to every GET; CORS answers OPTIONS
@@ -84,15 +88,16 @@ def _section_operation(area: Area) -> Operation:
 
 
 ERROR_STATUS = {"BadRequest": "400", "Unauthorized": "401", "NotFound": "404", "MethodNotAllowed": "405",
-                "TooSoon": "429", "Unavailable": "503"}
+                "UpgradeRequired": "426", "TooSoon": "429", "NotInstalled": "501", "Unavailable": "503",
+                "TooManyStreams": "503"}
 ERROR_RESPONSES: dict[str, Schema] = {
     "BadRequest": {"description": "an unknown, repeated or invalid query parameter; the message names the valid "
                                   "values", "content": json_content(ref("schemas", "Error"))},
     "Unauthorized": {"description": "missing or wrong `Authorization: Bearer <API token>`",
                      "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
                      "content": json_content(ref("schemas", "Error"))},
-    "NotFound": {"description": "no such funnel (or other member) or export format; the message names the valid "
-                                "ones",
+    "NotFound": {"description": "no such funnel (or other member), export format or report; the message names the "
+                                "valid ones",
                  "content": json_content(ref("schemas", "Error"))},
     "MethodNotAllowed": {"description": "this path does not serve the request's method (`Allow` lists those it does)",
                          "headers": {"Allow": {"schema": {"type": "string"}}},
@@ -101,6 +106,16 @@ ERROR_RESPONSES: dict[str, Schema] = {
                                "(`refresh_too_soon`); `Retry-After` says when the next one is allowed",
                 "headers": {"Retry-After": {"schema": {"type": "string"}}},
                 "content": json_content(ref("schemas", "Error"))},
+    "UpgradeRequired": {"description": "not a WebSocket handshake (`upgrade_required`)",
+                        "headers": {"Upgrade": {"schema": {"type": "string"}}},
+                        "content": json_content(ref("schemas", "Error"))},
+    "NotInstalled": {"description": "the format needs the optional extra `reports`, not installed here "
+                                    "(`extra_not_installed`; the message says how to install it)",
+                     "content": json_content(ref("schemas", "Error"))},
+    "TooManyStreams": {"description": "`server.max_stream_clients` streams are open (`too_many_streams`); "
+                                      "`Retry-After` says when to try again",
+                       "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                       "content": json_content(ref("schemas", "Error"))},
     "Unavailable": {"description": "a source the section needs is down (`upstream_error`, ...), disabled "
                                    "(`source_disabled`, naming the missing setting) or slower than the request "
                                    "deadline (`upstream_timeout`)",
@@ -142,12 +157,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/v1/export/{format}"): Operation(
         "Dashboard", "The dashboard as a download",
         "`json`: the dashboard object. `csv`: one tidy table with the header "
-        "`section,name,dimension,value,unit,time_range`, one row per numeric leaf (see the README). Both come with "
+        "`section,name,dimension,value,unit,time_range`, one row per numeric leaf. `xlsx`: a sheet per section, "
+        "the numbers as typed cells under a units row. `pdf`: a readable report (headline figures, tables, charts). "
+        "`xlsx` and `pdf` need the optional extra `reports` (501 without it). Every format comes with "
         '`Content-Disposition: attachment; filename="analytics-dashboard-<time_range>-<YYYYmmddTHHMMSSZ>.<format>"`.',
         EXPORT_QUERY, {"200": {
             "description": "the export", "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
             "content": {CONTENT_TYPES["json"]: {"schema": ref("schemas", "Dashboard")},
-                        CONTENT_TYPES["csv"]: {"schema": {"type": "string"}}}}},
+                        CONTENT_TYPES["csv"]: {"schema": {"type": "string"}},
+                        **{CONTENT_TYPES[form]: {"schema": {"type": "string", "contentMediaType": CONTENT_TYPES[form]}}
+                           for form in ("xlsx", "pdf")}}}},
+        ("NotFound", "NotInstalled")),
+    ("GET", STREAM_PATH): Operation(
+        "Dashboard", "Live updates of sections (WebSocket)",
+        "Upgrades to a WebSocket. For each subscribed section the server sends `{\"type\": \"section\", "
+        "\"section\": <dashboard key>, \"time_range\": <the requested one>, \"data\": <exactly what the section's "
+        "endpoint serves, or its error envelope>}` at once and again whenever its snapshot changes (`funnels`: every "
+        f"configured funnel by name, as in the dashboard), and `{{\"type\": \"ping\"}}` every {PING_SECONDS:g} s. "
+        "Clients send nothing. A client that stops reading is closed with 1008; at shutdown every stream is closed "
+        "with 1001. At most `server.max_stream_clients` streams at once.", STREAM_QUERY,
+        {"101": {"description": "the WebSocket"}}, ("UpgradeRequired", "TooManyStreams")),
+    ("POST", SEND_PATH): Operation(
+        "Operations", "Send a scheduled report now",
+        "Composes the report (the dashboard for its time range, the summary and the configured formats) and sends "
+        "it to its recipients in the background, retried with back-off; the answer does not wait for the mail "
+        "server. The outcome is in the log and in `analytics_report_last_success_timestamp_seconds{report}`.", {},
+        {"202": {"description": "the send has started (or one asked for earlier is still under way)",
+                 "content": json_content(ref("schemas", "ReportSending"))}},
         ("NotFound",)),
     ("GET", "/api/v1/openapi.json"): Operation(
         "Operations", "This document", "OpenAPI 3.1, generated from the routes this process serves.", {},
@@ -239,9 +275,14 @@ def _query_parameter(name: str, param: Param) -> Schema:
 def _path_parameter(name: str, service: AnalyticsService) -> Schema:
     if name == "format":
         values, description = list(FORMATS), "the export format"
+    elif name == "name":
+        values, description = [report.name for report in service.config.reports], "a configured report"
     else:
         area = next(area for area in service.areas.values() if area.member == name)
         values, description = list(area.members()), f"a configured {name.removesuffix('_name')}"
+    if not values:  # an empty enum would be a parameter no request can satisfy
+        return {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+                "description": f"{description}; none is configured, so every value is answered 404"}
     return {"name": name, "in": "path", "required": True, "description": description,
             "schema": {"type": "string", "enum": values}}
 
@@ -254,6 +295,7 @@ def _component_schemas(service: AnalyticsService) -> dict[str, Schema]:
         "SourceSummary": json_schema(SourceSummary),
         "FunnelCatalogue": json_schema(FunnelCatalogue),
         "RefreshOutcome": schemas.REFRESH_OUTCOME,
+        "ReportSending": schemas.REPORT_SENDING,
         "Health": schemas.HEALTH,
     }
 

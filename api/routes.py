@@ -17,7 +17,9 @@ from .jsonio import json_response
 from .keys import RENDERER, SERVICE
 from .openapi import openapi
 from .params import parse_query
+from .reports import SEND_PATH, send_report
 from .sections import section_response
+from .stream import STREAM_PATH, stream
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 SCRAPE_MARGIN_SECONDS = 0.5  # leave time to render and send before Prometheus gives up
@@ -98,4 +100,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/metrics/refresh", refresh)
     app.router.add_get("/api/v1/dashboard", dashboard)
     app.router.add_get("/api/v1/export/{format}", export)
+    app.router.add_get(STREAM_PATH, stream)
+    app.router.add_post(SEND_PATH, send_report)
     app.router.add_get("/api/v1/openapi.json", openapi)

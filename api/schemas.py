@@ -47,6 +47,9 @@ REFRESH_OUTCOME = record({"sources": mapping_of(
     enum(("refreshed", "failed", "pending", "disabled", "not_used")),
     "per source: refreshed, failed, pending (still running at the deadline: 202), disabled, or not_used")})
 
+REPORT_SENDING = record({"report": described(TEXT, "the report's name"),
+                         "status": enum(("sending",), "the send runs in the background")})
+
 HEALTH = record({
     "status": enum(("healthy", "degraded")),
     "service": {"const": "analytics-dashboard"},

@@ -8,6 +8,8 @@
 - A failed load is never stored as data; the caller sees the exception (or the stale value, if
   any). For a short back-off after a failure (a tenth of the TTL, at most 30 s) the same error is
   answered without calling the upstream again, so a dead upstream is not hammered by every request.
+- Whoever keeps something derived from the values (the live stream) is told of every change
+  (:meth:`Memo.on_change`) instead of polling.
 
 The clock is injectable so tests move time without sleeping.
 """
@@ -45,6 +47,7 @@ class Memo:
         # Bumped whenever a value is stored or dropped: with next_change_at(), it tells a reader
         # that caches something derived from the values (a rendered response) whether it still holds.
         self.revision = 0
+        self._listeners: list[Callable[[], None]] = []
 
     async def get(self, key: Hashable, loader: Callable[[], Awaitable[T]]) -> Cached[T]:
         """The value for ``key``: fresh, stale-while-revalidating, or loaded now."""
@@ -73,9 +76,20 @@ class Memo:
         age = self.clock() - entry.fetched_at
         if age >= self.hard_limit:
             del self._entries[key]
-            self.revision += 1
+            self._changed()
             return None
         return Cached(entry.value, entry.fetched_at, stale=age >= self.ttl)
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` whenever a value is stored or dropped (it must not block: it runs
+        inside the memo's own calls); returns the function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _changed(self) -> None:
+        self.revision += 1
+        for listener in list(self._listeners):
+            listener()
 
     def keys(self) -> set[Hashable]:
         """The keys held (some may be past the hard limit until the next store drops them)."""
@@ -131,8 +145,8 @@ class Memo:
             entry = Cached(value, self.clock())
             self._forget_expired()
             self._entries[key] = entry
-            self.revision += 1
             self._failures.pop(key, None)
+            self._changed()
             return entry
         finally:
             self._loading.pop(key, None)

@@ -1,4 +1,4 @@
-"""The ``analytics-dashboard`` command: ``serve``, ``check-config`` and ``export``."""
+"""The ``analytics-dashboard`` command: ``serve``, ``check-config``, ``export`` and ``report``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from .timeranges import TimeRange
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from .service import AnalyticsService
 
 log = logging.getLogger("analytics_dashboard")
 # On SIGTERM the listener closes at once; requests in flight get this long to finish (they normally
@@ -68,13 +70,22 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(check)
     check.set_defaults(run=_check_config)
 
-    export = commands.add_parser("export", help="print the dashboard once, as JSON or CSV, to stdout")
-    export.add_argument("--format", required=True, metavar="{json,csv}", help="json: the dashboard object; "
-                        "csv: the tidy table (section,name,dimension,value,unit,time_range)")
+    export = commands.add_parser("export", help="write the dashboard once, as JSON, CSV, xlsx or PDF, to stdout")
+    export.add_argument("--format", required=True, metavar="{json,csv,xlsx,pdf}", help="json: the dashboard object; "
+                        "csv: the tidy table (section,name,dimension,value,unit,time_range); xlsx: a sheet per "
+                        "section; pdf: a readable report (xlsx and pdf need the optional extra 'reports')")
     export.add_argument("--time-range", choices=TimeRange.names(), help="the window (default: the API's, 30d)")
     _config_option(export)
     export.add_argument("--demo", action="store_true", help="start built-in simulated upstreams and use them")
     export.set_defaults(run=_export)
+
+    report = commands.add_parser("report", help="compose a configured report now: write it as an email "
+                                 "(.eml) to stdout, or send it with --send")
+    report.add_argument("name", help="the report's name (reports: in the configuration)")
+    report.add_argument("--send", action="store_true", help="send it to its recipients through smtp: instead")
+    _config_option(report)
+    report.add_argument("--demo", action="store_true", help="start built-in simulated upstreams and use them")
+    report.set_defaults(run=_report)
     return parser
 
 
@@ -166,34 +177,97 @@ async def _listen(site: "web.TCPSite", host: str, port: int) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     # The API's own code renders the export; it is imported only when exporting (it is heavy).
-    from api.export import EXPORT_QUERY, FORMATS
+    from api.export import EXPORT_QUERY, FORMATS, TEXT_FORMATS
+    from exporter.reports.render import ReportsExtraMissing
 
     if args.format not in FORMATS:
         print(f"unknown export format {args.format!r}; formats: {', '.join(FORMATS)}", file=sys.stderr)
         return 2
+    binary = args.format not in TEXT_FORMATS
+    if binary and sys.stdout.isatty():
+        print(f"{args.format} is a binary file: redirect the output (> dashboard.{args.format})", file=sys.stderr)
+        return 2
     config = load_config(args.config)
     _setup_logging(config.server.log_level)  # logs go to stderr; stdout carries only the export
     time_range = TimeRange(args.time_range or EXPORT_QUERY["time_range"].default)
-    text = asyncio.run(_export_async(args, config, time_range))
-    print(text, end="" if text.endswith("\n") else "\n")
+    try:
+        body = asyncio.run(_export_async(args, config, time_range))
+    except ReportsExtraMissing as error:
+        print(f"cannot export: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(body if binary or body.endswith(b"\n") else body + b"\n")
+    sys.stdout.flush()
     return 0  # sources that are down show in the export itself
 
 
-async def _export_async(args: argparse.Namespace, loaded: Config, time_range: TimeRange) -> str:
-    from api.dashboard import build_dashboard
+async def _export_async(args: argparse.Namespace, loaded: Config, time_range: TimeRange) -> bytes:
     from api.export import render_export
-    from api.responses import Responses
 
+    async with _service(args, loaded) as service:
+        dashboard = await _dashboard(service, time_range)
+    return render_export(service.areas, dashboard, args.format).body
+
+
+@contextlib.asynccontextmanager
+async def _service(args: argparse.Namespace, loaded: Config) -> AsyncIterator["AnalyticsService"]:
+    """A service for one command (with ``--demo``, over the simulated upstreams), closed on the way out."""
     from .service import AnalyticsService
 
     async with _demo_if_asked(args, loaded) as config:
         service = AnalyticsService(config)
         try:
-            dashboard = await build_dashboard(service, Responses(service.health, service.clock), time_range)
+            yield service
         finally:
-            await _cancel_other_tasks()  # loads the export no longer waits for must not outlive the clients
+            await _cancel_other_tasks()  # loads nobody waits for any more must not outlive the clients
             await service.close()
-    return render_export(service.areas, dashboard, args.format).text
+
+
+async def _dashboard(service: "AnalyticsService", time_range: TimeRange) -> dict[str, Any]:
+    from api.dashboard import build_dashboard
+    from api.responses import Responses
+
+    return await build_dashboard(service, Responses(service.health, service.clock), time_range)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from api.reports import UnknownReport
+    from exporter.reports.render import ReportsExtraMissing
+    from exporter.reports.smtp import LoginRefused, SendFailed
+
+    config = load_config(args.config)
+    configured = [report.name for report in config.reports]
+    if args.name not in configured:  # said before the demo or any source is started
+        print(UnknownReport(args.name, configured), file=sys.stderr)
+        return 2
+    _setup_logging(config.server.log_level)  # logs go to stderr; stdout carries only the message
+    try:
+        message = asyncio.run(_report_async(args, config))
+    except LoginRefused as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 1
+    except (SendFailed, ReportsExtraMissing) as error:
+        print(f"report {args.name} was not sent: {error}" if args.send else f"cannot compose: {error}",
+              file=sys.stderr)
+        return 1
+    if not args.send:
+        sys.stdout.buffer.write(message)
+        sys.stdout.flush()
+    return 0
+
+
+async def _report_async(args: argparse.Namespace, loaded: Config) -> bytes:
+    """The report's message as of now (as sent, with --send)."""
+    from api.reports import ReportDesk
+    from api.responses import Responses
+    from api.worker import Worker
+
+    async with _service(args, loaded) as service:
+        desk = ReportDesk(service, Responses(service.health, service.clock), Worker())
+        report = desk.find(args.name)
+        message = await desk.compose(report)
+    if args.send:
+        await desk.deliver(report, message)
+    return message.as_bytes()
 
 
 async def _cancel_other_tasks() -> None:

@@ -20,6 +20,7 @@ from .analysis.segments import SegmentThresholds
 from .identifiers import quote_identifier
 from .platform_names import DEFAULT_FUNNELS as DOCUMENTED_FUNNELS
 from .platform_names import FEATURE_GOALS, DocumentedFunnel
+from .reports.config import ReportConfig, SmtpConfig, check_reports
 from .secrets import Secret
 from .timeranges import TimeRange
 from .typed_mapping import MappingError, build, to_plain
@@ -48,11 +49,13 @@ class ServerConfig:
     # budget is 600/hour): at most one forced refresh per this many seconds.
     min_forced_refresh_seconds: float = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Open GET /api/v1/stream connections at most; a handshake beyond them is answered 503.
+    max_stream_clients: int = 100
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be 1..65535 (got {self.port})")
-        _positive(request_timeout_seconds=self.request_timeout_seconds)
+        _positive(request_timeout_seconds=self.request_timeout_seconds, max_stream_clients=self.max_stream_clients)
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,8 @@ class Config:
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     dimensions: tuple[DimensionConfig, ...] = ()
     max_breakdown_groups: int = 20
+    reports: tuple[ReportConfig, ...] = ()  # scheduled report emails (docs/reports.md#scheduled-reports)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
 
     def __post_init__(self) -> None:
         # A ClickHouse query that outlasts a scrape could only ever serve the next one.
@@ -385,6 +390,7 @@ class Config:
             duplicates = sorted({name for name in names if names.count(name) > 1})
             if duplicates:
                 raise ValueError(f"{section}: the name {duplicates[0]!r} is used more than once")
+        check_reports(self.reports, self.smtp)
 
     def funnel(self, name: str) -> FunnelConfig | None:
         """The configured funnel called ``name``, if any."""
@@ -406,6 +412,8 @@ ENVIRONMENT = {
     "CORS_ALLOWED_ORIGINS": "server.cors_allowed_origins",
     "API_TOKEN": "server.api_token",
     "API_TOKEN_FILE": "server.api_token_file",
+    "SMTP_PASSWORD": "smtp.password",
+    "SMTP_PASSWORD_FILE": "smtp.password_file",
 }
 
 # Environment variable that names each configurable setting, for messages ("set PLAUSIBLE_URL").

@@ -7,8 +7,8 @@ again whenever a scrape cannot reuse the last response.
 
 A scrape reuses the last response of its encoding as is -- no refresh, no rendering -- while
 nothing it shows can have changed: every published snapshot was fresh when it was rendered, no
-value has been stored in or dropped from the memo since, no health change has been recorded, and
-no value has reached its TTL or hard limit yet. That is every scrape between two refreshes.
+value has been stored in or dropped from the memo since, no health change or report sent has been
+recorded, and no value has reached its TTL or hard limit yet. That is every scrape between two refreshes.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class _Response:
     body: bytes
     memo_revision: int
     health_revision: int
+    reports_revision: int
     valid_until: float  # memo clock time at which a value turns stale or is dropped
 
 
@@ -42,7 +43,7 @@ class MetricsRenderer:
         self.service = service
         self.analytics = _registry(analytics_collectors(service.areas, service.config.cache.ttl_seconds))
         self.health = _registry(health_collectors(service.health, service.events, service.requests_per_cycle,
-                                                  service.plausible_hourly_requests))
+                                                  service.plausible_hourly_requests, service.report_outcomes))
         self._rendered: dict[str, tuple[Hashable, bytes]] = {}
         self._responses: dict[str, _Response] = {}  # per content type: the last reusable response
         self.analytics_renders = 0  # how often the analytics families were rendered (for tests/bench)
@@ -55,7 +56,9 @@ class MetricsRenderer:
         kept = self._responses.get(content_type)
         service = self.service
         if (kept is None or kept.memo_revision != service.memo.revision
-                or kept.health_revision != service.health.revision or service.memo.clock() >= kept.valid_until):
+                or kept.health_revision != service.health.revision
+                or kept.reports_revision != service.report_outcomes.revision
+                or service.memo.clock() >= kept.valid_until):
             return None
         return kept.body, content_type
 
@@ -83,7 +86,7 @@ class MetricsRenderer:
             self._responses.pop(content_type, None)
             return
         self._responses[content_type] = _Response(body, service.memo.revision, service.health.revision,
-                                                  service.memo.next_change_at())
+                                                  service.report_outcomes.revision, service.memo.next_change_at())
 
     def _generation(self) -> Hashable:
         """Identifies the set of snapshots on show: changes when any is refreshed or dropped."""

@@ -22,6 +22,7 @@ from .events.backend import EventsBackend
 from .events.clickhouse_source import ClickHouseEventsSource
 from .events.file_source import EventsFileSource
 from .health import HealthRegistry
+from .reports.outcomes import ReportOutcomes
 from .sources.experimentation import ExperimentationClient
 from .sources.feedback import FeedbackClient
 from .sources.http import counting_requests
@@ -39,6 +40,7 @@ class AnalyticsService:
         self.clock = clock
         self.health = HealthRegistry(clock)
         self.memo = Memo(config.cache.ttl_seconds, clock=clock)
+        self.report_outcomes = ReportOutcomes()  # the scheduled reports' last sends, for /metrics
         self._requests_by_key: dict[Hashable, tuple[str, int]] = {}  # per query: its source, requests last load
         self._parts: dict[Hashable, set[Hashable]] = {}  # per query: the queries its load asked for
         self._last_forced_refresh: float | None = None  # clock time of the last POST /metrics/refresh

@@ -25,6 +25,7 @@ from aiohttp import web
 from api.app import create_app
 from exporter import __version__
 from exporter.config import ENVIRONMENT, ServerConfig, load_config
+from exporter.reports.pdf_fonts import DEJAVU
 from exporter.service import AnalyticsService
 from tests.tools import require_tool
 
@@ -163,6 +164,17 @@ def test_entrypoint_is_the_console_script_serving():
     (command,) = arguments_of(final_stage(), "CMD")
     assert json.loads(entrypoint)[0] in scripts
     assert json.loads(command) == ["serve"]
+
+
+def test_the_image_has_the_reports_extra_and_the_pdf_typeface():
+    """The image serves the xlsx and pdf exports: it installs the extra and carries DejaVu Sans
+    where the PDF looks for it (exporter/reports/pdf_fonts.py)."""
+    builder_runs = " ".join(arguments_of(dockerfile_stages()[0], "RUN"))
+    assert '["optional-dependencies"]["reports"]' in builder_runs and "fonts-dejavu-core" in builder_runs
+    fonts = re.compile(r"DejaVuSans(-Bold)?\.ttf")
+    copied = [args.split() for args in arguments_of(final_stage(), "COPY") if fonts.search(args)]
+    assert copied and all(words[-1].rstrip("/") == str(DEJAVU) for words in copied)
+    assert {Path(word).name for words in copied for word in words[1:-1]} == {"DejaVuSans.ttf", "DejaVuSans-Bold.ttf"}
 
 
 def test_every_package_is_copied_into_the_build_and_not_ignored():

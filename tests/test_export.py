@@ -1,4 +1,4 @@
-"""``GET /api/v1/export/{json,csv}`` and ``analytics-dashboard export``."""
+"""``GET /api/v1/export/{json,csv,xlsx,pdf}`` and ``analytics-dashboard export``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ import io
 import json
 import re
 import socket
+import sys
 from datetime import datetime
 
+import openpyxl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pypdf import PdfReader
 
 from api.export import join_dimension
 from exporter.cli import main
 from exporter.config import ENVIRONMENT
+from exporter.reports.render import INSTALL_HINT
 
 HEADER = ["section", "name", "dimension", "value", "unit", "time_range"]  # docs/api.md#conventions
 SECTIONS = {"usage_trends", "feature_adoption", "experiment_results", "feedback", "user_segments", "funnels",
@@ -157,12 +161,54 @@ async def test_a_section_that_failed_has_no_rows_and_its_envelope_in_json(make_c
     assert exported["feedback"]["error"]["code"] == "source_disabled"
 
 
-async def test_unknown_format_is_a_404_naming_json_and_csv(make_client):
+async def test_xlsx_export_is_a_sheet_per_section_with_typed_numbers_as_a_download(make_demo_client):
+    client, _ = await make_demo_client()
+    response = await client.get("/api/v1/export/xlsx?time_range=7d")
+    assert response.status == 200
+    assert response.content_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert FILENAME.match(response.headers["Content-Disposition"])["ext"] == "xlsx"
+    workbook = openpyxl.load_workbook(io.BytesIO(await response.read()))
+    rows = parse_csv(await (await client.get("/api/v1/export/csv?time_range=7d")).text())
+    assert workbook.sheetnames == list(dict.fromkeys(row["section"] for row in rows))
+    usage = workbook["usage_trends"]
+    header, units, whole = ([cell.value for cell in line] for line in usage.iter_rows(max_row=3))
+    column = header.index("active_users")
+    assert units[column] == "users" and whole[column] == float(the_row(rows, "usage_trends", "active_users")["value"])
+    assert usage.cell(3, column + 1).data_type == "n"
+
+
+async def test_pdf_export_is_a_report_with_each_sections_headline_figures(make_demo_client):
+    client, _ = await make_demo_client()
+    response = await client.get("/api/v1/export/pdf?time_range=7d")
+    assert response.status == 200 and response.content_type == "application/pdf"
+    assert FILENAME.match(response.headers["Content-Disposition"])["ext"] == "pdf"
+    reader = PdfReader(io.BytesIO(await response.read()))
+    text = " ".join(" ".join((page.extract_text() or "").split()) for page in reader.pages)
+    dashboard = await (await client.get("/api/v1/dashboard?time_range=7d")).json()
+    assert "Time range 7d" in text and f"{dashboard['usage_trends']['page_views']:,}" in text
+    assert all(title in text for title in ("Usage trends", "Feature adoption", "Experiment results", "Funnels"))
+
+
+@pytest.mark.parametrize(("form", "package"), [("pdf", "reportlab"), ("xlsx", "xlsxwriter")])
+async def test_without_the_reports_extra_xlsx_and_pdf_are_501s_naming_it(make_client, monkeypatch, form, package):
+    for module in [name for name in sys.modules
+                   if name == package or name.startswith((f"{package}.", f"exporter.reports.{form}"))]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, package, None)  # what an environment without the extra gives
     client, _ = await make_client()
-    response = await client.get("/api/v1/export/xlsx")
+    response = await client.get(f"/api/v1/export/{form}")
+    assert response.status == 501
+    error = (await response.json())["error"]
+    assert error["code"] == "extra_not_installed" and INSTALL_HINT in error["message"] and package in error["message"]
+    assert (await client.get("/api/v1/export/csv")).status == 200
+
+
+async def test_unknown_format_is_a_404_naming_the_formats(make_client):
+    client, _ = await make_client()
+    response = await client.get("/api/v1/export/docx")
     assert response.status == 404
     error = (await response.json())["error"]
-    assert error["code"] == "unknown_format" and "json" in error["message"] and "csv" in error["message"]
+    assert error["code"] == "unknown_format" and "json, csv, xlsx, pdf" in error["message"]
     response = await client.get("/api/v1/export/csv?time_range=1y")
     assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_time_range"
 
@@ -230,6 +276,14 @@ def test_command_with_a_bad_configuration_exits_1_naming_the_key(clean_environme
     assert out == "" and "configuration error" in err and "plausibel" in err
 
 
+def test_command_exports_pdf_and_xlsx_as_binary_files_on_stdout(clean_environment, capsysbinary):
+    assert main(["export", "--format", "pdf", "--time-range", "7d", "--demo"]) == 0
+    pdf = capsysbinary.readouterr().out
+    assert pdf.startswith(b"%PDF") and len(PdfReader(io.BytesIO(pdf)).pages) > 1
+    assert main(["export", "--format", "xlsx", "--time-range", "7d", "--demo"]) == 0
+    assert "usage_trends" in openpyxl.load_workbook(io.BytesIO(capsysbinary.readouterr().out)).sheetnames
+
+
 def test_command_with_an_unknown_format_names_the_valid_ones(clean_environment, capsys):
     assert main(["export", "--format", "xml"]) == 2
-    assert "json, csv" in capsys.readouterr().err
+    assert "json, csv, xlsx, pdf" in capsys.readouterr().err

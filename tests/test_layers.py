@@ -62,6 +62,9 @@ NEVER = {
                        "an area gets a narrow context, never the service, the collectors or a front end"),
     "exporter.collectors": (("exporter.service", "exporter.rendering", "exporter.demo", "api"),
                             "collectors are given what they read; /metrics needs no HTTP layer"),
+    "exporter.reports": (("exporter.sources", "exporter.events", "exporter.areas", "exporter.collectors",
+                          "exporter.service", "exporter.rendering", "exporter.demo", "api"),
+                         "reports render and send the dashboard object they are given; they fetch nothing"),
     "api": (("exporter.demo",), "production never needs the demo"),
 }
 

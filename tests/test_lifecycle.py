@@ -1,8 +1,8 @@
 """Lifecycle of the real command (issue 8, item 6), run as a subprocess on loopback.
 
 - ``/health`` answers during start-up, before the first refresh has completed;
-- SIGTERM lets the requests in flight finish, closes the upstream sessions and exits 0 within a
-  few seconds;
+- SIGTERM lets the requests in flight finish, closes the live streams with 1001 and the upstream
+  sessions, and exits 0 within a few seconds;
 - a configuration error at start-up exits non-zero with one clear line on stderr, no traceback.
 """
 
@@ -36,7 +36,8 @@ def free_port() -> int:
 
 def clean_environment(**extra: str) -> dict[str, str]:
     """The environment without the service's own variables (the tests say what they mean)."""
-    names = ("PLAUSIBLE_", "EXPERIMENTATION_", "FEEDBACK_", "EVENTS_", "REFRESH_", "CORS_", "API_TOKEN", "ANALYTICS_")
+    names = ("PLAUSIBLE_", "EXPERIMENTATION_", "FEEDBACK_", "EVENTS_", "REFRESH_", "CORS_", "API_TOKEN", "ANALYTICS_",
+             "SMTP_")
     return {k: v for k, v in os.environ.items() if not k.startswith(names)} | {"PYTHONUNBUFFERED": "1"} | extra
 
 
@@ -233,6 +234,20 @@ async def test_sigterm_with_a_request_stuck_on_an_upstream_still_exits_within_se
     assert_clean(stderr)
 
 
+async def test_sigterm_closes_the_streams_with_1001_and_exits_0(serving, plausible, tmp_path):
+    service = serving("--config", str(config_file(tmp_path, plausible.url)))
+    async with aiohttp.ClientSession() as session:
+        await service.first_answer(session)
+        async with session.ws_connect(f"{service.url}/api/v1/stream?sections=usage_trends") as ws:
+            first = await ws.receive(timeout=STARTUP_SECONDS)
+            service.process.send_signal(signal.SIGTERM)
+            closing = await ws.receive(timeout=EXIT_SECONDS)
+    assert first.type == aiohttp.WSMsgType.TEXT and '"section":"usage_trends"' in first.data
+    assert (closing.type, closing.data, closing.extra) == (aiohttp.WSMsgType.CLOSE, 1001, "the server is shutting down")
+    assert await service.exit_code() == 0
+    assert_clean(service.output()[1])
+
+
 # -- a configuration error at start-up ---------------------------------------------------------------
 
 
@@ -247,10 +262,14 @@ def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     ("missing file", ["--config", "{dir}/absent.yaml"], {}, "not found"),
     ("bad environment value", [], {"REFRESH_INTERVAL": "soon"}, "ttl_seconds"),
     ("missing secret file", [], {"PLAUSIBLE_API_KEY_FILE": "{dir}/no-such-key"}, "no-such-key"),
+    ("schedule that does not parse", ["--config", "{dir}/report.yaml"], {},
+     "reports[0]: schedule: 'every monday' is not a schedule"),
 ])
 def test_a_configuration_error_is_one_line_and_exit_1(tmp_path, problem, args, environment, words):
     (tmp_path / "unknown.yaml").write_text("sources:\n  plausible:\n    colour: blue\n")
     (tmp_path / "broken.yaml").write_text("sources: [plausible\n")
+    (tmp_path / "report.yaml").write_text("reports: [{name: weekly, schedule: every monday, recipients: [a@x.org]}]\n"
+                                          "smtp: {host: smtp.example.com, sender: a@example.com}\n")
     fill = {"dir": str(tmp_path)}
     result = run_command("serve", "--port", str(free_port()), *(a.format(**fill) for a in args),
                          env=clean_environment(**{k: v.format(**fill) for k, v in environment.items()}))

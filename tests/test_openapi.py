@@ -29,8 +29,15 @@ CONTRACT_ROUTES = {
     ("GET", "/api/v1/feedback"): "30d", ("POST", "/api/v1/metrics/refresh"): None,
     ("GET", "/api/v1/export/{format}"): "30d", ("GET", "/api/v1/openapi.json"): None,
     ("GET", "/api/v1/retention"): "90d", ("GET", "/api/v1/lifecycle"): "30d",
+    ("GET", "/api/v1/stream"): "7d", ("POST", "/api/v1/reports/{name}/send"): None,
     ("GET", "/api/v1/forecast"): None, ("GET", "/api/v1/anomalies"): "30d",
 }
+# What a plain request (no WebSocket handshake) gets from the stream, and a report's send.
+EXPECTED_STATUS = {"/api/v1/stream": 426, "/api/v1/reports/{name}/send": 202}
+# A report to send; its mail server is closed, so the send (in the background) fails and is logged.
+REPORTS = {"reports": [{"name": "weekly", "schedule": "weekly MON 08:00", "recipients": ["team@example.com"]}],
+           "smtp.host": "127.0.0.1", "smtp.port": 9, "smtp.starttls": False, "smtp.sender": "a@example.com",
+           "smtp.max_attempts": 1}
 API_TOKEN = "test-api-token-0123456789"
 
 
@@ -78,8 +85,11 @@ async def check(client, document: dict, method: str, template: str, url: str, ex
     response = await client.request(method, url, headers=headers)
     if expected_status is not None:
         assert response.status == expected_status, url
-    text = await response.text()
-    body = json.loads(text) if response.content_type == "application/json" else text
+    raw = await response.read()
+    if response.content_type == "application/json":
+        body = json.loads(raw)
+    else:  # text, or a binary file (xlsx, pdf), whose schema says no more than "a string"
+        body = raw.decode() if response.content_type.startswith("text/") else raw.decode("latin-1")
     assert not response_errors(document, method, template, response.status, response.content_type, body), url
     return body
 
@@ -145,16 +155,17 @@ async def test_parameters_are_those_the_handlers_parse(make_demo_client):
     assert funnel["in"] == "path" and funnel["schema"]["enum"] == [f.name for f in service.config.funnels] \
         == ["onboarding", "deployment", "service_creation"]
     export = document["paths"]["/api/v1/export/{format}"]["get"]["parameters"][0]
-    assert export["in"] == "path" and export["schema"]["enum"] == ["json", "csv"]
+    assert export["in"] == "path" and export["schema"]["enum"] == ["json", "csv", "xlsx", "pdf"]
 
 
 async def test_every_real_response_validates_against_its_documented_schema(make_demo_client, clock):
-    client, service = await make_demo_client()
+    client, service = await make_demo_client(**REPORTS)
     document = await fetch_document(client)
     for method, template in sorted(documented_routes(document)):
         urls = concrete_urls(document, template, method)
         for url in urls:
-            await check(client, document, method, template, url, expected_status=400 if too_short(url) else 200)
+            expected = 400 if too_short(url) else EXPECTED_STATUS.get(template, 200)
+            await check(client, document, method, template, url, expected_status=expected)
         if template.startswith("/api/v1/"):  # every API handler parses its query string
             await check(client, document, method, template, f"{urls[0]}?bogus=1", 400)
         # Another method on the path: answered with the envelope the operation documents.
@@ -163,6 +174,7 @@ async def test_every_real_response_validates_against_its_documented_schema(make_
         assert not response_errors(document, method, template, 405, "application/json", await response.json())
     await check(client, document, "GET", "/api/v1/funnel/{funnel_name}", "/api/v1/funnel/nope", 404)
     await check(client, document, "GET", "/api/v1/export/{format}", "/api/v1/export/xml", 404)
+    await check(client, document, "POST", "/api/v1/reports/{name}/send", "/api/v1/reports/monthly/send", 404)
 
     # Past the TTL the previous snapshot is served marked stale while it is refreshed.
     clock.advance(service.config.cache.ttl_seconds + 1)

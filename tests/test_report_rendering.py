@@ -20,8 +20,9 @@ from pypdf import PdfReader
 
 from api.dashboard import build_dashboard
 from api.export import dashboard_csv, dashboard_rows, join_dimension
+from api.responses import Responses
 from exporter.cli import demo_overrides
-from exporter.config import load_config
+from exporter.config import Config, load_config
 from exporter.reports.config import ReportConfig
 from exporter.reports.figures import parts, split_dimension
 from exporter.reports.formatting import format_change, format_duration, format_value, label
@@ -33,6 +34,12 @@ from exporter.timeranges import TimeRange
 
 GENERATED_AT = "2026-12-03T14:05:39.411Z"
 HOSTILE = "=HYPERLINK(\"http://x\")|<b>&amp;</b> \\ ünïcødé"
+# The sections' declarations, which give the tidy rows their units (no source is reached).
+AREAS = AnalyticsService(Config()).areas
+
+
+def rows_of(dashboard: dict) -> list:
+    return list(dashboard_rows(AREAS, dashboard))
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +48,12 @@ def demo(demo_upstreams):
     async def build():
         service = AnalyticsService(load_config(environ={}, overrides=demo_overrides(demo_upstreams)))
         try:
-            return await build_dashboard(service, TimeRange.D30)
+            return await build_dashboard(service, Responses(service.health, service.clock), TimeRange.D30)
         finally:
             await service.close()
 
     dashboard = asyncio.run(build())
-    return dashboard, list(dashboard_rows(dashboard))
+    return dashboard, rows_of(dashboard)
 
 
 def small_dashboard() -> dict:
@@ -72,7 +79,7 @@ def test_a_dimension_splits_back_into_the_parts_the_export_joined(dimension_part
 
 def test_a_keyed_section_gives_a_part_per_entry_with_its_name_taken_off_the_dimension():
     dashboard = small_dashboard()
-    found = parts(dashboard, dashboard_rows(dashboard))
+    found = parts(dashboard, rows_of(dashboard))
     assert [(part.section, part.key) for part in found] == [("usage_trends", None), ("feedback", None),
                                                              ("funnels", "signup")]
     assert found[1].error == "feedback: connection refused"
@@ -135,7 +142,7 @@ def _dimension_text(value) -> str:
 
 def test_a_section_that_could_not_be_served_has_a_sheet_saying_why_and_strings_stay_strings():
     dashboard = small_dashboard()
-    workbook = read_workbook(render("xlsx", dashboard, dashboard_rows(dashboard)))
+    workbook = read_workbook(render("xlsx", dashboard, rows_of(dashboard)))
     assert workbook["feedback"]["A1"].value == "This section could not be served: feedback: connection refused"
     page = next(line for line in workbook["usage_trends"].iter_rows(min_row=3) if line[0].value == HOSTILE)
     assert page[0].data_type == "s"  # a formula-like label is text, never a formula
@@ -171,7 +178,7 @@ def test_the_pdf_has_each_sections_headline_figures_tables_and_recommendations(d
 
 def test_the_pdf_shows_data_as_text_and_says_which_sections_are_missing():
     dashboard = small_dashboard()
-    _, text = pdf_text(render("pdf", dashboard, dashboard_rows(dashboard)))
+    _, text = pdf_text(render("pdf", dashboard, rows_of(dashboard)))
     assert "Not available: feedback: connection refused" in text
     assert "<b>&amp;</b>" in text  # markup in the data is printed, not interpreted
     assert "ünïcødé" in text
@@ -195,7 +202,7 @@ def test_a_missing_report_library_is_an_error_naming_the_extra(monkeypatch, form
     monkeypatch.setitem(sys.modules, package, None)  # what an environment without the extra gives
     dashboard = small_dashboard()
     with pytest.raises(ReportsExtraMissing) as raised:
-        render(form, dashboard, dashboard_rows(dashboard))
+        render(form, dashboard, rows_of(dashboard))
     assert INSTALL_HINT in str(raised.value) and package in str(raised.value)
 
 
@@ -212,13 +219,14 @@ def earlier(dashboard: dict) -> dict:
 def test_the_summary_gives_each_headline_number_and_its_change_against_the_previous_period(demo):
     dashboard, rows = demo
     previous = earlier(dashboard)
-    summary = summarize("weekly", dashboard, rows, (previous, list(dashboard_rows(previous))))
+    summary = summarize("weekly", dashboard, rows, (previous, rows_of(previous)))
     usage = dashboard["usage_trends"]
     active = f"Usage trends, Active users: {usage['active_users']}"
     relative = (usage["active_users"] - usage["active_users"] // 2) / (usage["active_users"] // 2)
     assert f"{active}, {relative:+.1%} (was {usage['active_users'] // 2})" in summary.text
     assert f"Bounce rate: {usage['bounce_rate']:.1f}%, -2.5 pp" in summary.text
-    assert "Anomalies" not in summary.text  # no forecasting section in this dashboard
+    newest = dashboard["anomalies"]["anomalies"][0]  # the demo plants anomalies in its daily series
+    assert f"Anomalies\n- {newest['series']} on {newest['timestamp'][:10]}: " in summary.text
     assert summary.subject.startswith("Analytics report weekly: 30d to ")
     for value in (f"{relative:+.1%}", "-2.5 pp", "Previous", "Change"):
         assert value in summary.html
@@ -251,10 +259,10 @@ def test_the_report_email_has_the_summary_as_text_and_html_and_the_formats_attac
 
     def export(current, form):
         if form == "csv":
-            return Attachment("dashboard.csv", "text/csv; charset=utf-8", dashboard_csv(current).encode())
-        return Attachment(f"dashboard.{form}", CONTENT_TYPES[form], render(form, current, dashboard_rows(current)))
+            return Attachment("dashboard.csv", "text/csv; charset=utf-8", dashboard_csv(AREAS, current).encode())
+        return Attachment(f"dashboard.{form}", CONTENT_TYPES[form], render(form, current, rows_of(current)))
 
-    message = report_email(report, "Analytics <analytics@example.com>", dashboard, earlier(dashboard), dashboard_rows,
+    message = report_email(report, "Analytics <analytics@example.com>", dashboard, earlier(dashboard), rows_of,
                            export, datetime(2026, 12, 7, 8, 0, tzinfo=UTC))
     parsed = message_from_bytes(message.as_bytes(), policy=default_policy)
     assert (parsed["To"], parsed["From"]) == ("team@example.com", "Analytics <analytics@example.com>")
@@ -265,7 +273,7 @@ def test_the_report_email_has_the_summary_as_text_and_html_and_the_formats_attac
     assert list(attached) == ["dashboard.pdf", "dashboard.xlsx", "dashboard.csv"]
     assert attached["dashboard.pdf"].get_content_type() == "application/pdf"
     assert attached["dashboard.pdf"].get_content().startswith(b"%PDF")
-    assert attached["dashboard.csv"].get_content().replace("\r\n", "\n") == dashboard_csv(dashboard).replace(
+    assert attached["dashboard.csv"].get_content().replace("\r\n", "\n") == dashboard_csv(AREAS, dashboard).replace(
         "\r\n", "\n")
     assert read_workbook(attached["dashboard.xlsx"].get_content()).sheetnames[0] == "usage_trends"
     assert "Attached: dashboard.pdf, dashboard.xlsx, dashboard.csv" in parsed.get_body(("plain",)).get_content()

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exporter.cli import main
+from exporter.config import ConfigError, load_config
 from exporter.reports.config import ReportConfig, SmtpConfig, check_reports
 from exporter.reports.schedule import ACCEPTED_FORMS, Schedule
 from exporter.secrets import Secret
@@ -19,8 +21,8 @@ MONDAY = datetime(2026, 12, 7, tzinfo=UTC)  # a Monday, midnight UTC
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("daily 07:30", Schedule(7, 30)), ("weekly MON 08:00", Schedule(8, 0, 0)), ("weekly sun 23:59", Schedule(23, 59, 6)),
-    ("  daily   00:00 ", Schedule(0, 0)),
+    ("daily 07:30", Schedule(7, 30)), ("weekly MON 08:00", Schedule(8, 0, 0)),
+    ("weekly sun 23:59", Schedule(23, 59, 6)), ("  daily   00:00 ", Schedule(0, 0)),
 ])
 def test_the_two_forms_parse(text, expected):
     assert Schedule.parse(text) == expected
@@ -76,8 +78,8 @@ def test_reports_and_smtp_build_from_the_configuration_with_the_password_from_a_
     secret = tmp_path / "smtp_password"
     secret.write_text("s3cret-pass\n")
     (weekly, daily) = reports(
-        {"name": "weekly", "schedule": "weekly MON 08:00", "recipients": ["team@example.com", "Lead <lead@example.com>"],
-         "formats": ["pdf", "xlsx", "csv"]},
+        {"name": "weekly", "schedule": "weekly MON 08:00",
+         "recipients": ["team@example.com", "Lead <lead@example.com>"], "formats": ["pdf", "xlsx", "csv"]},
         {"name": "daily", "schedule": "daily 07:30", "recipients": "ops@example.com", "time_range": "30d"})
     smtp = build(SmtpConfig, {"host": "smtp.example.com", "port": "2525", "user": "analytics",
                               "password_file": str(secret), "sender": "Analytics <analytics@example.com>"})
@@ -135,3 +137,28 @@ def test_reports_need_unique_names_and_a_mail_server():
     with pytest.raises(ValueError, match="smtp.sender is not set"):
         check_reports((weekly,), SmtpConfig(host="smtp.example.com"))
     check_reports((), SmtpConfig())  # no reports, no mail server needed
+
+
+def test_the_smtp_password_comes_from_the_environment_or_its_file_and_is_printed_masked(tmp_path, capsys,
+                                                                                       monkeypatch):
+    path = tmp_path / "analytics.yaml"
+    path.write_text("reports: [{name: weekly, schedule: weekly MON 08:00, recipients: [team@example.com]}]\n"
+                    "smtp: {host: smtp.example.com, user: analytics, sender: analytics@example.com}\n")
+    secret = tmp_path / "smtp_password"
+    secret.write_text("from-the-file\n")
+    assert load_config(str(path), environ={"SMTP_PASSWORD": "from-the-env"}).smtp.password == Secret("from-the-env")
+    config = load_config(str(path), environ={"SMTP_PASSWORD_FILE": str(secret)})
+    assert config.smtp.password == Secret("from-the-file") and config.reports[0].name == "weekly"
+    monkeypatch.setenv("SMTP_PASSWORD_FILE", str(secret))
+    assert main(["check-config", "--config", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "password: '***'" in printed and "from-the-file" not in printed
+
+
+def test_a_schedule_that_does_not_parse_is_a_configuration_error_naming_the_key(tmp_path):
+    path = tmp_path / "analytics.yaml"
+    path.write_text("reports: [{name: weekly, schedule: mondays at 8, recipients: [team@example.com]}]\n"
+                    "smtp: {host: smtp.example.com, sender: analytics@example.com}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(str(path), environ={})
+    assert f"{path}: reports[0]: schedule: 'mondays at 8' is not a schedule; accepted forms: " in str(raised.value)

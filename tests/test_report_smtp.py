@@ -5,102 +5,34 @@ and no server at all."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from exporter.reports.config import SmtpConfig
 from exporter.reports.smtp import Backoff, LoginRefused, SendFailed, send
 from exporter.secrets import Secret
+from tests.mail_server import PASSWORD, USER, Mailbox, MailServers, free_port, self_signed_certificate
 
 SENDER = "analytics@example.com"
 RECIPIENTS = ("team@example.com", "lead@example.com")
-USER, PASSWORD = "analytics", "correct horse battery staple"
-
-
-class Mailbox:
-    """An aiosmtpd handler keeping what it accepts; ``answers`` are its first replies to DATA."""
-
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.received: list[tuple[str, list[str], bytes, bool]] = []  # sender, recipients, content, over TLS
-        self.logins: list[tuple[bytes, bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        if self.answers:
-            return self.answers.pop(0)
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session.ssl is not None))
-        return "250 OK"
-
-    def authenticator(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
-        assert isinstance(auth_data, LoginPassword)
-        self.logins.append((auth_data.login, auth_data.password))
-        # handled=False: aiosmtpd answers the client itself (235, or 535 for a refusal)
-        return AuthResult(success=(auth_data.login, auth_data.password) == (USER.encode(), PASSWORD.encode()),
-                          handled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 and localhost: (certificate file, key file)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    folder = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_file), str(key_file)
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
 def smtp_server(certificate) -> Iterator:
     """``start(mailbox, tls=False)`` -> the port of a running aiosmtpd (STARTTLS offered with ``tls``)."""
-    controllers = []
-
-    def start(mailbox: Mailbox, tls: bool = False) -> int:
-        context = None
-        if tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*certificate)
-        port = free_port()
-        controller = Controller(mailbox, hostname="127.0.0.1", port=port, tls_context=context,
-                                authenticator=mailbox.authenticator, auth_require_tls=True)
-        controller.start()
-        controllers.append(controller)
-        return port
-
-    yield start
-    for controller in controllers:
-        controller.stop()
+    servers = MailServers(certificate)
+    yield servers.start
+    servers.stop()
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ def start_service(upstreams, aiohttp_client, clock):
 
 def api_paths(app) -> list[tuple[str, str]]:
     """(method, path) of every /api/v1 route, path parameters filled with valid values."""
-    values = {"funnel_name": "onboarding", "format": "csv"}
+    values = {"funnel_name": "onboarding", "format": "csv", "name": "weekly"}
     found = []
     for route in app.router.routes():
         info = route.resource.get_info() if route.resource is not None else {}

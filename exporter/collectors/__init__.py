@@ -15,6 +15,7 @@ from ..areas.base import Area
 from ..events.backend import EventsBackend
 from ..events.file_source import EventsFileSource
 from ..health import HealthRegistry
+from ..reports.outcomes import ReportOutcomes
 from .events import EventsCollector
 from .experiments import ExperimentsCollector
 from .features import FeaturesCollector
@@ -22,6 +23,7 @@ from .feedback import FeedbackCollector
 from .forecasts import ForecastsCollector
 from .funnels import FunnelsCollector
 from .health import HealthCollector
+from .reports import ReportsCollector
 from .retention import LifecycleCollector, RetentionCollector
 from .segments import SegmentsCollector
 from .usage import UsageCollector
@@ -44,7 +46,9 @@ def analytics_collectors(areas: Mapping[str, Area], ttl: float) -> list[Collecto
 
 def health_collectors(health: HealthRegistry, events: EventsBackend | None,
                       requests_per_cycle: Callable[[str], int],
-                      plausible_hourly: Callable[[], float | None]) -> list[Collector]:
-    """The service-health collectors: per-source state and budget, and the events file's lines."""
+                      plausible_hourly: Callable[[], float | None], reports: ReportOutcomes) -> list[Collector]:
+    """The service-health collectors: per-source state and budget, the events file's lines, and
+    when each report was last sent."""
     return [HealthCollector(health, requests_per_cycle, plausible_hourly),
-            EventsCollector(events if isinstance(events, EventsFileSource) else None)]
+            EventsCollector(events if isinstance(events, EventsFileSource) else None),
+            ReportsCollector(reports)]

@@ -115,8 +115,9 @@ def _cover(dashboard: Mapping[str, Any], rows: list[Row], styles: Styles) -> lis
         Paragraph("Analytics report", styles.title),
         Paragraph(escape(f"Time range {dashboard['time_range']}, generated {_instant(dashboard['generated_at'])}"),
                   styles.body)]
-    glance = [[Paragraph(escape(title(item.part)), styles.cell), Paragraph(escape(label(item.figure.name)), styles.cell),
-               item.value] for item in headlines(dashboard, rows)]
+    glance = [[Paragraph(escape(title(item.part)), styles.cell),
+               Paragraph(escape(label(item.figure.name)), styles.cell), item.value]
+              for item in headlines(dashboard, rows)]
     if glance:
         story += [Paragraph("At a glance", styles.heading),
                   _grid([["Part", "Figure", "Value"], *glance], [150, 220, WIDTH - 370], styles, header_rows=1,

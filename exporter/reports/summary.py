@@ -77,7 +77,8 @@ def _text(facts: _Facts) -> str:
         lines.append("(no previous period to compare with)")
     for item in facts.headlines:
         change = _change_text(item, facts.compared)
-        lines.append(f"- {title(item.part)}, {label(item.figure.name)}: {item.value}" + (f", {change}" if change else ""))
+        lines.append(f"- {title(item.part)}, {label(item.figure.name)}: {item.value}"
+                     + (f", {change}" if change else ""))
     if facts.anomalies is not None:
         lines += ["", "Anomalies"]
         lines += [f"- {_anomaly_text(item)}" for item in facts.anomalies[:MAX_ANOMALIES]] or ["- none flagged"]
