@@ -135,9 +135,18 @@ async def until(condition, what: str, seconds: float = EXIT_SECONDS) -> None:
 
 
 async def request_in_flight(session: aiohttp.ClientSession, service: Serving, plausible: Upstream) -> asyncio.Future:
-    """A request the service is busy with: its upstream queries have reached the (holding) upstream."""
+    """A request the service is busy with: its upstream queries have reached the upstream, which
+    holds them. The service's first refresh is let through and finished first, so that every
+    request the upstream sees afterwards is this one's."""
+
+    async def healthy() -> bool:
+        async with session.get(service.url + "/health") as response:
+            return (await response.json())["status"] == "healthy"
+
+    await until(healthy, "the first refresh")
+    plausible.switch.fault = "hold"
     warm_up = plausible.switch.requests
-    # A window nothing has asked for yet, so its queries go to the upstream rather than join the warm-up.
+    # A window nothing has asked for yet, so its queries go to the upstream rather than to the memo.
     request = asyncio.ensure_future(session.get(service.url + "/api/v1/usage-trends?time_range=90d"))
 
     async def asked() -> bool:
@@ -201,7 +210,6 @@ async def test_health_answers_before_the_first_refresh_completes(serving, plausi
 
 
 async def test_sigterm_lets_the_request_in_flight_finish(serving, plausible, tmp_path):
-    plausible.switch.fault = "hold"
     service = serving("--config", str(config_file(tmp_path, plausible.url)))
     async with aiohttp.ClientSession() as session:
         await service.first_answer(session)
@@ -221,11 +229,10 @@ async def test_sigterm_lets_the_request_in_flight_finish(serving, plausible, tmp
 
 
 async def test_sigterm_with_a_request_stuck_on_an_upstream_still_exits_within_seconds(serving, plausible, tmp_path):
-    plausible.switch.fault = "hold"  # never released
     service = serving("--config", str(config_file(tmp_path, plausible.url)))
     async with aiohttp.ClientSession() as session:
         await service.first_answer(session)
-        stuck = await request_in_flight(session, service, plausible)
+        stuck = await request_in_flight(session, service, plausible)  # never released
         service.process.send_signal(signal.SIGTERM)
         assert await service.exit_code() == 0
         with pytest.raises(aiohttp.ClientError):
