@@ -97,6 +97,11 @@ def format_selection(variable: Mapping[str, Any], selected: Sequence[str], optio
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
+def variable_references(expr: str) -> set[str]:
+    """The names of the variables ``expr`` refers to, in any of the three spellings."""
+    return {braced or plain or legacy for braced, _, plain, legacy in VARIABLE_REFERENCE.findall(expr)}
+
+
 def interpolate(expr: str, values: Mapping[str, str]) -> str:
     """Replace every variable reference in ``expr`` with its formatted value from ``values``."""
 

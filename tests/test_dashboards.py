@@ -39,6 +39,7 @@ RATIO_METRICS = {
     "analytics_feature_adoption_rate", "analytics_experiment_conversion_rate", "analytics_experiment_relative_lift",
     "analytics_experiment_chance_to_beat_control", "analytics_feedback_csat_ratio", "analytics_funnel_conversion_rate",
     "analytics_funnel_step_completion_rate", "analytics_funnel_drop_off_rate",
+    "analytics_breakdown_funnel_conversion_rate",
 }
 PERCENTAGE_METRICS = {"analytics_bounce_rate_percentage"}  # 0..100, as Plausible reports it
 DATE_UNITS = {"dateTimeAsIso", "dateTimeAsSystem", "dateTimeFromNow"}
@@ -170,7 +171,7 @@ def test_there_is_an_overview_and_one_dashboard_per_area():
     uids = {dashboard["uid"] for dashboard in DASHBOARDS.values()}
     assert uids == {"analytics-overview", "analytics-usage", "analytics-features", "analytics-experiments",
                     "analytics-segments-funnels", "analytics-feedback", "analytics-service-health",
-                    "analytics-retention"}
+                    "analytics-retention", "analytics-teams"}
 
 
 def test_uids_are_fixed_and_unique():
@@ -192,13 +193,14 @@ def test_area_dashboards_select_windows_funnels_experiments_and_more():
     chosen = {d["uid"]: [v["name"] for v in variables(d)] for d in DASHBOARDS.values()}
     assert chosen == {
         "analytics-overview": ["datasource", "job"],
-        "analytics-usage": ["datasource", "job", "window"],
+        "analytics-usage": ["datasource", "job", "window", "team"],
         "analytics-features": ["datasource", "job", "feature_window", "feature"],
         "analytics-experiments": ["datasource", "job", "experiment"],
-        "analytics-segments-funnels": ["datasource", "job", "funnel", "funnel_window"],
+        "analytics-segments-funnels": ["datasource", "job", "funnel", "funnel_window", "team"],
         "analytics-feedback": ["datasource", "job", "feedback_window"],
         "analytics-service-health": ["datasource", "job", "source"],
         "analytics-retention": ["datasource", "job"],
+        "analytics-teams": ["datasource", "job", "team", "window", "funnel", "funnel_window"],
     }
 
 

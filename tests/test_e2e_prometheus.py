@@ -40,6 +40,7 @@ from tests.grafana_dashboards import (
     load_dashboards,
     parse_label_values,
     variable_query,
+    variable_references,
     variables,
 )
 from tests.tools import require_tool
@@ -284,6 +285,21 @@ def resolve_variables(prometheus: Prometheus, dashboard: dict[str, Any]) -> dict
     return values
 
 
+def select_the_largest(prometheus: Prometheus, dashboard: dict[str, Any], name: str,
+                       values: dict[str, str]) -> tuple[str, list[str], dict[str, str]]:
+    """The option of variable ``name`` whose series sum highest over its own selector, every option, and
+    ``values`` with that option alone selected (formatted as Grafana formats one chosen value)."""
+    (variable,) = [v for v in variables(dashboard) if v["name"] == name]
+    selector, label = parse_label_values(variable_query(variable))
+    assert selector, f"{dashboard['uid']}: ${name} has no selector to rank its values by"
+    selector = interpolate(selector, values)
+    options = prometheus.label_values(label, selector)
+    ranked = prometheus.query_until_data(f"topk(1, sum by ({label}) ({selector}))")["result"]
+    assert ranked, f"{dashboard['uid']}: ${name} has no values ({selector}, {label})"
+    chosen = ranked[0]["metric"][label]
+    return chosen, options, {**values, name: format_selection(variable, [chosen], options)}
+
+
 # ------------------------------------------------------------------------------------------ the checks
 
 @pytest.mark.parametrize("query", all_queries(), ids=lambda query: query.name)
@@ -291,6 +307,20 @@ def test_dashboard_query_returns_data(prometheus: Prometheus, variable_values, q
     expr = interpolate(query.expr, variable_values(query.dashboard_uid))
     answer = prometheus.query_until_data(expr)
     assert has_finite_sample(answer), f"{expr}\nanswered {answer}"
+
+
+@pytest.mark.parametrize("query", [query for query in all_queries() if "team" in variable_references(query.expr)],
+                         ids=lambda query: query.name)
+def test_team_query_shows_the_one_team_selected(prometheus: Prometheus, variable_values, query: Query):
+    """All teams, the default, is an allValue matching any value: here the largest team alone is selected, and
+    the query returns data of that team and of no other (rows for all users, without a team, may stay)."""
+    (dashboard,) = [d for d in load_dashboards().values() if d["uid"] == query.dashboard_uid]
+    team, teams, values = select_the_largest(prometheus, dashboard, "team", variable_values(query.dashboard_uid))
+    expr = interpolate(query.expr, values)
+    answer = prometheus.query_until_data(expr)
+    assert has_finite_sample(answer), f"{expr}\nanswered {answer}"
+    shown = {series["metric"].get("value") for series in answer["result"]}
+    assert team in shown and not shown & (set(teams) - {team}), (team, shown)
 
 
 @pytest.mark.parametrize("operand", list(alert_operand_cases()))
