@@ -338,7 +338,7 @@ def test_user_counts_match_sets(events, start_days_ago, length_days, meaningful)
     )
     assert user_counts(log, start, end).total == len({u for u, _, ts in events if ts < end})
     names = ["a", "c", "e", "missing"]
-    assert feature_unique_users(log, names, start, end) == {
+    assert feature_unique_users(log, names, start, end).users == {
         name: len({u for u, n in in_window if n == name}) for name in names
     }
 
@@ -348,4 +348,4 @@ def test_count_windows_are_half_open():
               ("at_end", "a", 2_000)]
     log = make_log(events)
     assert user_counts(log, 1_000, 2_000) == UserCounts(total=3, active=3)
-    assert feature_unique_users(log, ["a", "c"], 1_000, 2_000) == {"a": 2, "c": 1}
+    assert feature_unique_users(log, ["a", "c"], 1_000, 2_000).users == {"a": 2, "c": 1}
