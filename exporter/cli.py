@@ -231,6 +231,7 @@ def demo_overrides(demo: Any) -> dict[str, Any]:
         "sources.feedback.url": demo.feedback_url,
         "sources.feedback.admin_token": demo.feedback_admin_token,
         "events.path": str(demo.events_path),
+        "experiment_metrics": demo.experiment_metrics,
     }
 
 

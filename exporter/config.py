@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from .analysis.experiments.event_metrics import ExperimentMetricsSettings
 from .analysis.funnels import FunnelDefinition, FunnelStep
 from .analysis.segments import SegmentThresholds
 from .identifiers import quote_identifier
@@ -364,6 +365,8 @@ class Config:
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     dimensions: tuple[DimensionConfig, ...] = ()
     max_breakdown_groups: int = 20
+    # Experiments measured on the identified events (docs/experiment-metrics.md); None: not measured.
+    experiment_metrics: ExperimentMetricsSettings | None = None
 
     def __post_init__(self) -> None:
         # A ClickHouse query that outlasts a scrape could only ever serve the next one.
@@ -379,6 +382,10 @@ class Config:
             configured = ", ".join(d.name for d in self.dimensions) or "none"
             raise ValueError(f"metrics.breakdowns: {unknown[0]!r} is not a configured dimension "
                              f"(dimensions: {configured})")
+        if self.experiment_metrics is not None and self.events.preset is not None:
+            raise ValueError(f"experiment_metrics: the exposures' experiment and variant are read from the events "
+                             f"table's properties map (events.columns.properties), which preset {self.events.preset} "
+                             "does not have")
         named = (("features", self.features), ("funnels", self.funnels), ("dimensions", self.dimensions))
         for section, items in named:
             names = [item.name for item in items]
