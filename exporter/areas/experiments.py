@@ -52,7 +52,8 @@ class ExperimentsArea(Area):
     result = ExperimentResults
     title = "Experiment results"
     sources = ("experimentation",)
-    query = {"status": Param(STATUSES, None, description="only experiments with this status (default: all)")}
+    query = {"status": Param(STATUSES, None, description="only experiments with this status (default: all, and the "
+                                                         "experiments found only in exposure events)")}
 
     def __init__(self, context: Context, experimentation: ExperimentationClient | None,
                  events: EventsBackend | None = None, settings: ExperimentMetricsSettings | None = None) -> None:
