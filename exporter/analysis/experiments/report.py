@@ -85,7 +85,8 @@ class ExperimentResult:
 
     experiment_id: str = declare("the experiment's id upstream", key=True)
     experiment_name: str = declare("the experiment's name")
-    status: str = declare("as the Experimentation Service reports it (draft, running, stopped)")
+    status: str = declare("as the Experimentation Service reports it (draft, running, stopped); events_only for an "
+                          "experiment known only from its exposure events")
     start_date: Timestamp | None = declare("when it started")
     end_date: Timestamp | None = declare("when it stopped")
     control: str | None = declare("the control variant (the first)")
