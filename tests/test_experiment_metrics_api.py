@@ -31,6 +31,7 @@ DAY = 86_400
 WINDOW = 14 * DAY
 KNOWN = experiment_record(1, target_sample_size=1000)  # listed; its exposures carry its id
 NAMED = experiment_record(2)  # listed; its exposures carry its name
+BAD_ALPHA = experiment_record(3, significance_level=1.5)  # listed with a significance level that is no probability
 EVENTS_ONLY = "homepage-hero"  # exposures only
 METRICS = {
     "metrics": [
@@ -106,6 +107,9 @@ def generated_events(now: int, seed: int = 19) -> EventsFile:
     for number in range(40):
         made.expose(f"named-{number}", now - 10 * DAY, NAMED["name"], ("control", "treatment")[number % 2])
         made.expose(f"hero-{number}", now - 5 * DAY, EVENTS_ONLY, ("control", "hero-video")[number % 2])
+        made.expose(f"bad-{number}", now - 5 * DAY, BAD_ALPHA["id"], ("control", "treatment")[number % 2])
+        for hour in range(1 + number % 3):
+            made.add(f"bad-{number}", "deploy", now - 5 * DAY + 3_600 * hour)
         made.add(f"hero-{number}", "deploy", now - 5 * DAY + number * 600)
     random.Random(seed).shuffle(made.lines)  # the file's order is not time order
     return made
@@ -113,8 +117,9 @@ def generated_events(now: int, seed: int = 19) -> EventsFile:
 
 @pytest.fixture
 async def upstream(aiohttp_server) -> tuple[FakeExperimentation, str]:
-    fake = FakeExperimentation([KNOWN, NAMED], {KNOWN["id"]: [(2000, 400), (2000, 520)],
-                                                NAMED["id"]: [(500, 100), (500, 101)]})
+    fake = FakeExperimentation([KNOWN, NAMED, BAD_ALPHA], {KNOWN["id"]: [(2000, 400), (2000, 520)],
+                                                           NAMED["id"]: [(500, 100), (500, 101)],
+                                                           BAD_ALPHA["id"]: [(500, 100), (500, 101)]})
     return fake, str((await aiohttp_server(fake.app())).make_url("/"))
 
 
@@ -229,6 +234,12 @@ async def test_metrics_exposure_and_the_guardrail_match_an_independent_computati
     assert all(row["mean"] is None and row["relative_lift"] is None and "denominator_zero" in row["status_codes"]
                for row in legacy["variants"])
 
+    # an experiment whose significance level is no probability: its read-out says so, its metrics are
+    # measured at 0.05
+    bad = experiments[BAD_ALPHA["id"]]
+    assert bad["status_codes"] == ["invalid_alpha"] and bad["exposure"]["users"] == 40
+    assert metric(bad, "deploys")["variants"][1]["relative_lift_ci"] is not None
+
     # named by its name in the events, reported under its id; the one the service does not know
     assert experiments[NAMED["id"]]["exposure"]["users"] == 40
     assert NAMED["name"] not in experiments
@@ -269,8 +280,8 @@ async def test_one_events_question_serves_every_experiment_of_a_snapshot(make_cl
                  "/api/v1/experiment-results"):
         assert (await client.get(path)).status == 200
     asked = [key for key in service.memo.keys() if key[:2] == ("events", "exposure_sums")]
-    assert len(asked) == 1 and asked[0][3] == tuple(sorted({NAMED["name"]: NAMED["id"],
-                                                             KNOWN["name"]: KNOWN["id"]}.items()))
+    names = {record["name"]: record["id"] for record in (KNOWN, NAMED, BAD_ALPHA)}
+    assert len(asked) == 1 and asked[0][3] == tuple(sorted(names.items()))
 
 
 async def test_a_status_filter_leaves_out_the_experiments_known_only_from_events(make_client, upstream, clock,
@@ -278,7 +289,7 @@ async def test_a_status_filter_leaves_out_the_experiments_known_only_from_events
     fake, url = upstream
     client, _ = await make_client(**configured(url, generated_events(int(clock())).write(tmp_path / "e.jsonl")))
     body = await (await client.get("/api/v1/experiment-results?status=running")).json()
-    assert set(by_id(body)) == {KNOWN["id"], NAMED["id"]}
+    assert set(by_id(body)) == {KNOWN["id"], NAMED["id"], BAD_ALPHA["id"]}
     assert all("metrics" in experiment for experiment in body["experiments"])
 
 
@@ -291,7 +302,7 @@ async def test_a_failing_events_source_leaves_the_read_outs_served(make_client, 
     assert body["sources"]["events"]["status"] == "down"
     assert "missing.jsonl does not exist" in body["sources"]["events"]["error"]
     experiments = by_id(body)
-    assert set(experiments) == {KNOWN["id"], NAMED["id"]}
+    assert set(experiments) == {KNOWN["id"], NAMED["id"], BAD_ALPHA["id"]}
     known = experiments[KNOWN["id"]]
     assert known["recommendation"] == "ship" and known["winner"] == "treatment"  # nothing lost
     assert "metrics" not in known and "exposure" not in known
@@ -303,7 +314,8 @@ async def test_without_the_experimentation_service_every_experiment_is_events_on
     body = await (await client.get("/api/v1/experiment-results")).json()
     assert set(body["sources"]) == {"events"}
     assert {e["experiment_id"]: e["status"] for e in body["experiments"]} == {
-        KNOWN["id"]: "events_only", NAMED["name"]: "events_only", EVENTS_ONLY: "events_only"}
+        KNOWN["id"]: "events_only", NAMED["name"]: "events_only", BAD_ALPHA["id"]: "events_only",
+        EVENTS_ONLY: "events_only"}
 
 
 async def test_without_experiment_metrics_the_section_is_as_before(make_client, upstream, clock, tmp_path):

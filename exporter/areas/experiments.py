@@ -30,7 +30,12 @@ from ..analysis.experiments.event_metrics import (
     analyse_experiment_metrics,
     variant_order,
 )
-from ..analysis.experiments.measured import events_only_experiment, with_event_metrics, without_event_metrics
+from ..analysis.experiments.measured import (
+    events_only_experiment,
+    usable_alpha,
+    with_event_metrics,
+    without_event_metrics,
+)
 from ..errors import SourceError
 from ..events.backend import EventsBackend
 from ..results import declare
@@ -117,7 +122,8 @@ class EventMeasures:
                 measured.append(result)
                 continue
             metrics = analyse_experiment_metrics(self.settings, found, variants=[arm.name for arm in experiment.arms],
-                                                 alpha=experiment.alpha, events_not_found=sums.events_not_found)
+                                                 alpha=usable_alpha(experiment.alpha),
+                                                 events_not_found=sums.events_not_found)
             measured.append(with_event_metrics(result, metrics, self.settings))
         if events_only:
             known = {experiment.experiment_id for experiment in experiments}

@@ -19,7 +19,7 @@ from .report import ExperimentResult, unavailable_experiment
 
 EVENTS_ONLY = "events_only"  # the status (and status code) of an experiment known only from its exposures
 EVENT_METRICS_UNAVAILABLE = "event_metrics_unavailable"
-EVENTS_ONLY_ALPHA = 0.05  # docs/experiment-metrics.md#statistics: no experiment settings to read it from
+DEFAULT_ALPHA = 0.05  # docs/experiment-metrics.md#statistics: without an experiment's own (events_only, invalid)
 
 
 def with_event_metrics(result: ExperimentResult, measured: ExperimentMetrics,
@@ -27,11 +27,16 @@ def with_event_metrics(result: ExperimentResult, measured: ExperimentMetrics,
     """``result`` with its ``exposure`` and ``metrics``; a ``ship`` that a guardrail metric stops
     becomes ``investigate_guardrail`` (no winner: nothing is to be shipped yet)."""
     current = Recommendation(result.recommendation, result.recommendation_text, result.winner)
-    alpha = result.alpha if result.alpha is not None else EVENTS_ONLY_ALPHA
-    decision = guardrail_recommendation(current, measured.metrics, settings, alpha=alpha)
+    decision = guardrail_recommendation(current, measured.metrics, settings, alpha=usable_alpha(result.alpha))
     return dataclasses.replace(result, exposure=measured.exposure, metrics=measured.metrics,
                                recommendation=decision.code, recommendation_text=decision.text,
                                winner=decision.winner)
+
+
+def usable_alpha(alpha: float | None) -> float:
+    """The experiment's significance level, or 0.05 when it has none that is a probability (its
+    read-out then says ``invalid_alpha``): the metrics are measured all the same."""
+    return alpha if isinstance(alpha, int | float) and 0.0 < alpha < 1.0 else DEFAULT_ALPHA
 
 
 def without_event_metrics(result: ExperimentResult) -> ExperimentResult:
@@ -55,7 +60,7 @@ class _EventsOnly:
     status: str = EVENTS_ONLY
     start_date: None = None
     end_date: None = None
-    alpha: float = EVENTS_ONLY_ALPHA
+    alpha: float = DEFAULT_ALPHA
 
 
 def events_only_experiment(key: str, measured: ExperimentMetrics, variants: Sequence[str]) -> ExperimentResult:
