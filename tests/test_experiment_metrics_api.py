@@ -329,6 +329,19 @@ async def test_without_experiment_metrics_the_section_is_as_before(make_client, 
     assert by_id(body)[KNOWN["id"]]["recommendation"] == "ship"
 
 
+async def test_the_experiments_known_only_from_events_are_bounded(make_client, upstream, clock, tmp_path):
+    """A producer writing a new label into every exposure: the section lists the largest 100."""
+    fake, url = upstream
+    made, now = EventsFile(), int(clock())
+    for number in range(130):
+        for user in range(1 + number // 10):
+            made.expose(f"user-{number}-{user}", now - DAY, f"label-{number:03d}", "control")
+    client, _ = await make_client(**configured(url, made.write(tmp_path / "e.jsonl")))
+    body = await (await client.get("/api/v1/experiment-results")).json()
+    listed = [e["experiment_id"] for e in body["experiments"] if e["status"] == "events_only"]
+    assert listed == [f"label-{number:03d}" for number in range(30, 130)]
+
+
 @pytest.mark.parametrize("metrics, fragment", [
     ([{"name": "m", "kind": "rate", "event": "e"}], "experiment_metrics.metrics[0].kind: 'rate' is not one of "
                                                     "conversion, count, ratio"),

@@ -12,8 +12,9 @@ events is reported as ``events_only``.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from ..analysis.experiments import (
 )
 from ..analysis.experiments.event_metrics import (
     ExperimentMetricsSettings,
+    ExperimentSums,
     ExposureSums,
     analyse_experiment_metrics,
     variant_order,
@@ -42,6 +44,9 @@ from ..results import declare
 from ..sources.experimentation import STATUSES, Experiment, ExperimentationClient, ExperimentReading
 from .base import Area, Context
 from .params import Param
+
+MAX_EVENTS_ONLY = 100  # experiments listed that only the exposure events know
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,10 +132,9 @@ class EventMeasures:
             measured.append(with_event_metrics(result, metrics, self.settings))
         if events_only:
             known = {experiment.experiment_id for experiment in experiments}
-            for key, found in sums.experiments.items():
-                if key not in known:
-                    metrics = analyse_experiment_metrics(self.settings, found, events_not_found=sums.events_not_found)
-                    measured.append(events_only_experiment(key, metrics, variant_order(found.users)))
+            for key, found in largest_unknown(sums, known):
+                metrics = analyse_experiment_metrics(self.settings, found, events_not_found=sums.events_not_found)
+                measured.append(events_only_experiment(key, metrics, variant_order(found.users)))
         return measured
 
     async def sums(self, keys: dict[str, str]) -> ExposureSums:
@@ -141,6 +145,19 @@ class EventMeasures:
         cached = await self.context.load(key, "events", lambda: self.events.exposure_sums(
             self.settings, end=end, experiment_keys=keys))
         return cached.value
+
+
+def largest_unknown(sums: ExposureSums, known: Collection[str]) -> list[tuple[str, ExperimentSums]]:
+    """The experiments found only in the events, by label: at most :data:`MAX_EVENTS_ONLY`, those
+    with the most exposed users (labels are whatever the events carry: a producer writing user ids
+    there must not make the section unbounded)."""
+    unknown = [(key, found) for key, found in sums.experiments.items() if key not in known]
+    if len(unknown) > MAX_EVENTS_ONLY:
+        log.warning("experiment metrics: %d experiments appear only in exposure events; the %d with the most "
+                    "exposed users are listed", len(unknown), MAX_EVENTS_ONLY)
+        largest = sorted(unknown, key=lambda item: (-sum(item[1].users.values()), item[0]))[:MAX_EVENTS_ONLY]
+        unknown = sorted(largest, key=lambda item: item[0])
+    return unknown
 
 
 def experiment_keys(experiments: Sequence[Experiment]) -> dict[str, str]:
