@@ -52,9 +52,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExperimentResults:
-    """Every experiment the Experimentation Service lists (with the status asked for)."""
+    """Every experiment the Experimentation Service lists (with the status asked for), and, with
+    experiment_metrics and no status asked for, those found only in exposure events."""
 
-    experiments: tuple[ExperimentResult, ...] = declare("in the upstream's order")
+    experiments: tuple[ExperimentResult, ...] = declare(
+        "the Experimentation Service's, sorted by name; then those known only from exposure events (status "
+        "events_only), sorted by label")
 
 
 class ExperimentsArea(Area):
