@@ -1,9 +1,11 @@
 """Experiments measured on events: 1 M exposures and 10 M metric events, 5 metrics, file backend.
 
-**Ours** (target: at least 5 M events/s on one core, end to end): ``exposure_sums`` -- units from
-the exposures, every metric event paired with its user's units, window and pre-period counts,
-per-arm sums -- and then ``analyse_experiment_metrics`` for every experiment (unpooled z, delta
-method, CUPED, Holm, the typed result). The log holds 11 M events: 1 M exposures of 400,000 users
+**Ours** (target: at least 5 M events/s on one core, end to end): the file backend's path --
+the exposure events and their ``experiment`` and ``variant`` property columns read from the log
+(``exposures_in_log``), then ``exposure_sums`` (units from the exposures, every metric event paired
+with its user's units, window and pre-period counts, per-arm sums) -- and then
+``analyse_experiment_metrics`` for every experiment (unpooled z, delta method, CUPED, Holm, the
+typed result). The log holds 11 M events: 1 M exposures of 400,000 users
 to 4 experiments (a user in one to three of them, about 1% exposed to two variants of one, 0.5%
 exposures without a variant) and 10 M events of 5 names spread over 90 days around the exposures.
 The metrics: two conversions, two counts and a ratio, 14-day windows, CUPED over 14 days.
@@ -27,6 +29,8 @@ import numpy as np
 
 from bench import BenchResult, best_time
 from exporter.analysis.experiments.event_metrics import (
+    EXPERIMENT_PROPERTY,
+    VARIANT_PROPERTY,
     CupedSettings,
     ExperimentMetricsSettings,
     ExperimentSums,
@@ -35,6 +39,7 @@ from exporter.analysis.experiments.event_metrics import (
     MetricDefinition,
     analyse_experiment_metrics,
 )
+from exporter.events.file_source import exposures_in_log
 from exporter.events.log import EventLog
 from exporter.events.log_exposures import MISSING, Exposures, exposure_sums
 
@@ -63,7 +68,10 @@ EVENT_NAMES = (SETTINGS.exposure_event, *SETTINGS.metric_events)
 
 def run() -> list[BenchResult]:
     log, exposures = bench_log()
-    ours_s = best_time(lambda: _analyse(log, exposures), REPEATS)
+    if exposure_sums(log, exposures_in_log(log, SETTINGS.exposure_event), SETTINGS, end=NOW) != \
+            exposure_sums(log, exposures, SETTINGS, end=NOW):
+        raise AssertionError("experiment metrics: the log's property columns and the exposures disagree")
+    ours_s = best_time(lambda: _analyse(log), REPEATS)
 
     subset_log, subset_exposures = _users_below(log, exposures, USERS // REFERENCE_SHARE)
     ours = exposure_sums(subset_log, subset_exposures, SETTINGS, end=NOW)
@@ -78,20 +86,22 @@ def run() -> list[BenchResult]:
              f"{len(SETTINGS.metrics)} metrics",
         ours=ours_rate / 1e6, baseline=reference_rate / 1e6, unit="M events/s", better="higher",
         target=TARGET_EVENTS_PER_SECOND / 1e6,
-        notes=(f"ours: exposure_sums + analyse_experiment_metrics on {len(log):,} events of {USERS:,} users, "
+        notes=(f"ours: exposures_in_log + exposure_sums + analyse_experiment_metrics on {len(log):,} events of "
+               f"{USERS:,} users, "
                f"{len(EXPERIMENTS)} experiments; best of {REPEATS}: {ours_s:.2f} s",
                f"baseline: plain per-user Python (dicts + bisect) on the first {USERS // REFERENCE_SHARE:,} users' "
                f"{len(subset_log):,} events: {reference_s:.2f} s; the same per-arm sums"))]
 
 
-def _analyse(log: EventLog, exposures: Exposures) -> None:
-    sums = exposure_sums(log, exposures, SETTINGS, end=NOW)
+def _analyse(log: EventLog) -> None:
+    sums = exposure_sums(log, exposures_in_log(log, SETTINGS.exposure_event), SETTINGS, end=NOW)
     for experiment in sums.experiments.values():
         analyse_experiment_metrics(SETTINGS, experiment, events_not_found=sums.events_not_found)
 
 
 def bench_log(seed: int = SEED) -> tuple[EventLog, Exposures]:
-    """The log (exposures and metric events, in time order) and its exposures as kernel columns."""
+    """The log (exposures and metric events, in time order, the exposures' experiment and variant as
+    property columns, as the file loader keeps them) and its exposures as kernel columns."""
     rng = np.random.default_rng(seed)
     exposed_user = rng.integers(0, USERS, EXPOSURES)
     experiment = (exposed_user + rng.integers(0, 3, EXPOSURES) * (rng.random(EXPOSURES) < 0.3)) % len(EXPERIMENTS)
@@ -109,9 +119,13 @@ def bench_log(seed: int = SEED) -> tuple[EventLog, Exposures]:
     name = rng.choice(len(EVENT_NAMES) - 1, METRIC_EVENTS, p=[0.05, 0.35, 0.1, 0.05, 0.45]) + 1
     at = NOW - rng.integers(0, 90 * DAY, METRIC_EVENTS)
 
+    absent = np.full(METRIC_EVENTS, MISSING)
+    properties = {EXPERIMENT_PROPERTY: (np.concatenate((experiment, absent)), EXPERIMENTS),
+                  VARIANT_PROPERTY: (np.concatenate((variant, absent)), VARIANTS)}
     log = EventLog.build(np.concatenate((exposed_user, user)).astype(np.int32),
                          np.concatenate((np.zeros(EXPOSURES, dtype=np.int64), name)).astype(np.int32),
-                         np.concatenate((exposed_at, at)), [f"u{k:07d}" for k in range(USERS)], list(EVENT_NAMES))
+                         np.concatenate((exposed_at, at)), [f"u{k:07d}" for k in range(USERS)], list(EVENT_NAMES),
+                         properties)
     order = np.argsort(exposed_at, kind="stable")  # in log order, as the adapter reads them
     exposures = Exposures(users=exposed_user[order].astype(np.int32), times=exposed_at[order],
                           experiments=experiment[order], variants=variant[order], experiment_labels=EXPERIMENTS,

@@ -308,6 +308,7 @@ def demo_overrides(demo: Any) -> dict[str, Any]:
         # The demo's events carry each user's team: the team views (filters, breakdowns, Grafana's team variable).
         "dimensions": [{"name": "team", "property": "team"}],
         "metrics.breakdowns": ["team"],
+        "experiment_metrics": demo.experiment_metrics,
     }
 
 

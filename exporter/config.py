@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from .analysis.experiments.event_metrics import ExperimentMetricsSettings
 from .analysis.funnels import FunnelDefinition, FunnelStep
 from .analysis.segments import SegmentThresholds
 from .identifiers import quote_identifier
@@ -369,6 +370,8 @@ class Config:
     max_breakdown_groups: int = 20
     reports: tuple[ReportConfig, ...] = ()  # scheduled report emails (docs/reports.md#scheduled-reports)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    # Experiments measured on the identified events (docs/experiment-metrics.md); None: not measured.
+    experiment_metrics: ExperimentMetricsSettings | None = None
 
     def __post_init__(self) -> None:
         # A ClickHouse query that outlasts a scrape could only ever serve the next one.
@@ -384,6 +387,10 @@ class Config:
             configured = ", ".join(d.name for d in self.dimensions) or "none"
             raise ValueError(f"metrics.breakdowns: {unknown[0]!r} is not a configured dimension "
                              f"(dimensions: {configured})")
+        if self.experiment_metrics is not None and self.events.preset is not None:
+            raise ValueError(f"experiment_metrics: the exposures' experiment and variant are read from the events "
+                             f"table's properties map (events.columns.properties), which preset {self.events.preset} "
+                             "does not have")
         named = (("features", self.features), ("funnels", self.funnels), ("dimensions", self.dimensions))
         for section, items in named:
             names = [item.name for item in items]

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Hashable, Iterator, Sequence, TypeVar
 
+from .analysis.experiments.event_metrics import EXPERIMENT_PROPERTY, VARIANT_PROPERTY
 from .areas import build_areas
 from .areas.base import Area, Context
 from .cache import Cached, Memo
@@ -50,7 +51,8 @@ class AnalyticsService:
         self.experimentation: ExperimentationClient | None = self._register(
             "experimentation", config.sources.experimentation, ExperimentationClient)
         self.feedback: FeedbackClient | None = self._register("feedback", config.sources.feedback, FeedbackClient)
-        self.events: EventsBackend | None = self._register_events(config.events, config.dimensions)
+        self.events: EventsBackend | None = self._register_events(config.events, config.dimensions,
+                                                                  config.experiment_metrics is not None)
         disabled = {name: state.disabled_reason for name, state in self.health.sources.items() if not state.enabled}
         context = Context(load=self.load, peek=self.memo.peek, clock=clock, disabled=disabled)
         self.areas: dict[str, Area] = build_areas(context, config, plausible=self.plausible,
@@ -67,10 +69,12 @@ class AnalyticsService:
         self._clients.append(client)
         return client
 
-    def _register_events(self, events: EventsConfig, dimensions: Sequence[DimensionConfig]) -> EventsBackend | None:
+    def _register_events(self, events: EventsConfig, dimensions: Sequence[DimensionConfig],
+                         exposures: bool) -> EventsBackend | None:
         """Register the identified events source (configured under ``events``, not ``sources``):
         a file read into memory, or a ClickHouse table queried where it is (``events.kind``). The
-        file keeps the event properties the dimensions read."""
+        file keeps the event properties the dimensions read, and the exposures' when experiments
+        are measured on the events (``exposures``)."""
         reason = _disabled_reason("events", events.enabled, events.missing_settings())
         self.health.register("events", reason)
         if reason is not None:
@@ -79,8 +83,10 @@ class AnalyticsService:
             source = ClickHouseEventsSource(events, self.health)
             self._clients.append(source)  # an HTTP client: closed with the others
             return source
-        return EventsFileSource(events, self.health, clock=self.clock,
-                                properties=[dimension.property for dimension in dimensions])
+        properties = [dimension.property for dimension in dimensions]
+        if exposures:
+            properties += [EXPERIMENT_PROPERTY, VARIANT_PROPERTY]
+        return EventsFileSource(events, self.health, clock=self.clock, properties=properties)
 
     async def close(self) -> None:
         """At shutdown: end the loads still running, then close every upstream session.

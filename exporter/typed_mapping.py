@@ -62,6 +62,8 @@ def convert(hint: Any, value: Any, path: str) -> Any:
         options = [h for h in typing.get_args(hint) if h is not type(None)]
         if value is None:
             return None
+        if len(options) == 1:  # its own error, which names the key already
+            return convert(options[0], value, path)
         errors = []
         for option in options:
             try:

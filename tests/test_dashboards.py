@@ -40,6 +40,7 @@ RATIO_METRICS = {
     "analytics_experiment_chance_to_beat_control", "analytics_feedback_csat_ratio", "analytics_funnel_conversion_rate",
     "analytics_funnel_step_completion_rate", "analytics_funnel_drop_off_rate",
     "analytics_breakdown_funnel_conversion_rate",
+    "analytics_experiment_metric_relative_lift", "analytics_experiment_metric_variance_reduction",
 }
 PERCENTAGE_METRICS = {"analytics_bounce_rate_percentage"}  # 0..100, as Plausible reports it
 DATE_UNITS = {"dateTimeAsIso", "dateTimeAsSystem", "dateTimeFromNow"}

@@ -320,3 +320,17 @@ def test_exposures_decades_apart_are_measured_all_the_same():
     assert on_file(events, CASES_CONFIG, end=NOW, keys={}) == reference_sums(events, CASES_CONFIG, end=NOW, keys={})
     assert on_file(events, CASES_CONFIG, end=NOW, keys={}).experiments["exp-1"].metrics["deploys"] == {
         "control": MeasureSums(1, 1, 1, 1, 1), "treatment": MeasureSums(2, 0, 4, 0, 0)}
+
+
+def test_events_naming_many_experiments_and_variants_are_counted_all_the_same():
+    """Hundreds of experiment and variant labels (a producer putting ids where names belong): the
+    kernel finds the arms in use by sorting instead of a table over every (experiment, variant)."""
+    rng = random.Random(5)
+    events = []
+    for number in range(400):
+        user, t0 = f"user-{number}", T0 - rng.randint(0, 3) * DAY
+        events.append(exposure(user, t0, experiment=f"exp-{number % 300}", variant=f"variant-{rng.randint(0, 299)}"))
+        events += [(user, "deploy.done", t0 + rng.randint(-DAY, DAY), {}) for _ in range(rng.randint(0, 3))]
+    found = on_file(events, CASES_CONFIG, end=NOW, keys={})
+    assert found == reference_sums(events, CASES_CONFIG, end=NOW, keys={})
+    assert len(found.experiments) == 300

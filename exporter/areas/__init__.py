@@ -37,7 +37,7 @@ def build_areas(context: Context, config: Config, *, plausible: PlausibleClient 
                           config.segments.meaningful_events)  # one snapshot, read by two areas
     areas: list[Area] = [
         usage,
-        ExperimentsArea(context, experimentation),
+        ExperimentsArea(context, experimentation, events, config.experiment_metrics),
         FeaturesArea(context, plausible, identified, usage, config.features, metrics.feature_ranges, drilldown),
         FeedbackArea(context, feedback, metrics.feedback_ranges, metrics.feedback_top_categories),
         SegmentsArea(context, events, config.segments, config.features, drilldown),

@@ -15,10 +15,11 @@ from ..analysis.experiments import ExperimentResult
 from .base import AreaCollector, helptext
 
 SOURCE = "the Experimentation Service (statistics computed by this service)"
+EVENTS_SOURCE = "the identified events' exposures and metric events (statistics computed by this service)"
 STOPPED_PUBLISHED_FOR = timedelta(days=30)
 DECIDED = ("ship", "roll_back")  # recommendations that act on a significant result
 RECOMMENDATIONS = ("ship", "roll_back", "keep_running", "inconclusive", "insufficient_data",
-                   "investigate_srm", "no_data", "no_comparison")
+                   "investigate_srm", "no_data", "no_comparison", "investigate_guardrail")
 
 # metric name, field of the variant row, HELP text
 PER_VARIANT = (
@@ -64,7 +65,8 @@ class ExperimentsCollector(AreaCollector):
             labels=["experiment_id"])
         per_variant = {name: GaugeMetricFamily(name, helptext(text, SOURCE, ttl), labels=["experiment_id", "variant"])
                        for name, _, text in PER_VARIANT}
-        families = [active, significant, info, recommendation, srm, *per_variant.values()]
+        measured = MetricFamilies(ttl)
+        families = [active, significant, info, recommendation, srm, *per_variant.values(), *measured.families]
         section = self.area.peek({}) if with_samples else None
         if section is None:
             return [] if with_samples else families
@@ -86,7 +88,50 @@ class ExperimentsCollector(AreaCollector):
                 for name, field, _ in PER_VARIANT:
                     if getattr(variant, field) is not None:
                         per_variant[name].add_metric([experiment_id, variant.name], getattr(variant, field))
+            measured.add(experiment)
         return [f for f in families if f.samples]
+
+
+class MetricFamilies:
+    """The experiments' metrics measured on events (docs/experiment-metrics.md#output): treatments
+    only, no sample where the number is null. Variants are those the experiment's read-out lists
+    (the Experimentation Service's), so a variant label seen only in events never becomes a label."""
+
+    def __init__(self, ttl: float) -> None:
+        self.lift = GaugeMetricFamily(
+            "analytics_experiment_metric_relative_lift",
+            helptext("The variant's metric over the control's, minus 1 (0.1 = +10%); a metric measured per user in "
+                     "the window after the first exposure; treatments only.", EVENTS_SOURCE, ttl),
+            labels=["experiment_id", "metric", "variant"])
+        self.p_value = GaugeMetricFamily(
+            "analytics_experiment_metric_p_value",
+            helptext("The metric's deciding p-value: two-sided z-test against the control (the CUPED-adjusted test "
+                     "when CUPED applies, the delta method for ratios), Holm-adjusted across the treatments; "
+                     "treatments only.", EVENTS_SOURCE, ttl),
+            labels=["experiment_id", "metric", "variant"])
+        self.variance_reduction = GaugeMetricFamily(
+            "analytics_experiment_metric_variance_reduction",
+            helptext("CUPED's variance reduction of the metric, 1 - var(Y') / var(Y) over the experiment's exposed "
+                     "users (0..1).", EVENTS_SOURCE, ttl),
+            labels=["experiment_id", "metric"])
+
+    @property
+    def families(self) -> list[Metric]:
+        return [self.lift, self.p_value, self.variance_reduction]
+
+    def add(self, experiment: ExperimentResult) -> None:
+        listed = {variant.variant_id for variant in experiment.variants}
+        for metric in experiment.metrics or ():
+            labels = [experiment.experiment_id, metric.metric]
+            if metric.variance_reduction is not None:
+                self.variance_reduction.add_metric(labels, metric.variance_reduction)
+            for row in metric.variants[1:]:
+                if row.variant_id not in listed:
+                    continue
+                if row.relative_lift is not None:
+                    self.lift.add_metric([*labels, row.variant_id], row.relative_lift)
+                if row.adjusted_p_value is not None:
+                    self.p_value.add_metric([*labels, row.variant_id], row.adjusted_p_value)
 
 
 def is_published(experiment: ExperimentResult, now: datetime) -> bool:

@@ -1,6 +1,7 @@
 """Write the population's identified product events as a JSON Lines file (docs/upstreams.md#events-file).
 
-One line per custom event (page views are Plausible's business, not the event tracker's)::
+One line per custom event (page views are Plausible's business, not the event tracker's), then the
+experiment exposures (:mod:`exporter.demo.exposures`)::
 
     {"user_id": "u-0042", "event": "scaffolding.complete.service_created",
      "timestamp": "2026-11-20T10:15:30Z", "props": {"team": "payments"}}
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.demo import catalog
+from exporter.demo.exposures import exposure_lines
 from exporter.demo.population import Population
 
 
@@ -38,6 +40,7 @@ def write_events_file(population: Population, path: Path, *, upto: float) -> int
         f'"props": {{"team": {teams[p.user_team[u]]}}}}}\n'
         for u, e, stamp in zip(user.tolist(), p.event_name[chosen].tolist(), stamps.tolist())
     ]
+    lines += exposure_lines(population, upto=upto)
 
     path = Path(path)
     partial = path.with_name(path.name + ".partial")

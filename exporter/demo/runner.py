@@ -3,7 +3,8 @@
 ``start_demo_upstreams`` generates the population, writes the identified events file, and
 serves the simulated Plausible (v1 and v2), Experimentation and Feedback services on ephemeral
 ports. The returned :class:`DemoUpstreams` holds what a configuration needs to point the
-service at them: URLs, the per-run secrets, the events file.
+service at them: URLs, the per-run secrets, the events file and the metrics measured on its
+experiment exposures.
 
 Simulated time starts at ``now`` and advances with the wall clock, so data keeps arriving while
 the demo runs (the population extends a day past ``now``). The Plausible app takes that
@@ -18,10 +19,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from exporter.demo.events_file import write_events_file
+from exporter.demo.exposures import EXPERIMENT_METRICS
 from exporter.demo.plausible import build_plausible_app
 from exporter.demo.population import generate_population
 
@@ -40,6 +43,8 @@ class DemoUpstreams:
     feedback_url: str
     feedback_admin_token: str = field(repr=False)
     events_path: Path
+    # The experiments' metrics on the events file's exposures (the experiment_metrics configuration).
+    experiment_metrics: dict[str, Any] = field(default_factory=lambda: EXPERIMENT_METRICS)
     _runners: list[web.AppRunner] = field(default_factory=list, repr=False)
 
     async def close(self) -> None:

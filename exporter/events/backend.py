@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from ..analysis.adoption import FeatureUsers
 from ..analysis.breakdowns import EVERYONE, Selection
+from ..analysis.experiments.event_metrics import ExperimentMetricsSettings, ExposureSums
 from ..analysis.funnels import FunnelDefinition, FunnelProgress
 from ..analysis.retention import (
     IntervalGrid,
@@ -71,6 +72,12 @@ class EventsBackend(Protocol):
 
     async def stickiness_counts(self, *, now: int, selection: Selection = EVERYONE) -> StickinessCounts:
         """Distinct active users per day, week and month of the 28 complete days before ``now``."""
+
+    async def exposure_sums(self, settings: ExperimentMetricsSettings, *, end: int,
+                            experiment_keys: Mapping[str, str] | None = None) -> ExposureSums:
+        """Every experiment found in exposure events before ``end`` (an experiment label mapped to
+        its key by ``experiment_keys``): who was counted, and per metric and variant the sums of the
+        per-user measures (docs/experiment-metrics.md#sufficient-statistics)."""
 
     def details(self) -> dict[str, Any]:
         """Facts about the backend for ``/health``."""

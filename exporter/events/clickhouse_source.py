@@ -33,6 +33,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
+from ..analysis.experiments.event_metrics import ExperimentMetricsSettings, ExposureSums
 from ..analysis.funnels import FunnelDefinition
 from ..analysis.retention import (
     IntervalGrid,
@@ -46,6 +47,7 @@ from ..analysis.usage import DailyUsers, UserCounts
 from ..config import EventsConfig
 from ..health import HealthRegistry
 from ..sources.http import ClientSettings, HttpFailure, ResponseFormat, UpstreamClient
+from .clickhouse_exposures import exposure_sums_query
 from .clickhouse_queries import (
     EventsTable,
     FunnelDurations,
@@ -195,3 +197,11 @@ class ClickHouseEventsSource(UpstreamClient):
         if len(message) > MAX_MESSAGE_CHARS:
             message = message[:MAX_MESSAGE_CHARS] + "..."
         return f"ClickHouse error {code} (HTTP {failure.status}): {message}"
+
+    async def exposure_sums(self, settings: ExperimentMetricsSettings, *, end: int,
+                            experiment_keys: Mapping[str, str] | None = None) -> ExposureSums:
+        """EventsBackend: exposures and per-arm metric sums in one query, the exposures' experiment
+        and variant read from the properties map column (``events.columns.properties``)."""
+        return await self.select(exposure_sums_query(self.table, settings, end=end,
+                                                     properties=self._config.columns.properties,
+                                                     experiment_keys=experiment_keys))

@@ -37,6 +37,12 @@ import numpy as np
 
 from ..analysis.adoption import FeatureUsers
 from ..analysis.breakdowns import EVERYONE, Selection
+from ..analysis.experiments.event_metrics import (
+    EXPERIMENT_PROPERTY,
+    VARIANT_PROPERTY,
+    ExperimentMetricsSettings,
+    ExposureSums,
+)
 from ..analysis.funnels import FunnelDefinition
 from ..analysis.retention import (
     IntervalGrid,
@@ -61,6 +67,7 @@ from .file_loader import (
 from .log import EventLog
 from .log_activity import daily_users, feature_dates, feature_unique_users, user_activity, user_counts
 from .log_dimensions import select_users
+from .log_exposures import MISSING, Exposures, exposure_sums
 from .log_funnels import FunnelReach, funnel_reach
 from .log_retention import lifecycle_counts, retention_counts, stickiness_counts
 
@@ -176,6 +183,11 @@ class EventsFileSource:
         log = (await self.read()).log
         return await asyncio.to_thread(_grouped, stickiness_counts, log, selection, now + 1, now=now)
 
+    async def exposure_sums(self, settings: ExperimentMetricsSettings, *, end: int,
+                            experiment_keys: Mapping[str, str] | None = None) -> ExposureSums:
+        log = (await self.read()).log
+        return await asyncio.to_thread(_exposure_sums, log, settings, end, experiment_keys)
+
     def details(self) -> dict[str, Any]:
         """Facts for ``/health``: what the last good read held and how many lines it skipped."""
         facts: dict[str, Any] = {"kind": "file", "path": self.path}
@@ -202,6 +214,31 @@ def _grouped(kernel, log: EventLog, selection: Selection, end: int, *args, **kwa
     chosen = select_users(log, selection, end)
     counts = kernel(log, *args, group_of_user=chosen.group_of_user(), n_groups=chosen.n_groups, **kwargs)
     return dataclasses.replace(counts, values=chosen.values)
+
+
+def _exposure_sums(log: EventLog, settings: ExperimentMetricsSettings, end: int,
+                   experiment_keys: Mapping[str, str] | None) -> ExposureSums:
+    return exposure_sums(log, exposures_in_log(log, settings.exposure_event), settings, end=end,
+                         experiment_keys=experiment_keys)
+
+
+def exposures_in_log(log: EventLog, exposure_event: str) -> Exposures:
+    """The log's exposure events, each with its ``experiment`` and ``variant`` property codes
+    (``MISSING`` where the event lacks one; both are missing everywhere when the log was loaded
+    without those properties)."""
+    code = log.event_code(exposure_event)
+    positions = np.flatnonzero(log.event_ids == code) if code is not None else np.empty(0, dtype=np.int64)
+    experiments, experiment_labels = _property_codes(log, EXPERIMENT_PROPERTY, positions)
+    variants, variant_labels = _property_codes(log, VARIANT_PROPERTY, positions)
+    return Exposures(users=log.user_ids[positions], times=log.timestamps[positions], experiments=experiments,
+                     variants=variants, experiment_labels=experiment_labels, variant_labels=variant_labels)
+
+
+def _property_codes(log: EventLog, name: str, positions: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    column = log.properties.get(name)
+    if column is None:
+        return np.full(len(positions), MISSING, dtype=np.int64), ()
+    return column.codes_at(positions).astype(np.int64), column.values
 
 
 class _Unparsable(Exception):

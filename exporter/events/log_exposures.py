@@ -76,11 +76,13 @@ def exposure_sums(log: EventLog, exposures: Exposures, settings: ExperimentMetri
     counts, not_found = _window_counts(log, units, end, windows)
     sums = {name: _metric_sums(m, counts, units) for name, m in measures.items()}
     experiments = {}
+    arms_of_key: dict[int, list[int]] = {}  # in one pass: experiments are as many as the events name
+    for arm, k in enumerate(units.arm_key.tolist()):
+        arms_of_key.setdefault(k, []).append(arm)
     for k, key in enumerate(units.keys):
         if not units.present[k]:  # its label is known, but its exposures are all after the end
             continue
-        arms = [arm for arm in range(len(units.arm_key)) if units.arm_key[arm] == k]
-        variants = {units.variant_labels[units.arm_variant[arm]]: arm for arm in arms}
+        variants = {units.variant_labels[units.arm_variant[arm]]: arm for arm in arms_of_key.get(k, ())}
         order = sorted(variants)
         experiments[key] = ExperimentSums(
             experiment=key,
@@ -144,14 +146,27 @@ class _Units:
 
         n_variants = len(exposures.variant_labels)
         arm_code = pair_key[single] * n_variants + lowest[single]
-        arm_users_dense = np.bincount(arm_code, minlength=len(keys) * n_variants)
-        arm_codes = np.flatnonzero(arm_users_dense)
-        arm_of_code = np.full(len(arm_users_dense), MISSING, dtype=np.int64)
-        arm_of_code[arm_codes] = np.arange(len(arm_codes))
+        arm_codes, arm, arm_users = _arms(arm_code, len(keys) * n_variants)
         return cls(keys=tuple(keys), present=present, variant_labels=exposures.variant_labels, excluded=excluded,
-                   skipped=skipped, user=pair_user[single], t0=t0[single], arm=arm_of_code[arm_code],
+                   skipped=skipped, user=pair_user[single], t0=t0[single], arm=arm,
                    arm_key=arm_codes // max(n_variants, 1), arm_variant=arm_codes % max(n_variants, 1),
-                   arm_users=arm_users_dense[arm_codes])
+                   arm_users=arm_users)
+
+
+def _arms(arm_code: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arm codes in use (ascending), each unit's arm (an index into them) and each arm's users.
+
+    A table over every possible code (experiments x variant labels) is the fast way when it is
+    small; when the events name many experiments and many variants it could take gigabytes, and
+    the codes in use are found by sorting instead."""
+    if n_codes > 4 * len(arm_code) + 4096:
+        arm_codes, arm, arm_users = np.unique(arm_code, return_inverse=True, return_counts=True)
+        return arm_codes, arm.astype(np.int64), arm_users
+    arm_users_dense = np.bincount(arm_code, minlength=n_codes)
+    arm_codes = np.flatnonzero(arm_users_dense)
+    arm_of_code = np.full(len(arm_users_dense), MISSING, dtype=np.int64)
+    arm_of_code[arm_codes] = np.arange(len(arm_codes))
+    return arm_codes, arm_of_code[arm_code], arm_users_dense[arm_codes]
 
 
 def sorting_order(keys: np.ndarray) -> np.ndarray:

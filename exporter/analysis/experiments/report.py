@@ -15,10 +15,11 @@ import numpy as np
 
 from ...results import CHANGE, FRACTION, NUMBER, PROBABILITY, USERS, Timestamp, declare, status_codes
 from ..numbers import finite_or_none
+from .event_metrics import ExposureCounts, MetricResult
 from .power import FORMULA_NAME
 
 Recommendation = Literal["ship", "roll_back", "keep_running", "inconclusive", "insufficient_data", "investigate_srm",
-                         "no_data", "no_comparison"]
+                         "no_data", "no_comparison", "investigate_guardrail"]
 
 MULTIPLE_TESTING = "holm"
 
@@ -84,7 +85,8 @@ class ExperimentResult:
 
     experiment_id: str = declare("the experiment's id upstream", key=True)
     experiment_name: str = declare("the experiment's name")
-    status: str = declare("as the Experimentation Service reports it (draft, running, stopped)")
+    status: str = declare("as the Experimentation Service reports it (draft, running, stopped); events_only for an "
+                          "experiment known only from its exposure events")
     start_date: Timestamp | None = declare("when it started")
     end_date: Timestamp | None = declare("when it stopped")
     control: str | None = declare("the control variant (the first)")
@@ -101,8 +103,16 @@ class ExperimentResult:
                                                USERS)
     required_sample_size_formula: str = declare("how required_sample_size is computed")
     sample_progress: float | None = declare("smallest arm / required_sample_size, capped at 1", FRACTION)
-    recommendation: Recommendation = declare("what to do")
+    recommendation: Recommendation = declare(
+        "what to do; investigate_guardrail: the primary metric says ship, but a guardrail metric measured on the "
+        "events is significantly worse")
     recommendation_text: str = declare("one sentence with the numbers behind the recommendation")
+    exposure: ExposureCounts | None = declare(
+        "who was counted in the experiment's exposure events; present when the experiment appears in them "
+        "(docs/experiment-metrics.md)", omit_if_none=True)
+    metrics: tuple[MetricResult, ...] | None = declare(
+        "the configured metrics measured on the identified events, in configuration order; present with exposure",
+        omit_if_none=True)
     status_codes: tuple[str, ...] = status_codes()
 
 
