@@ -34,12 +34,13 @@ read their docstrings first):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from exporter.analysis.breakdowns import EVERYONE, NONE, Selection
 from exporter.analysis.funnels import FunnelDefinition
 from exporter.analysis.segments import DAY_SECONDS, LOOKBACK_DAYS, WINDOW_DAYS, UserActivity
 from exporter.analysis.usage import UserCounts
@@ -121,11 +122,14 @@ class Parameters:
 
 @dataclass(frozen=True)
 class EventsTable:
-    """Where the events are and how a row becomes ``(user_id, event, t)``.
+    """Where the events are and how a row becomes ``(user_id, event, t)`` and its properties.
 
     ``user_id`` and ``event`` are SQL expressions over the row (alias ``src``), ``timestamp`` the
-    DateTime or DateTime64 column, ``condition`` which rows are events at all. Build instances
-    with :meth:`mapped` or :meth:`plausible_events_v2`, which quote and check every identifier.
+    DateTime or DateTime64 column, ``condition`` which rows are events at all. ``properties`` is
+    the ``Map(String, String)`` column of event properties or, with ``property_keys``, the array of
+    values parallel to that array of keys (Plausible's ``meta.value`` / ``meta.key``). Build
+    instances with :meth:`mapped` or :meth:`plausible_events_v2`, which quote and check every
+    identifier.
     """
 
     table: str
@@ -134,48 +138,149 @@ class EventsTable:
     timestamp: str
     condition: str = "1"
     parameters: Mapping[str, Parameter] = field(default_factory=dict)
+    properties: str = "src.`properties`"
+    property_keys: str | None = None
 
     @classmethod
-    def mapped(cls, database: str, table: str, *, user_id: str, event: str, timestamp: str) -> EventsTable:
-        """A table with one column each for the user id, the event name and the timestamp."""
+    def mapped(cls, database: str, table: str, *, user_id: str, event: str, timestamp: str,
+               properties: str = "properties") -> EventsTable:
+        """A table with one column each for the user id, the event name, the timestamp and the
+        event properties (read only by the questions that need them)."""
         def column(name: str) -> str:
             return "src." + quote_identifier(name, nested=True)
 
         return cls(f"{quote_identifier(database)}.{quote_identifier(table)}", user_id=f"toString({column(user_id)})",
-                   event=f"toString({column(event)})", timestamp=column(timestamp))
+                   event=f"toString({column(event)})", timestamp=column(timestamp), properties=column(properties))
 
     @classmethod
     def plausible_events_v2(cls, database: str, table: str, *, user_id_property: str) -> EventsTable:
         """Plausible's ``events_v2``: the user id from a custom property, the event from ``name``
-        (custom events) or ``pathname`` (page views)."""
+        (custom events) or ``pathname`` (page views), the properties from ``meta``."""
         parameters = Parameters()
         prop = parameters("user_id_property", Parameter.string(user_id_property))
         non_events = parameters("plausible_non_events", Parameter.strings(PLAUSIBLE_NON_EVENTS))
+        values, keys = "src.`meta.value`", "src.`meta.key`"
         return cls(
             f"{quote_identifier(database)}.{quote_identifier(table)}",
-            user_id=f"src.`meta.value`[indexOf(src.`meta.key`, {prop})]",  # '' when the event lacks it
+            user_id=_property_value(values, keys, prop),
             event=f"if(src.`name` = '{PLAUSIBLE_PAGEVIEW}', src.`pathname`, toString(src.`name`))",
             timestamp="src.`timestamp`",
             condition=f"NOT has({non_events}, toString(src.`name`))",
             parameters=parameters.values,
+            properties=values,
+            property_keys=keys,
         )
 
-    def rows(self, bind: Parameters, *, end: int, start: int | None = None) -> str:
-        """SQL of the events with ``start <= t < end``: columns ``user_id``, ``event``, ``t``.
+    def property_value(self, name: str) -> str:
+        """SQL of the row's value of the property named by ``name`` (a parameter's placeholder);
+        ``''`` where the event does not carry it."""
+        return _property_value(self.properties, self.property_keys, name)
+
+    def rows(self, bind: Parameters, *, end: int, start: int | None = None, properties: Sequence[str] = (),
+             label: str = "events") -> str:
+        """SQL of the events with ``start <= t < end``: columns ``user_id``, ``event``, ``t``, then
+        ``p0``, ``p1``, ... the values of ``properties`` (``''`` where absent).
 
         Inside, every column is qualified (``src.``), so the aliases can never shadow a column
-        of the same name whatever the table calls its columns.
+        of the same name whatever the table calls its columns. ``label`` names the parameters of
+        the bounds and properties, so that one query can read the events up to different ends.
         """
         for name, parameter in self.parameters.items():
             bind(name, parameter)
-        bounds = [f"{self.timestamp} < toDateTime({bind('events_end', Parameter.int64(end))})"]
+        bounds = [f"{self.timestamp} < toDateTime({bind(f'{label}_end', Parameter.int64(end))})"]
         if start is not None:
-            bounds.insert(0, f"{self.timestamp} >= toDateTime({bind('events_start', Parameter.int64(start))})")
-        return (f"SELECT user_id, event, t FROM ("
+            bounds.insert(0, f"{self.timestamp} >= toDateTime({bind(f'{label}_start', Parameter.int64(start))})")
+        values = "".join(
+            f", {self.property_value(bind(f'{label}_property_{k}', Parameter.string(name)))} AS p{k}"
+            for k, name in enumerate(properties))
+        carried = "".join(f", p{k}" for k in range(len(properties)))
+        return (f"SELECT user_id, event, t{carried} FROM ("
                 f"SELECT {self.user_id} AS user_id, {self.event} AS event, "
-                f"toInt64(toUnixTimestamp({self.timestamp})) AS t "
+                f"toInt64(toUnixTimestamp({self.timestamp})) AS t{values} "
                 f"FROM {self.table} AS src WHERE {' AND '.join(bounds)} AND {self.condition}"
                 f") WHERE user_id != '' AND event != ''")
+
+
+def _property_value(values: str, keys: str | None, name: str) -> str:
+    """SQL of a property's value: a Map's lookup (``''`` for a missing key), or the value at the
+    key's position in parallel arrays (position 0, not found, reads ``''`` too)."""
+    if keys is None:
+        return f"{values}[{name}]"
+    return f"{values}[indexOf({keys}, {name})]"
+
+
+# --- selections: filters and breakdowns -------------------------------------------------------
+
+def selected_users(events: EventsTable, bind: Parameters, selection: Selection, *, end: int) -> str:
+    """SQL of ``(user_id, grp)``: every user with an event before ``end`` whom ``selection``'s
+    filters keep, and its value of the breakdown property (``''`` without a breakdown).
+
+    The semantics of :mod:`exporter.events.log_dimensions`: a user's value of a property is the
+    one on its latest event carrying it before ``end``, of such events in the same second the
+    greatest text (``argMaxIf`` by ``(t, value)``: String comparison is by bytes, which for UTF-8
+    is code-point order); ``(none)`` without one. An event carries a property unless its value is
+    ``''`` (what a Map answers for a missing key) or the text ``(none)``. Filters compare these
+    values, so ``(none)`` selects the users without one. Every user counted by a question has an
+    event before the end its values are read as of, so an inner join with this relation keeps
+    exactly the users the filters keep.
+    """
+    names = selection.properties
+    none = bind("no_value", Parameter.string(NONE))
+    source = events.rows(bind, end=end, properties=names, label="selection")
+    latest = ", ".join(f"argMaxIf(p{k}, (t, p{k}), p{k} != '' AND p{k} != {none}) AS latest_{k}"
+                       for k in range(len(names)))
+
+    def value(name: str) -> str:
+        k = names.index(name)
+        return f"if(latest_{k} = '', {none}, latest_{k})"
+
+    kept = [f"has({bind(f'filter_{i}', Parameter.strings(list(values)))}, {value(name)})"
+            for i, (name, values) in enumerate(selection.filters)]
+    group = "''" if selection.breakdown is None else value(selection.breakdown)
+    return (f"SELECT user_id, {group} AS grp FROM (SELECT user_id, {latest} FROM ({source}) GROUP BY user_id) "
+            f"WHERE {' AND '.join(kept) or '1'}")
+
+
+def with_group(per_user: str, events: EventsTable, bind: Parameters, selection: Selection, *, end: int) -> str:
+    """SQL of the relation ``per_user`` (which has a ``user_id`` column) with a ``grp`` column
+    added: the user's breakdown value as of ``end`` (``''`` without a breakdown); the users that
+    ``selection``'s filters drop are dropped. Without a selection, no join at all."""
+    if selection == EVERYONE:
+        return f"SELECT *, '' AS grp FROM ({per_user})"
+    return (f"SELECT * FROM ({per_user}) AS per_user "
+            f"INNER JOIN ({selected_users(events, bind, selection, end=end)}) AS selected USING user_id")
+
+
+@dataclass(frozen=True)
+class GroupValues:
+    """The breakdown values an answer's rows name (their ``grp`` texts) as value codes.
+
+    Without a breakdown there are no values and every row is group 0. With one, the values are
+    those found, then ``(none)`` last whether found or not, as the file backend lists them
+    (:class:`~exporter.events.log_dimensions.UserSelection`), so a count answer always has at
+    least one group.
+    """
+
+    values: tuple[str, ...]
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {value: code for code, value in enumerate(self.values)})
+
+    @classmethod
+    def found(cls, texts: Iterable[str], selection: Selection) -> GroupValues:
+        if selection.breakdown is None:
+            return cls(())
+        return cls((*sorted(set(texts) - {NONE}), NONE))
+
+    @property
+    def count(self) -> int:
+        """The length of a count answer's group axis."""
+        return max(len(self.values), 1)
+
+    def code(self, text: str) -> int:
+        """The value code of a row's ``grp`` (0 without a breakdown, where ``grp`` is ``''``)."""
+        return self._index[text] if self.values else 0
 
 
 def _meaningful(bind: Parameters, meaningful_events: Collection[str] | None) -> str:
@@ -213,14 +318,16 @@ class FunnelDurations:
                                None if self.groups is None else self.groups[kept], self.values)
 
 
-def funnel_query(events: EventsTable, funnel: FunnelDefinition, *, range_start: int,
-                 range_end: int) -> Query[FunnelDurations]:
-    """The furthest step of each user entering in ``[range_start, range_end)``, with durations.
+def funnel_query(events: EventsTable, funnel: FunnelDefinition, *, range_start: int, range_end: int,
+                 selection: Selection = EVERYONE) -> Query[FunnelDurations]:
+    """The furthest step of each user entering in ``[range_start, range_end)`` whom ``selection``
+    keeps, with durations and, with a breakdown, the user's value (as of ``range_end``).
 
     Attempt chains: ``t1`` is a distinct (user, second) step-1 event in the range; ``t{k+1}`` is
     the earliest step-(k+1) event after ``t{k}`` if it lies within ``t1 + W`` (and within the
     step window of ``t{k}``), else 0, and a 0 stays 0 (timestamps are after 1970, so 0 is free).
-    Per user, the attempt with the most steps wins, the earliest of those on a tie.
+    Per user, the attempt with the most steps wins, the earliest of those on a tie. The selection
+    joins the per-user outcomes, the few rows left after the attempt chains.
     """
     if range_end < range_start:
         raise ValueError("range_end must not be before range_start")
@@ -247,39 +354,52 @@ def funnel_query(events: EventsTable, funnel: FunnelDefinition, *, range_start: 
 
     steps = range(1, len(funnel.steps) + 1)
     reached = " + ".join(["1", *(f"(t{k} != 0)" for k in steps[1:])])
-    sql = (
-        "SELECT level, durations, count() AS users FROM ("
-        "SELECT toUInt32(max(attempt_level)) AS level, "
+    per_user = (
+        "SELECT user_id, toUInt32(max(attempt_level)) AS level, "
         "arraySlice(argMax(times, (attempt_level, -t1)), 1, level) AS furthest, "
         "CAST(arrayPopFront(arrayDifference(furthest)) AS Array(UInt32)) AS durations "
         f"FROM (SELECT user_id, t1, [{', '.join(f't{k}' for k in steps)}] AS times, {reached} AS attempt_level "
-        f"FROM ({chain})) GROUP BY user_id"
-        ") GROUP BY level, durations"
-    )
-    return Query(sql, bind.values, lambda rows: _read_funnel(rows, len(funnel.steps)))
+        f"FROM ({chain})) GROUP BY user_id")
+    sql = (f"SELECT grp, level, durations, count() AS users "
+           f"FROM ({with_group(per_user, events, bind, selection, end=range_end)}) GROUP BY grp, level, durations")
+    return Query(sql, bind.values, lambda rows: _read_funnel(rows, len(funnel.steps), selection))
 
 
-def _read_funnel(rows: list[Row], n_steps: int) -> FunnelDurations:
+def _read_funnel(rows: list[Row], n_steps: int, selection: Selection) -> FunnelDurations:
     level = np.array([int(row["level"]) for row in rows], dtype=np.int64)
     users = np.array([int(row["users"]) for row in rows], dtype=np.int64)
-    # One row per distinct (level, durations); pad durations to n - 1 columns to index by step.
+    # One row per distinct (group, level, durations); pad durations to n - 1 columns to index by step.
     durations = np.zeros((len(rows), max(n_steps - 1, 0)), dtype=np.int64)
     for index, row in enumerate(rows):
         durations[index, :len(row["durations"])] = row["durations"]
     if np.any(level < 1) or np.any(level > n_steps) or np.any(users < 1):
         raise ValueError("funnel rows out of range")
-    return FunnelDurations(np.repeat(level, users), np.repeat(durations, users, axis=0))
+    groups, values = _user_groups(rows, users, selection)
+    return FunnelDurations(np.repeat(level, users), np.repeat(durations, users, axis=0), groups, values)
+
+
+def _user_groups(rows: list[Row], users: np.ndarray, selection: Selection
+                 ) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Per user of an answer whose rows count ``users`` each: its value code, and the values
+    (None and none without a breakdown)."""
+    if selection.breakdown is None:
+        return None, ()
+    found = GroupValues.found((str(row["grp"]) for row in rows), selection)
+    codes = np.array([found.code(str(row["grp"])) for row in rows], dtype=np.int64)
+    return np.repeat(codes, users), found.values
 
 
 # --- segments -----------------------------------------------------------------------------------
 
 def segment_activity_query(events: EventsTable, *, now: int, meaningful_events: Collection[str] | None = None,
-                           feature_events: Mapping[str, str] | None = None) -> Query[UserActivity]:
-    """L28, L28_prev, R, B, age and gap of every user with a meaningful event up to ``now``.
+                           feature_events: Mapping[str, str] | None = None,
+                           selection: Selection = EVERYONE) -> Query[UserActivity]:
+    """L28, L28_prev, R, B, age and gap of every user with a meaningful event up to ``now`` whom
+    ``selection`` keeps, with each one's breakdown value (as of ``now + 1``, every event up to now).
 
-    Rows are distinct measure combinations with their number of users; the result lists users in
-    an arbitrary order under synthetic codes ``0..n-1`` (the measures are all the rules need).
-    ``gap`` travels doubled (the sum of the two middle gaps), an integer, exactly halved here.
+    Rows are distinct (value, measures) combinations with their number of users; the result lists
+    users in an arbitrary order under synthetic codes ``0..n-1`` (the measures are all the rules
+    need). ``gap`` travels doubled (the sum of the two middle gaps), an integer, exactly halved here.
     """
     bind = Parameters()
     today = f"intDiv({bind('now', Parameter.int64(now))}, {DAY_SECONDS})"
@@ -294,9 +414,8 @@ def segment_activity_query(events: EventsTable, *, now: int, meaningful_events: 
         feature = (f"{bind('feature_codes', Parameter.uint32s(codes))}"
                    f"[indexOf({bind('feature_events', Parameter.strings(mapped))}, event)]")
         used = "feature != 0"
-    sql = (
-        "SELECT l28, l28_prev, recency, breadth, age, gap_doubled, count() AS users FROM ("
-        f"SELECT arraySort(groupUniqArrayIf(days_ago, meaningful AND days_ago < {LOOKBACK_DAYS})) AS days, "
+    per_user = (
+        f"SELECT user_id, arraySort(groupUniqArrayIf(days_ago, meaningful AND days_ago < {LOOKBACK_DAYS})) AS days, "
         f"arrayCount(d -> d < {WINDOW_DAYS}, days) AS l28, "
         f"arrayCount(d -> d >= {WINDOW_DAYS} AND d < {2 * WINDOW_DAYS}, days) AS l28_prev, "
         "minIf(days_ago, meaningful) AS recency, "
@@ -306,13 +425,14 @@ def segment_activity_query(events: EventsTable, *, now: int, meaningful_events: 
         "if(empty(gaps), 0, gaps[intDiv(length(gaps) - 1, 2) + 1] + gaps[intDiv(length(gaps), 2) + 1]) AS gap_doubled "
         f"FROM (SELECT user_id, {today} - intDiv(t, {DAY_SECONDS}) AS days_ago, {meaningful} AS meaningful, "
         f"{feature} AS feature FROM ({source})) "
-        "GROUP BY user_id HAVING countIf(meaningful) > 0"
-        ") GROUP BY l28, l28_prev, recency, breadth, age, gap_doubled"
-    )
-    return Query(sql, bind.values, _read_activity)
+        "GROUP BY user_id HAVING countIf(meaningful) > 0")
+    measures = "l28, l28_prev, recency, breadth, age, gap_doubled"
+    sql = (f"SELECT grp, {measures}, count() AS users "
+           f"FROM ({with_group(per_user, events, bind, selection, end=now + 1)}) GROUP BY grp, {measures}")
+    return Query(sql, bind.values, lambda rows: _read_activity(rows, selection))
 
 
-def _read_activity(rows: list[Row]) -> UserActivity:
+def _read_activity(rows: list[Row], selection: Selection) -> UserActivity:
     users = np.array([int(row["users"]) for row in rows], dtype=np.int64)
 
     def column(name: str) -> np.ndarray:
@@ -320,37 +440,47 @@ def _read_activity(rows: list[Row]) -> UserActivity:
 
     gap_doubled = column("gap_doubled")
     gap = np.where(gap_doubled > 0, gap_doubled / 2.0, np.nan)  # 0: fewer than two active days
+    groups, values = _user_groups(rows, users, selection)
     return UserActivity(users=np.arange(int(users.sum()), dtype=np.int64), l28=column("l28"),
                         l28_prev=column("l28_prev"), recency=column("recency"), breadth=column("breadth"),
-                        age=column("age"), gap=gap)
+                        age=column("age"), gap=gap, groups=groups, values=values)
 
 
 # --- user counts --------------------------------------------------------------------------------
 
-def user_counts_query(events: EventsTable, *, start: int, end: int,
-                      meaningful_events: Collection[str] | None = None) -> Query[UserCounts]:
-    """Users seen before ``end`` (any event), and users with a meaningful event in ``[start, end)``."""
+def user_counts_query(events: EventsTable, *, start: int, end: int, meaningful_events: Collection[str] | None = None,
+                      selection: Selection = EVERYONE) -> Query[UserCounts]:
+    """Users seen before ``end`` (any event), and users with a meaningful event in ``[start, end)``,
+    of the users ``selection`` keeps (values as of ``end``); one row per breakdown value."""
     bind = Parameters()
     source = events.rows(bind, end=end)
-    sql = (f"SELECT uniqExact(user_id) AS total, "
-           f"uniqExactIf(user_id, t >= {bind('start', Parameter.int64(start))} AND "
-           f"{_meaningful(bind, meaningful_events)}) AS active FROM ({source})")
-    return Query(sql, bind.values, _read_counts)
+    per_user = (f"SELECT user_id, max(t >= {bind('start', Parameter.int64(start))} AND "
+                f"{_meaningful(bind, meaningful_events)}) AS is_active FROM ({source}) GROUP BY user_id")
+    sql = (f"SELECT grp, count() AS total, countIf(is_active) AS active "
+           f"FROM ({with_group(per_user, events, bind, selection, end=end)}) GROUP BY grp")
+    return Query(sql, bind.values, lambda rows: _read_counts(rows, selection))
 
 
-def _read_counts(rows: list[Row]) -> UserCounts:
-    (row,) = rows
-    return UserCounts(total=int(row["total"]), active=int(row["active"]))
+def _read_counts(rows: list[Row], selection: Selection) -> UserCounts:
+    counts = {str(row["grp"]): (int(row["total"]), int(row["active"])) for row in rows}
+    total, active = sum(total for total, _ in counts.values()), sum(active for _, active in counts.values())
+    # A group has a row only with users in it, so every value listed has total > 0.
+    return UserCounts(total=total, active=active, by_value=None if selection.breakdown is None else counts)
 
 
-def feature_users_query(events: EventsTable, event_names: Collection[str], *, start: int,
-                        end: int) -> Query[dict[str, int]]:
-    """Distinct users per event name in ``[start, end)``; 0 for names without events."""
+def feature_users_query(events: EventsTable, event_names: Collection[str], *, start: int, end: int,
+                        selection: Selection = EVERYONE) -> Query[dict[str, int]]:
+    """Distinct users per event name in ``[start, end)`` of the users ``selection``'s filters keep
+    (values as of ``end``; a breakdown does not apply); 0 for names without events."""
     names = list(dict.fromkeys(event_names))
     bind = Parameters()
     source = events.rows(bind, start=start, end=end)
+    kept = ""
+    if selection.filters:
+        kept = (f" AND user_id IN (SELECT user_id FROM "
+                f"({selected_users(events, bind, Selection(selection.filters), end=end)}))")
     sql = (f"SELECT event, uniqExact(user_id) AS users FROM ({source}) "
-           f"WHERE has({bind('feature_events', Parameter.strings(names))}, event) GROUP BY event")
+           f"WHERE has({bind('feature_events', Parameter.strings(names))}, event){kept} GROUP BY event")
 
     def read(rows: list[Row]) -> dict[str, int]:
         found = {str(row["event"]): int(row["users"]) for row in rows}

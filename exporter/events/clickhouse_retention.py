@@ -12,19 +12,22 @@ parameters (weeks: three days of offset put their boundaries on Mondays 00:00 UT
 formula :func:`~exporter.analysis.retention.interval_index` applies.
 
 Every answer is a few rows per interval: ``(measure, grp, cell, period, users)`` with ``measure``
-naming the count. ``grp`` is the group of the breakdown axis; a plain query has one group, 0,
-set where each query forms its per-user relation (``members``, ``per_user``, ``days``). A
-breakdown or filter replaces that constant by an ``INNER JOIN`` with a per-user
-``(user_id, grp)`` subquery there: users missing from it (filtered out) drop out, and every
-count is already grouped by ``grp``.
+naming the count. ``grp`` is the user's value of the breakdown property, added where each query
+forms its per-user relation (``members``, ``per_user``, ``days``) by
+:func:`~exporter.events.clickhouse_queries.with_group`: a constant ``''`` for a plain query, else
+an ``INNER JOIN`` with the per-user ``(user_id, grp)`` subquery of the selection, which drops
+the users the filters drop; every count is grouped by ``grp``, and the reader turns the values
+found into the leading group axis of the counts (``values`` in the same order).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 
+from exporter.analysis.breakdowns import EVERYONE, Selection
 from exporter.analysis.retention import (
     STICKINESS_DAYS,
     STICKINESS_WEEK_DAYS,
@@ -36,13 +39,23 @@ from exporter.analysis.retention import (
     stickiness_last_day,
 )
 from exporter.analysis.segments import DAY_SECONDS
-from exporter.events.clickhouse_queries import EventsTable, Parameter, Parameters, Query, Row
+from exporter.events.clickhouse_queries import (
+    EventsTable,
+    GroupValues,
+    Parameter,
+    Parameters,
+    Query,
+    Row,
+    with_group,
+)
 
-_PLAIN_GROUP = "toInt64(0) AS grp"  # the one group of a query without breakdown
+Cell = tuple[str, int, int, int]  # (grp, cell, period, users)
 
 
-def retention_query(events: EventsTable, query: RetentionQuery, grid: IntervalGrid) -> Query[RetentionCounts]:
-    """Cohort sizes and retained users per (cohort, period) for ``query`` over ``grid``.
+def retention_query(events: EventsTable, query: RetentionQuery, grid: IntervalGrid,
+                    selection: Selection = EVERYONE) -> Query[RetentionCounts]:
+    """Cohort sizes and retained users per (group, cohort, period) for ``query`` over ``grid``, of
+    the users ``selection`` keeps (values as of ``grid.end``).
 
     ``members``: one row per (user, cohort): the interval of the user's first start event over the
     whole history when it is listed (first_time), or every listed interval with a start event
@@ -60,7 +73,7 @@ def retention_query(events: EventsTable, query: RetentionQuery, grid: IntervalGr
                    f"GROUP BY user_id HAVING cohort >= {bind('first_interval', Parameter.int64(grid.first))}")
     else:
         cohorts = f"SELECT DISTINCT user_id, {index('t')} AS cohort FROM ({window}) WHERE {start_is}"
-    members = f"SELECT user_id, cohort, {_PLAIN_GROUP} FROM ({cohorts})"
+    members = with_group(cohorts, events, bind, selection, end=grid.end)
     returns = f"SELECT DISTINCT user_id, {index('t')} AS returned FROM ({window}) WHERE {return_is}"
     parts = [
         (f"SELECT 'retained' AS measure, grp, cohort AS cell, returned - cohort AS period, count() AS users "
@@ -76,19 +89,23 @@ def retention_query(events: EventsTable, query: RetentionQuery, grid: IntervalGr
 
     def read(rows: list[Row]) -> RetentionCounts:
         cells = _cells(rows)
+        groups = _groups(cells, selection, ("retained", "users"))
         n = grid.count
-        retained = np.zeros((1, n, n), dtype=np.int64)
+        retained = np.zeros((groups.count, n, n), dtype=np.int64)
         for group, cohort, period, users in cells["retained"]:
-            retained[group, cohort - grid.first, period] = users
-        return RetentionCounts(retained=retained, users=_per_group(cells["users"]),
+            retained[groups.code(group), cohort - grid.first, period] = users
+        return RetentionCounts(retained=retained, users=_per_group(cells["users"], groups),
                                start_event_seen=query.start_event is None or _flag(cells["start_event_seen"]),
-                               return_event_seen=query.return_event is None or _flag(cells["return_event_seen"]))
+                               return_event_seen=query.return_event is None or _flag(cells["return_event_seen"]),
+                               values=groups.values)
 
     return Query(sql, bind.values, read)
 
 
-def lifecycle_query(events: EventsTable, grid: IntervalGrid) -> Query[LifecycleCounts]:
-    """New, returning, resurrecting and dormant users per listed interval (activity = any event).
+def lifecycle_query(events: EventsTable, grid: IntervalGrid, selection: Selection = EVERYONE
+                    ) -> Query[LifecycleCounts]:
+    """New, returning, resurrecting and dormant users per (group, listed interval) (activity = any
+    event), of the users ``selection`` keeps (values as of ``grid.end``).
 
     ``per_user``: every user active from the interval before the first listed one, with the
     intervals they were active in and the interval of their first event over the whole history.
@@ -102,11 +119,11 @@ def lifecycle_query(events: EventsTable, grid: IntervalGrid) -> Query[LifecycleC
     last = bind("last_interval", Parameter.int64(grid.first + grid.count - 1))
     window = events.rows(bind, start=grid.start(-1), end=grid.end)
     history = events.rows(bind, end=grid.end)
-    per_user = (
-        f"SELECT user_id, {_PLAIN_GROUP}, first_active, active FROM "
+    per_user = with_group(
+        f"SELECT user_id, first_active, active FROM "
         f"(SELECT user_id, groupUniqArray({index('t')}) AS active FROM ({window}) GROUP BY user_id) AS w "
         f"INNER JOIN (SELECT user_id, {index('min(t)')} AS first_active FROM ({history}) GROUP BY user_id) AS h "
-        "USING user_id")
+        "USING user_id", events, bind, selection, end=grid.end)
     cells = (
         "arrayConcat("
         f"arrayMap(i -> (multiIf(i = first_active, 'new', has(active, i - 1), 'returning', 'resurrecting'), i), "
@@ -118,26 +135,27 @@ def lifecycle_query(events: EventsTable, grid: IntervalGrid) -> Query[LifecycleC
 
     def read(rows: list[Row]) -> LifecycleCounts:
         cells = _cells(rows)
+        groups = _groups(cells, selection, cells)
 
         def status(name: str) -> np.ndarray:
-            counts = np.zeros((1, grid.count), dtype=np.int64)
-            for group, interval, _, users in cells[name]:
-                counts[group, interval - grid.first] = users
-            return counts
+            return _per_group_and_cell(cells[name], groups, grid.first, grid.count)
 
         return LifecycleCounts(new=status("new"), returning=status("returning"), resurrecting=status("resurrecting"),
-                               dormant=status("dormant"), users=_per_group(cells["users"]))
+                               dormant=status("dormant"), users=_per_group(cells["users"], groups),
+                               values=groups.values)
 
     return Query(sql, bind.values, read)
 
 
-def stickiness_query(events: EventsTable, *, now: int) -> Query[StickinessCounts]:
-    """Distinct active users per day of the 28 complete days before ``now``'s day, in the last 7, in all 28."""
+def stickiness_query(events: EventsTable, *, now: int, selection: Selection = EVERYONE) -> Query[StickinessCounts]:
+    """Distinct active users per group and day of the 28 complete days before ``now``'s day, in the
+    last 7, in all 28, of the users ``selection`` keeps (values as of ``now + 1``)."""
     bind = Parameters()
     last_day = stickiness_last_day(now)
     window = events.rows(bind, start=(last_day - STICKINESS_DAYS + 1) * DAY_SECONDS, end=(last_day + 1) * DAY_SECONDS)
     week_start = bind("week_first_day", Parameter.int64(last_day - STICKINESS_WEEK_DAYS + 1))
-    days = f"SELECT user_id, {_PLAIN_GROUP}, intDiv(t, {DAY_SECONDS}) AS day FROM ({window})"
+    days = with_group(f"SELECT user_id, intDiv(t, {DAY_SECONDS}) AS day FROM ({window})", events, bind, selection,
+                      end=now + 1)
     sql = " UNION ALL ".join([
         (f"SELECT 'daily' AS measure, grp, day AS cell, toInt64(0) AS period, uniqExact(user_id) AS users "
          f"FROM ({days}) GROUP BY grp, day"),
@@ -148,11 +166,10 @@ def stickiness_query(events: EventsTable, *, now: int) -> Query[StickinessCounts
 
     def read(rows: list[Row]) -> StickinessCounts:
         cells = _cells(rows)
-        daily = np.zeros((1, STICKINESS_DAYS), dtype=np.int64)
-        for group, day, _, users in cells["daily"]:
-            daily[group, day - (last_day - STICKINESS_DAYS + 1)] = users
-        return StickinessCounts(last_day=last_day, daily=daily, weekly=_per_group(cells["weekly"]),
-                                monthly=_per_group(cells["monthly"]))
+        groups = _groups(cells, selection, cells)
+        daily = _per_group_and_cell(cells["daily"], groups, last_day - STICKINESS_DAYS + 1, STICKINESS_DAYS)
+        return StickinessCounts(last_day=last_day, daily=daily, weekly=_per_group(cells["weekly"], groups),
+                                monthly=_per_group(cells["monthly"], groups), values=groups.values)
 
     return Query(sql, bind.values, read)
 
@@ -172,30 +189,43 @@ def _event_is(bind: Parameters, name: str, event: str | None) -> str:
 
 
 def _seen(events: EventsTable, bind: Parameters, grid: IntervalGrid, measure: str, condition: str) -> str:
-    """A row ``(measure, 0, 0, 0, 0 or 1)``: does an event meeting ``condition`` occur before the range's end."""
+    """A row ``(measure, '', 0, 0, 0 or 1)``: does an event meeting ``condition`` occur before the range's end."""
     history = events.rows(bind, end=grid.end)
-    return (f"SELECT '{measure}', toInt64(0), toInt64(0), toInt64(0), count() "
+    return (f"SELECT '{measure}', '', toInt64(0), toInt64(0), count() "
             f"FROM (SELECT 1 FROM ({history}) WHERE {condition} LIMIT 1)")
 
 
-def _cells(rows: list[Row]) -> dict[str, list[tuple[int, int, int, int]]]:
-    """Rows by measure, as ``(grp, cell, period, users)`` integers (ClickHouse quotes 64-bit integers)."""
-    cells: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
+def _cells(rows: list[Row]) -> dict[str, list[Cell]]:
+    """Rows by measure, as ``(grp, cell, period, users)`` (ClickHouse quotes 64-bit integers)."""
+    cells: dict[str, list[Cell]] = defaultdict(list)
     for row in rows:
         cells[str(row["measure"])].append(
-            (int(row["grp"]), int(row["cell"]), int(row["period"]), int(row["users"])))
+            (str(row["grp"]), int(row["cell"]), int(row["period"]), int(row["users"])))
     return cells
 
 
-def _flag(cells: list[tuple[int, int, int, int]]) -> bool:
+def _groups(cells: dict[str, list[Cell]], selection: Selection, counted: Iterable[str]) -> GroupValues:
+    """The breakdown values the rows of the ``counted`` measures name."""
+    return GroupValues.found((group for measure in counted for group, *_ in cells[measure]), selection)
+
+
+def _flag(cells: list[Cell]) -> bool:
     """The truth of a one-row answer to a yes-or-no question."""
     (row,) = cells
     return row[-1] > 0
 
 
-def _per_group(cells: list[tuple[int, int, int, int]]) -> np.ndarray:
+def _per_group(cells: list[Cell], groups: GroupValues) -> np.ndarray:
     """One count per group from rows holding one number each (groups without a row count 0)."""
-    counts = np.zeros(1, dtype=np.int64)
+    counts = np.zeros(groups.count, dtype=np.int64)
     for group, _, _, users in cells:
-        counts[group] = users
+        counts[groups.code(group)] = users
+    return counts
+
+
+def _per_group_and_cell(cells: list[Cell], groups: GroupValues, first: int, count: int) -> np.ndarray:
+    """Counts shaped ``(groups, count)`` from rows of cells ``first .. first + count - 1``."""
+    counts = np.zeros((groups.count, count), dtype=np.int64)
+    for group, cell, _, users in cells:
+        counts[groups.code(group), cell - first] = users
     return counts
