@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.analysis.breakdowns import NONE, Selection
 from exporter.config import ConfigError, load_config
-from exporter.events.clickhouse_queries import EventsTable, Parameter, segment_activity_query
+from exporter.events.clickhouse_queries import EventsTable, Parameter, segment_activity_query, user_counts_query
 from exporter.events.clickhouse_source import events_table
 from exporter.identifiers import quote_identifier
 from exporter.service import AnalyticsService
@@ -76,6 +77,22 @@ def test_a_mapped_table_writes_only_quoted_identifiers_into_sql():
     assert query.parameters["meaningful_events"].text == "['x\\'); DROP TABLE t; --']"
     with pytest.raises(ValueError):
         EventsTable.mapped("analytics", "events; DROP TABLE x", user_id="uid", event="name", timestamp="ts")
+
+
+def test_a_selection_writes_only_placeholders_into_sql():
+    """Property names and filter values are parameters; the properties column is a checked identifier."""
+    table = EventsTable.mapped("analytics", "product_events", user_id="uid", event="name", timestamp="ts",
+                               properties="props")
+    selection = Selection((("team'); DROP TABLE t; --", ("x' OR 1=1 --", NONE)),), "role")
+    query = user_counts_query(table, start=1_779_000_000, end=1_780_000_000, selection=selection)
+    assert "src.`props`[{selection_property_0:String}]" in query.sql
+    for value in ("DROP", "OR 1=1", "role", "(none)", "1780000000"):
+        assert value not in query.sql
+    assert query.parameters["selection_property_1"] == Parameter.string("role")
+    assert query.parameters["filter_0"].text == "['x\\' OR 1=1 --','(none)']"
+    with pytest.raises(ValueError):
+        EventsTable.mapped("analytics", "product_events", user_id="uid", event="name", timestamp="ts",
+                           properties="props]; DROP TABLE x")
 
 
 CLICKHOUSE = {"events.kind": "clickhouse", "events.url": "http://clickhouse:8123"}

@@ -378,6 +378,57 @@ async def test_every_value_travels_as_a_query_parameter(engine, server, front):
     assert any(trap.replace("'", "\\'") in value for value in sent)  # and inside an Array(String) one
 
 
+TRAP_TEAM = "b'); DROP TABLE events; --"
+TRAP_ROLE = "r\u00f4le'] OR 1=1 --"  # a property name is a value too
+
+
+def team_and_role_events() -> list[PropertyEvent]:
+    """Users whose values exercise every rule: the latest carrying event wins; an event's '' or
+    "(none)" does not carry; of one second, the greatest text wins whatever the order; events
+    from the end on do not count."""
+    def event(user: str, name: str, ago: int, **properties: str) -> PropertyEvent:
+        return PropertyEvent(user, name, NOW - ago, tuple((TRAP_ROLE if key == "role" else key, value)
+                                                          for key, value in properties.items()))
+
+    return [
+        event("u1", "signup", 300, team="search"),
+        event("u1", "deploy", 100, team="payments", role="{no_value:String}"),  # looks like a placeholder
+        event("u1", "signup", 50, team=NONE), event("u1", "deploy", 40, team=""),
+        event("u2", "signup", 30, team="a%"), event("u2", "deploy", 30, team=TRAP_TEAM),
+        event("u3", "signup", 30, team=TRAP_TEAM), event("u3", "deploy", 30, team="a%"),
+        event("u4", "signup", 20, team="x"), event("u4", "deploy", -5, team="payments"),  # after now
+        event("u5", "signup", 10), event("u5", "deploy", 5, role="dev"),
+    ]
+
+
+async def test_selection_values_and_property_names_travel_as_query_parameters(engine, server, front):
+    engine.create_events_table("default.events", team_and_role_events())
+    source, _ = clickhouse_source(server)
+    selection = Selection((("team", ("payments", TRAP_TEAM, NONE, "x') OR 1=1 --")),), TRAP_ROLE)
+    funnel = FunnelDefinition("f", "", (FunnelStep("signup", "signup"), FunnelStep("deploy", "deploy")), DAY)
+    try:
+        counts = await source.user_counts(start=NOW - DAY, end=NOW + 1, selection=selection)
+        reach = await source.funnel_reach(funnel, range_start=NOW - DAY, range_end=NOW + 1, selection=selection)
+        activity = await source.segment_activity(now=NOW, selection=selection)
+        users = await source.feature_users(["deploy"], start=NOW - DAY, end=NOW + 1, selection=selection)
+        teams = await source.user_counts(start=NOW - DAY, end=NOW + 1, selection=Selection(breakdown="team"))
+    finally:
+        await source.close()
+    # u1 payments, u2 and u3 the trap (tie), u4 x (its later payments is after now), u5 (none)
+    assert teams.by_value == {"payments": (1, 1), TRAP_TEAM: (2, 2), "x": (1, 1), NONE: (1, 1)}
+    assert counts == UserCounts(total=4, active=4, by_value={"{no_value:String}": (1, 1), NONE: (2, 2), "dev": (1, 1)})
+    assert sorted(zip([reach.values[code] for code in reach.groups], reach.levels.tolist())) == \
+        [(NONE, 1), (NONE, 1), ("dev", 2), ("{no_value:String}", 2)]  # u2, u3: both steps in one second
+    assert sorted(activity.values[code] for code in activity.groups) == [NONE, NONE, "dev", "{no_value:String}"]
+    assert users == {"deploy": 4}
+    for request in front.requests:
+        for value in ("DROP", "r\u00f4le", "OR 1=1", "payments", "(none)"):
+            assert value not in request.sql
+    sent = {value for request in front.requests for name, value in request.url_parameters.items()
+            if name.startswith("param_")}
+    assert TRAP_ROLE.replace("'", "\\'") in sent or TRAP_ROLE in sent
+
+
 async def test_requests_are_read_only_bounded_and_authenticated_by_headers(engine, server, front):
     engine.create_events_table("default.events", [Event("u1", "deploy", NOW - 10)])
     source, _ = clickhouse_source(server, query_timeout_seconds=4.5)
@@ -503,6 +554,46 @@ async def test_the_plausible_events_v2_preset(engine, server, tmp_path):
     assert plausible.details() | {"url": None} == {
         "kind": "clickhouse", "url": None, "table": "default.events_v2", "query_timeout_seconds": 8.0,
         "preset": "plausible_events_v2", "user_id_property": "stable_id"}
+
+
+async def test_the_plausible_preset_reads_dimensions_from_custom_properties(engine, server, tmp_path):
+    """A user's team from ``meta``, wherever it sits among the props; engagement events and events
+    without a user are not events, so their teams do not count."""
+    rows = [
+        plausible_row(NOW - 5 * DAY, "pageview", path="/docs", props={"stable_id": "alice", "team": "web"}),
+        plausible_row(NOW - 4 * DAY, "Deploy", props={"team": "payments", "stable_id": "alice"}),
+        plausible_row(NOW - 3 * DAY, "engagement", props={"stable_id": "alice", "team": "engaged"}),
+        plausible_row(NOW - 4 * DAY, "pageview", path="/docs", props={"stable_id": "bob", "team": "it's %"}),
+        plausible_row(NOW - 4 * DAY + 60, "Deploy", props={"stable_id": "bob"}),
+        plausible_row(NOW - 2 * DAY, "Deploy", props={"team": "anonymous"}),  # no user
+        plausible_row(NOW - DAY, "pageview", path="/docs", props={"stable_id": "carol"}),
+    ]
+    expected = [
+        PropertyEvent("alice", "/docs", NOW - 5 * DAY, (("team", "web"),)),
+        PropertyEvent("alice", "Deploy", NOW - 4 * DAY, (("team", "payments"),)),
+        PropertyEvent("bob", "/docs", NOW - 4 * DAY, (("team", "it's %"),)),
+        PropertyEvent("bob", "Deploy", NOW - 4 * DAY + 60), PropertyEvent("carol", "/docs", NOW - DAY)]
+    engine.create_plausible_events_v2("default.events_v2", rows)
+    health = HealthRegistry(FakeClock(NOW))
+    health.register("events")
+    plausible, _ = clickhouse_source(server, preset="plausible_events_v2", user_id_property="stable_id")
+    path = write_events(tmp_path / "expected.jsonl", expected)
+    file = EventsFileSource(EventsConfig(path=str(path)), health, clock=FakeClock(NOW), properties=["team"])
+    funnel = FunnelDefinition("docs to deploy", "", (FunnelStep("docs", "/docs"), FunnelStep("deploy", "Deploy")), DAY)
+    by_team = Selection(breakdown="team")
+    try:
+        counts = await plausible.user_counts(start=NOW - 7 * DAY, end=NOW + 1, selection=by_team)
+        assert counts.by_value == {"payments": (1, 1), "it's %": (1, 1), NONE: (1, 1)}
+        assert counts == await file.user_counts(start=NOW - 7 * DAY, end=NOW + 1, selection=by_team)
+        options = {"range_start": NOW - 7 * DAY, "range_end": NOW + 1,
+                   "selection": Selection((("team", ("payments", NONE)),), "team")}
+        on_file = await file.funnel_reach(funnel, **options)
+        on_plausible = await plausible.funnel_reach(funnel, **options)
+        for value, (file_part, plausible_part) in per_value(on_file, on_plausible).items():
+            assert as_multiset(plausible_part.levels) == as_multiset(file_part.levels), value
+        assert sorted(on_plausible.values[code] for code in on_plausible.groups) == [NONE, "payments"]
+    finally:
+        await plausible.close()
 
 
 # --- through the service --------------------------------------------------------------------------
