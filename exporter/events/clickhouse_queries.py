@@ -5,14 +5,16 @@ rows ClickHouse answers into the same structure the in-memory analysis produces,
 report code downstream cannot tell the backends apart. Every query aggregates in ClickHouse and
 brings back small results: a few rows per funnel level plus one row per distinct set of step
 durations of the users who went past step 1; one row per distinct combination of segment
-measures; one row of user counts; one row per feature event.
+measures; one row of user counts; one row per feature event (and, with a breakdown, these per
+value of the dimension).
 
 **Nothing from the configuration or a request is ever formatted into SQL as a value.** The SQL
 text consists of this module's constants and of configured identifiers (database, table,
 columns) that must be plain identifiers (:mod:`exporter.identifiers`), quoted with backticks.
-Every value (event names, times, windows, the Plausible property name) is a ClickHouse query
-parameter ``{name:Type}``, sent apart from the SQL (HTTP ``param_<name>``) and parsed by the server as a
-value of that type, never as SQL: a hostile event name is just a string that no event matches.
+Every value (event names, times, windows, property names, filter values, the Plausible property
+name) is a ClickHouse query parameter ``{name:Type}``, sent apart from the SQL (HTTP
+``param_<name>``) and parsed by the server as a value of that type, never as SQL: a hostile event
+name is just a string that no event matches.
 
 Semantics match the numpy analyses exactly (``exporter.analysis.funnels`` and ``.segments``;
 read their docstrings first):
@@ -29,6 +31,10 @@ read their docstrings first):
 - Segments: per user, the distinct active days of the last 90 and the measures derived from
   them, aggregated in ClickHouse; the segment rules and the engagement score stay in Python
   (:func:`~exporter.analysis.segments.assign_segments`, ...), applied to the same measures.
+- Selections (docs/api.md#filters-and-breakdowns): every question joins its per-user relation
+  with the users a :class:`~exporter.analysis.breakdowns.Selection` keeps and their breakdown
+  values (:func:`selected_users`, :func:`with_group`), so filtered-out users never leave the
+  server and the answers carry each user's value, or counts per value.
 """
 
 from __future__ import annotations
