@@ -16,6 +16,7 @@ from exporter.events.clickhouse_source import events_table
 from exporter.identifiers import quote_identifier
 from exporter.service import AnalyticsService
 from tests.fakes.clickhouse import ChdbEngine
+from tests.fakes.events import PropertyEvent
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,22 @@ def test_a_selection_writes_only_placeholders_into_sql():
     with pytest.raises(ValueError):
         EventsTable.mapped("analytics", "product_events", user_id="uid", event="name", timestamp="ts",
                            properties="props]; DROP TABLE x")
+
+
+@pytest.mark.parametrize("join_use_nulls", ["0", "1"])
+def test_users_without_a_value_are_none_whatever_the_servers_join_setting(engine, join_use_nulls):
+    """A server profile may set join_use_nulls (a readonly query cannot unset it): a user missing
+    from the values' side of the join is (none) either way."""
+    now = 1_780_000_000
+    engine.create_events_table("default.teams", [
+        PropertyEvent("a", "deploy", now - 10, (("team", "web"),)), PropertyEvent("b", "deploy", now - 10),
+        PropertyEvent("c", "deploy", now - 10, (("role", "dev"),))])
+    table = EventsTable.mapped("default", "teams", user_id="user_id", event="event", timestamp="timestamp")
+    query = user_counts_query(table, start=now - 100, end=now, selection=Selection((("team", ("web", NONE)),), "team"))
+    answer = engine.execute(f"{query.sql} FORMAT JSONEachRow", settings={"join_use_nulls": join_use_nulls},
+                            params={name: parameter.text for name, parameter in query.parameters.items()})
+    counts = query.read([json.loads(line) for line in answer.splitlines()])
+    assert counts.by_value == {"web": (1, 1), NONE: (2, 2)}
 
 
 CLICKHOUSE = {"events.kind": "clickhouse", "events.url": "http://clickhouse:8123"}

@@ -32,9 +32,10 @@ read their docstrings first):
   them, aggregated in ClickHouse; the segment rules and the engagement score stay in Python
   (:func:`~exporter.analysis.segments.assign_segments`, ...), applied to the same measures.
 - Selections (docs/api.md#filters-and-breakdowns): every question joins its per-user relation
-  with the users a :class:`~exporter.analysis.breakdowns.Selection` keeps and their breakdown
-  values (:func:`selected_users`, :func:`with_group`), so filtered-out users never leave the
-  server and the answers carry each user's value, or counts per value.
+  with each user's values of the properties a :class:`~exporter.analysis.breakdowns.Selection`
+  reads (:func:`latest_values`, :func:`with_group`) and keeps the users its filters keep, so
+  filtered-out users never leave the server and the answers carry each user's value, or counts
+  per value.
 """
 
 from __future__ import annotations
@@ -217,44 +218,48 @@ def _property_value(values: str, keys: str | None, name: str) -> str:
 
 # --- selections: filters and breakdowns -------------------------------------------------------
 
-def selected_users(events: EventsTable, bind: Parameters, selection: Selection, *, end: int) -> str:
-    """SQL of ``(user_id, grp)``: every user with an event before ``end`` whom ``selection``'s
-    filters keep, and its value of the breakdown property (``''`` without a breakdown).
+def latest_values(events: EventsTable, bind: Parameters, names: Sequence[str], *, end: int) -> str:
+    """SQL of ``(user_id, latest_0, latest_1, ...)``: per user with an event before ``end``
+    carrying one of the properties ``names``, its value of each (``''`` where it carries none).
 
     The semantics of :mod:`exporter.events.log_dimensions`: a user's value of a property is the
     one on its latest event carrying it before ``end``, of such events in the same second the
     greatest text (``argMaxIf`` by ``(t, value)``: String comparison is by bytes, which for UTF-8
-    is code-point order); ``(none)`` without one. An event carries a property unless its value is
-    ``''`` (what a Map answers for a missing key) or the text ``(none)``. Filters compare these
-    values, so ``(none)`` selects the users without one. Every user counted by a question has an
-    event before the end its values are read as of, so an inner join with this relation keeps
-    exactly the users the filters keep.
+    is code-point order). An event carries a property unless its value is ``''`` (what a Map
+    answers for a missing key) or the text ``(none)``. Only the carrying events are aggregated,
+    most of a table's events carrying no dimension at all.
     """
-    names = selection.properties
     none = bind("no_value", Parameter.string(NONE))
     source = events.rows(bind, end=end, properties=names, label="selection")
-    latest = ", ".join(f"argMaxIf(p{k}, (t, p{k}), p{k} != '' AND p{k} != {none}) AS latest_{k}"
-                       for k in range(len(names)))
-
-    def value(name: str) -> str:
-        k = names.index(name)
-        return f"if(latest_{k} = '', {none}, latest_{k})"
-
-    kept = [f"has({bind(f'filter_{i}', Parameter.strings(list(values)))}, {value(name)})"
-            for i, (name, values) in enumerate(selection.filters)]
-    group = "''" if selection.breakdown is None else value(selection.breakdown)
-    return (f"SELECT user_id, {group} AS grp FROM (SELECT user_id, {latest} FROM ({source}) GROUP BY user_id) "
-            f"WHERE {' AND '.join(kept) or '1'}")
+    carries = [f"(p{k} != '' AND p{k} != {none})" for k in range(len(names))]
+    latest = ", ".join(f"argMaxIf(p{k}, (t, p{k}), {carried}) AS latest_{k}" for k, carried in enumerate(carries))
+    return f"SELECT user_id, {latest} FROM ({source}) WHERE {' OR '.join(carries)} GROUP BY user_id"
 
 
 def with_group(per_user: str, events: EventsTable, bind: Parameters, selection: Selection, *, end: int) -> str:
     """SQL of the relation ``per_user`` (which has a ``user_id`` column) with a ``grp`` column
-    added: the user's breakdown value as of ``end`` (``''`` without a breakdown); the users that
-    ``selection``'s filters drop are dropped. Without a selection, no join at all."""
+    added, the user's value of the breakdown property as of ``end`` (``''`` without a breakdown),
+    keeping the rows of the users ``selection``'s filters keep. Without a selection, no join.
+
+    Each user's values come from :func:`latest_values` by a ``LEFT JOIN``: a user missing there
+    has no value, ``(none)``, which a filter can ask for. A missing user reads ``''`` from the
+    join, or NULL where the server's profile sets ``join_use_nulls`` (a ``readonly=1`` query
+    cannot change it): ``ifNull(nullIf(value, ''), '(none)')`` reads both as ``(none)``.
+    """
     if selection == EVERYONE:
         return f"SELECT *, '' AS grp FROM ({per_user})"
-    return (f"SELECT * FROM ({per_user}) AS per_user "
-            f"INNER JOIN ({selected_users(events, bind, selection, end=end)}) AS selected USING user_id")
+    names = selection.properties
+    none = bind("no_value", Parameter.string(NONE))
+
+    def value(name: str) -> str:
+        return f"ifNull(nullIf(latest.latest_{names.index(name)}, ''), {none})"
+
+    kept = [f"has({bind(f'filter_{i}', Parameter.strings(list(values)))}, {value(name)})"
+            for i, (name, values) in enumerate(selection.filters)]
+    group = "''" if selection.breakdown is None else value(selection.breakdown)
+    return (f"SELECT *, {group} AS grp FROM ({per_user}) AS per_user "
+            f"LEFT JOIN ({latest_values(events, bind, names, end=end)}) AS latest USING user_id "
+            f"WHERE {' AND '.join(kept) or '1'}")
 
 
 @dataclass(frozen=True)
@@ -481,12 +486,10 @@ def feature_users_query(events: EventsTable, event_names: Collection[str], *, st
     names = list(dict.fromkeys(event_names))
     bind = Parameters()
     source = events.rows(bind, start=start, end=end)
-    kept = ""
-    if selection.filters:
-        kept = (f" AND user_id IN (SELECT user_id FROM "
-                f"({selected_users(events, bind, Selection(selection.filters), end=end)}))")
-    sql = (f"SELECT event, uniqExact(user_id) AS users FROM ({source}) "
-           f"WHERE has({bind('feature_events', Parameter.strings(names))}, event){kept} GROUP BY event")
+    users = (f"SELECT DISTINCT event, user_id FROM ({source}) "
+             f"WHERE has({bind('feature_events', Parameter.strings(names))}, event)")
+    sql = (f"SELECT event, count() AS users "
+           f"FROM ({with_group(users, events, bind, Selection(selection.filters), end=end)}) GROUP BY event")
 
     def read(rows: list[Row]) -> dict[str, int]:
         found = {str(row["event"]): int(row["users"]) for row in rows}

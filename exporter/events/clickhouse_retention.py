@@ -16,9 +16,9 @@ the cells it counts in, an array of ``(measure, cell, period)`` tuples, which ``
 ``GROUP BY`` count: the answer is a few rows per interval, ``(measure, grp, cell, period, users)``.
 ``grp`` is the user's value of the breakdown property, added to the per-user relation by
 :func:`~exporter.events.clickhouse_queries.with_group`: a constant ``''`` for a plain query, else
-an ``INNER JOIN`` with the per-user ``(user_id, grp)`` subquery of the selection, which drops
-the users the filters drop. So the selection is read once per query, and the reader turns the
-values found into the leading group axis of the counts (``values`` in the same order).
+a join with each user's latest property values, which also drops the users the filters drop. So
+the selection is read once per query, and the reader turns the values found into the leading
+group axis of the counts (``values`` in the same order).
 """
 
 from __future__ import annotations
