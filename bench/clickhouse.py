@@ -16,8 +16,8 @@ loaded: one run, it takes long) and rows and bytes over the wire. Table generati
 The cost of a breakdown: one event in ten carries a ``team`` (20 values) in the table's
 ``properties`` map; the same pushed-down questions (the funnel, weekly first-time retention
 over 12 weeks, stickiness) are asked plain and broken down by team (best of 3 each). The
-breakdown reads every user's latest team over the whole history and joins it to the per-user
-relation; the groups' numbers are checked to add up to the plain answer's.
+breakdown aggregates each user's latest team over the whole history's events carrying one and
+joins it to the per-user relation; the groups' numbers are checked to add up to the plain answer's.
 """
 
 from __future__ import annotations
