@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.analysis.breakdowns import NONE, Selection
 from exporter.config import ConfigError, load_config
-from exporter.events.clickhouse_queries import EventsTable, Parameter, segment_activity_query
+from exporter.events.clickhouse_queries import EventsTable, Parameter, segment_activity_query, user_counts_query
 from exporter.events.clickhouse_source import events_table
 from exporter.identifiers import quote_identifier
 from exporter.service import AnalyticsService
 from tests.fakes.clickhouse import ChdbEngine
+from tests.fakes.events import PropertyEvent
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,38 @@ def test_a_mapped_table_writes_only_quoted_identifiers_into_sql():
     assert query.parameters["meaningful_events"].text == "['x\\'); DROP TABLE t; --']"
     with pytest.raises(ValueError):
         EventsTable.mapped("analytics", "events; DROP TABLE x", user_id="uid", event="name", timestamp="ts")
+
+
+def test_a_selection_writes_only_placeholders_into_sql():
+    """Property names and filter values are parameters; the properties column is a checked identifier."""
+    table = EventsTable.mapped("analytics", "product_events", user_id="uid", event="name", timestamp="ts",
+                               properties="props")
+    selection = Selection((("team'); DROP TABLE t; --", ("x' OR 1=1 --", NONE)),), "role")
+    query = user_counts_query(table, start=1_779_000_000, end=1_780_000_000, selection=selection)
+    assert "src.`props`[{selection_property_0:String}]" in query.sql
+    for value in ("DROP", "OR 1=1", "role", "(none)", "1780000000"):
+        assert value not in query.sql
+    assert query.parameters["selection_property_1"] == Parameter.string("role")
+    assert query.parameters["filter_0"].text == "['x\\' OR 1=1 --','(none)']"
+    with pytest.raises(ValueError):
+        EventsTable.mapped("analytics", "product_events", user_id="uid", event="name", timestamp="ts",
+                           properties="props]; DROP TABLE x")
+
+
+@pytest.mark.parametrize("join_use_nulls", ["0", "1"])
+def test_users_without_a_value_are_none_whatever_the_servers_join_setting(engine, join_use_nulls):
+    """A server profile may set join_use_nulls (a readonly query cannot unset it): a user missing
+    from the values' side of the join is (none) either way."""
+    now = 1_780_000_000
+    engine.create_events_table("default.teams", [
+        PropertyEvent("a", "deploy", now - 10, (("team", "web"),)), PropertyEvent("b", "deploy", now - 10),
+        PropertyEvent("c", "deploy", now - 10, (("role", "dev"),))])
+    table = EventsTable.mapped("default", "teams", user_id="user_id", event="event", timestamp="timestamp")
+    query = user_counts_query(table, start=now - 100, end=now, selection=Selection((("team", ("web", NONE)),), "team"))
+    answer = engine.execute(f"{query.sql} FORMAT JSONEachRow", settings={"join_use_nulls": join_use_nulls},
+                            params={name: parameter.text for name, parameter in query.parameters.items()})
+    counts = query.read([json.loads(line) for line in answer.splitlines()])
+    assert counts.by_value == {"web": (1, 1), NONE: (2, 2)}
 
 
 CLICKHOUSE = {"events.kind": "clickhouse", "events.url": "http://clickhouse:8123"}

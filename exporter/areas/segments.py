@@ -65,9 +65,12 @@ class SegmentsArea(Area):
 
         breakdown = None
         if activity.groups is not None:
-            breakdown = self.drilldown.breakdown(
-                params, activity.values, np.bincount(activity.groups, minlength=len(activity.values)), SegmentGroup,
-                lambda codes: report(activity.restricted(np.isin(activity.groups, codes))))
+            users = np.bincount(activity.groups, minlength=len(activity.values))
+            groups = self.drilldown.groups(activity.values, users)
+            parts = activity.split(groups.group_of_value(len(activity.values))[activity.groups], len(groups.labels))
+            part_of = dict(zip(groups.members, parts))
+            breakdown = self.drilldown.breakdown(params, activity.values, users, SegmentGroup,
+                                                 lambda codes: report(part_of[codes]))
         return with_fields(report(activity), SegmentsSection, time_range_note=TIME_RANGE_NOTE,
                            filters=self.drilldown.filters(params), breakdown=breakdown)
 

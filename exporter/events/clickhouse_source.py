@@ -33,6 +33,8 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
+from ..analysis.adoption import FeatureUsers
+from ..analysis.breakdowns import EVERYONE, Selection
 from ..analysis.experiments.event_metrics import ExperimentMetricsSettings, ExposureSums
 from ..analysis.funnels import FunnelDefinition
 from ..analysis.retention import (
@@ -94,7 +96,7 @@ def events_table(config: EventsConfig) -> EventsTable:
                                                user_id_property=config.user_id_property or "")
     columns = config.columns
     return EventsTable.mapped(config.database, config.table_name, user_id=columns.user_id, event=columns.event,
-                              timestamp=columns.timestamp)
+                              timestamp=columns.timestamp, properties=columns.properties)
 
 
 class ClickHouseEventsSource(UpstreamClient):
@@ -120,23 +122,28 @@ class ClickHouseEventsSource(UpstreamClient):
 
     # -- EventsBackend ---------------------------------------------------------------------------
 
-    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int) -> FunnelDurations:
-        return await self.select(funnel_query(self.table, funnel, range_start=range_start, range_end=range_end))
+    async def funnel_reach(self, funnel: FunnelDefinition, *, range_start: int, range_end: int,
+                           selection: Selection = EVERYONE) -> FunnelDurations:
+        return await self.select(funnel_query(self.table, funnel, range_start=range_start, range_end=range_end,
+                                              selection=selection))
 
     async def segment_activity(self, *, now: int, meaningful_events: Collection[str] | None = None,
-                               feature_events: Mapping[str, str] | None = None) -> UserActivity:
+                               feature_events: Mapping[str, str] | None = None,
+                               selection: Selection = EVERYONE) -> UserActivity:
         return await self.select(segment_activity_query(self.table, now=now, meaningful_events=meaningful_events,
-                                                        feature_events=feature_events))
+                                                        feature_events=feature_events, selection=selection))
 
-    async def user_counts(self, *, start: int, end: int,
-                          meaningful_events: Collection[str] | None = None) -> UserCounts:
+    async def user_counts(self, *, start: int, end: int, meaningful_events: Collection[str] | None = None,
+                          selection: Selection = EVERYONE) -> UserCounts:
         return await self.select(user_counts_query(self.table, start=start, end=end,
-                                                   meaningful_events=meaningful_events))
+                                                   meaningful_events=meaningful_events, selection=selection))
 
-    async def feature_users(self, event_names: Collection[str], *, start: int, end: int) -> dict[str, int]:
+    async def feature_users(self, event_names: Collection[str], *, start: int, end: int,
+                            selection: Selection = EVERYONE) -> FeatureUsers:
         if not event_names:
-            return {}
-        return await self.select(feature_users_query(self.table, event_names, start=start, end=end))
+            return FeatureUsers({}, None if selection.breakdown is None else {})
+        return await self.select(feature_users_query(self.table, event_names, start=start, end=end,
+                                                     selection=selection))
 
     async def feature_dates(self, event_names: Collection[str], *, end: int) -> dict[str, tuple[int, int] | None]:
         if not event_names:
@@ -148,14 +155,15 @@ class ClickHouseEventsSource(UpstreamClient):
         return await self.select(daily_users_query(self.table, event_names, start=start, end=end,
                                                    meaningful_events=meaningful_events))
 
-    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid) -> RetentionCounts:
-        return await self.select(retention_query(self.table, query, grid))
+    async def retention_counts(self, query: RetentionQuery, grid: IntervalGrid,
+                               selection: Selection = EVERYONE) -> RetentionCounts:
+        return await self.select(retention_query(self.table, query, grid, selection))
 
-    async def lifecycle_counts(self, grid: IntervalGrid) -> LifecycleCounts:
-        return await self.select(lifecycle_query(self.table, grid))
+    async def lifecycle_counts(self, grid: IntervalGrid, selection: Selection = EVERYONE) -> LifecycleCounts:
+        return await self.select(lifecycle_query(self.table, grid, selection))
 
-    async def stickiness_counts(self, *, now: int) -> StickinessCounts:
-        return await self.select(stickiness_query(self.table, now=now))
+    async def stickiness_counts(self, *, now: int, selection: Selection = EVERYONE) -> StickinessCounts:
+        return await self.select(stickiness_query(self.table, now=now, selection=selection))
 
     def details(self) -> dict[str, Any]:
         """Facts for ``/health``: where the events are read from (never the credentials)."""

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.fakes.events import Event
+from tests.fakes.events import AnyEvent, event_properties
 
 USER = "dashboard"
 PASSWORD = "pa$$w0rd-'\";--\\"  # a password that would break naive quoting, and must never show
@@ -94,13 +94,14 @@ class ChdbEngine:
         if lines:
             self.execute(f"INSERT INTO {table} FORMAT JSONEachRow\n{lines}")
 
-    def create_events_table(self, table: str, events: Iterable[Event], *,
+    def create_events_table(self, table: str, events: Iterable[AnyEvent], *,
                             timestamp_type: str = "DateTime") -> None:
-        """A plain events table (``user_id``, ``event``, ``timestamp``) holding ``events``."""
+        """A plain events table (``user_id``, ``event``, ``timestamp``, ``properties``) holding ``events``."""
         self.execute(f"DROP TABLE IF EXISTS {table}")
-        self.execute(f"CREATE TABLE {table} (user_id String, event LowCardinality(String), timestamp {timestamp_type})"
-                     " ENGINE = MergeTree ORDER BY (event, timestamp)")
-        self.insert_rows(table, ({"user_id": e.user, "event": e.event, "timestamp": _datetime(e.ts)} for e in events))
+        self.execute(f"CREATE TABLE {table} (user_id String, event LowCardinality(String), timestamp {timestamp_type}, "
+                     "properties Map(String, String)) ENGINE = MergeTree ORDER BY (event, timestamp)")
+        self.insert_rows(table, ({"user_id": e.user, "event": e.event, "timestamp": _datetime(e.ts),
+                                  "properties": event_properties(e)} for e in events))
 
     def create_plausible_events_v2(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """A table shaped like Plausible's ``events_v2`` (its key columns, types, ordering key and
