@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import BenchResult
-from bench._processes import Started, free_port, json_line, serve_argv, started, wait_until_ok
+from devtools.processes import Started, free_port, json_line, serve_argv, started, wait_until_ok
 from exporter.demo import catalog
 
 STARTS = 3

@@ -44,6 +44,12 @@ async def plausible_server(aiohttp_server, fake_plausible: FakePlausible):
     return await aiohttp_server(fake_plausible.app())
 
 
+async def settle(service: AnalyticsService) -> None:
+    """Wait for every load under way: the background refreshes requests started, the loads deadlines cut off."""
+    while loading := service.memo.in_flight():
+        await asyncio.wait(loading)
+
+
 def service_config(plausible_url: str | None, **overrides):
     """A configuration with only Plausible configured (other sources disabled)."""
     values = {

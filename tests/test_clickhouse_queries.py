@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devtools.clickhouse import ChdbEngine
 from exporter.config import ConfigError, load_config
 from exporter.events.clickhouse_queries import (
     EventsTable,
@@ -18,11 +19,12 @@ from exporter.events.clickhouse_queries import (
 )
 from exporter.events.clickhouse_source import events_table
 from exporter.service import AnalyticsService
-from tests.fakes.clickhouse import ChdbEngine
+from tests.tools import require_chdb
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> ChdbEngine:
+    require_chdb()
     return ChdbEngine(tmp_path_factory.mktemp("clickhouse-parameters"))
 
 

@@ -1,4 +1,4 @@
-"""External tools the tests use (promtool, prometheus): found on PATH or in ``.tools/``.
+"""External tools the tests use (promtool, prometheus, wrk, chdb): found on PATH or in ``.tools/``.
 
 Locally a missing tool skips the test with a reason; under CI (``CI=true``) it fails, because
 `.ci/run` installs the tools and a skipped check there would hide a broken pipeline.
@@ -23,3 +23,10 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_chdb():
+    """The chdb module; the test is skipped without it, except on CI, where it must be installed."""
+    if os.environ.get("CI") == "true":
+        import chdb  # noqa: F401 - a missing engine fails the run on CI instead of skipping
+    return pytest.importorskip("chdb", reason="chdb (the ClickHouse engine, in-process) is not installed")

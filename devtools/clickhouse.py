@@ -11,14 +11,14 @@ credentials from ``X-ClickHouse-User`` / ``X-ClickHouse-Key``; an engine excepti
 show what travelled in the SQL and what in the parameters.
 
 chdb opens one database directory per process and one connection at a time: :class:`ChdbEngine`
-opens a connection per statement (carrying that statement's settings) under a lock.
+opens a connection per statement (carrying that statement's settings) under a lock. It imports
+chdb when it is built, so that tests can skip without chdb first (``tests.tools.require_chdb``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -27,10 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
-
-from tests.fakes.events import Event
 
 USER = "dashboard"
 PASSWORD = "pa$$w0rd-'\";--\\"  # a password that would break naive quoting, and must never show
@@ -49,13 +46,6 @@ _STATUS_OF_CODE = {
 }
 
 
-def require_chdb():
-    """The chdb module; the test is skipped without it, except on CI, where it must be installed."""
-    if os.environ.get("CI") == "true":
-        import chdb  # noqa: F401 - a missing engine fails the run on CI instead of skipping
-    return pytest.importorskip("chdb", reason="chdb (the ClickHouse engine, in-process) is not installed")
-
-
 class EngineError(Exception):
     """The engine refused a statement; the message is ClickHouse's (``Code: N. DB::Exception: ...``)."""
 
@@ -69,7 +59,9 @@ class ChdbEngine:
     """ClickHouse in-process, on one database directory."""
 
     def __init__(self, directory: Path) -> None:
-        self._chdb = require_chdb()
+        import chdb  # only once an engine is built: importing it costs seconds and half a gigabyte
+
+        self._chdb = chdb
         self.directory = directory
         self._lock = threading.Lock()
 
@@ -94,13 +86,15 @@ class ChdbEngine:
         if lines:
             self.execute(f"INSERT INTO {table} FORMAT JSONEachRow\n{lines}")
 
-    def create_events_table(self, table: str, events: Iterable[Event], *,
+    def create_events_table(self, table: str, events: Iterable[tuple[str, str, int | float]], *,
                             timestamp_type: str = "DateTime") -> None:
-        """A plain events table (``user_id``, ``event``, ``timestamp``) holding ``events``."""
+        """A plain events table (``user_id``, ``event``, ``timestamp``) holding ``events``: (user, event,
+        epoch seconds) each."""
         self.execute(f"DROP TABLE IF EXISTS {table}")
         self.execute(f"CREATE TABLE {table} (user_id String, event LowCardinality(String), timestamp {timestamp_type})"
                      " ENGINE = MergeTree ORDER BY (event, timestamp)")
-        self.insert_rows(table, ({"user_id": e.user, "event": e.event, "timestamp": _datetime(e.ts)} for e in events))
+        self.insert_rows(table, ({"user_id": user, "event": event, "timestamp": _datetime(ts)}
+                                 for user, event, ts in events))
 
     def create_plausible_events_v2(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """A table shaped like Plausible's ``events_v2`` (its key columns, types, ordering key and
