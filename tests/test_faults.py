@@ -48,8 +48,9 @@ SCRAPE_DEADLINE = 3.0  # seconds, as Prometheus' X-Prometheus-Scrape-Timeout-Sec
 # answers the scenarios counted on timed out under a full suite on two busy cores (Plausible's most
 # often: it asks the most at once), and a source meant to be up, or to fail otherwise, was down.
 ATTEMPT_TIMEOUT = 5.0
-# The timeout of an upstream the "slow" fault holds up (for FaultSwitch.delay_seconds, 10 s): short,
-# so that its scenario takes seconds, yet twice what was once enough for its own answers when healthy.
+# The timeout of the upstreams the "slow" fault will hold up (for FaultSwitch.delay_seconds, 10 s):
+# the scenario waits it out twice, so it is short; it still has to cover their healthy answers before
+# the fault, hence twice the 1 s that was sometimes too short.
 SLOW_FAULT_ATTEMPT_TIMEOUT = 2.0
 SIZE_LIMIT = 1024 * 1024  # max_response_bytes in these tests
 EVENT_LOOP_BUFFERS = 1024 * 1024  # generous: the client's read buffer, the server's write buffer, a chunk or two
