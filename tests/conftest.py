@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from datetime import datetime, timezone
 
@@ -32,6 +33,13 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def without_gc_collect(monkeypatch) -> None:
+    """``gc.collect()`` a no-op: statsmodels' Holm correction runs one on every call, up to half a
+    second each in a process as big as the suite's, and the references computed never depend on it."""
+    monkeypatch.setattr(gc, "collect", lambda generation=2: 0)
 
 
 @pytest.fixture

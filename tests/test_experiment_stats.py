@@ -184,6 +184,7 @@ def test_relative_interval_excludes_zero_exactly_when_significant():
 # --- Holm -------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("without_gc_collect")
 def test_holm_matches_statsmodels_within_each_family():
     rng = np.random.default_rng(3)
     p = rng.random(60) ** 4

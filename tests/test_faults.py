@@ -132,7 +132,7 @@ def start_service(aiohttp_client, upstreams, clock):
 # -- observing the service --------------------------------------------------------------------------
 
 
-async def scrape(client) -> dict[tuple[str, tuple], float]:
+async def scrape_text(client) -> str:
     """``/metrics`` as Prometheus scrapes it: 200 within the deadline it announces, or a failure."""
     try:
         async with asyncio.timeout(SCRAPE_DEADLINE):
@@ -142,8 +142,13 @@ async def scrape(client) -> dict[tuple[str, tuple], float]:
     except TimeoutError:
         pytest.fail(f"/metrics did not answer within the {SCRAPE_DEADLINE} s scrape deadline")
     assert response.status == 200
+    return text
+
+
+async def scrape(client) -> dict[tuple[str, tuple], float]:
+    """``/metrics`` scraped (see :func:`scrape_text`), sample by sample."""
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+            for family in text_string_to_metric_families(await scrape_text(client)) for s in family.samples}
 
 
 async def scrape_settled(client, service: AnalyticsService) -> dict[tuple[str, tuple], float]:
@@ -153,7 +158,7 @@ async def scrape_settled(client, service: AnalyticsService) -> dict[tuple[str, t
     then on a starved machine (the fakes share the test's event loop); ``test_deadlines`` covers
     what a scrape serves meanwhile.
     """
-    await scrape(client)
+    await scrape_text(client)
     await settle(service)
     return await scrape(client)
 
