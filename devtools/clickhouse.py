@@ -10,9 +10,12 @@ credentials from ``X-ClickHouse-User`` / ``X-ClickHouse-Key``; an engine excepti
 (``exceptionCodeToHTTPStatus`` in ClickHouse's source). Every request is recorded, so tests can
 show what travelled in the SQL and what in the parameters.
 
-chdb opens one database directory per process and one connection at a time: :class:`ChdbEngine`
-opens a connection per statement (carrying that statement's settings) under a lock. It imports
-chdb when it is built, so that tests can skip without chdb first (``tests.tools.require_chdb``).
+chdb opens one database directory per process and one connection at a time, and takes settings
+in the connection string: :class:`ChdbEngine` runs each statement on a connection carrying that
+statement's settings, under a lock. Opening one costs about a tenth of a second, so the connection
+is kept while statements keep the same directory and settings (the service sends the same settings
+with every query), and closed before one with others is opened. It imports chdb when it is built,
+so that tests can skip without chdb first (``tests.tools.require_chdb``).
 """
 
 from __future__ import annotations
@@ -58,12 +61,15 @@ class EngineError(Exception):
 class ChdbEngine:
     """ClickHouse in-process, on one database directory."""
 
+    # chdb's one connection in this process, whichever engine opened it: (connection string, connection).
+    _open: tuple[str, Any] | None = None
+    _lock = threading.Lock()
+
     def __init__(self, directory: Path) -> None:
         import chdb  # only once an engine is built: importing it costs seconds and half a gigabyte
 
         self._chdb = chdb
         self.directory = directory
-        self._lock = threading.Lock()
 
     def execute(self, sql: str, *, settings: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
                 output_format: str = "TabSeparated") -> bytes:
@@ -71,14 +77,20 @@ class ChdbEngine:
         target = f"file:{self.directory}/db"
         if settings:  # chdb takes settings in the connection string, for that connection only
             target += "?" + "&".join(f"{name}={value}" for name, value in settings.items())
-        with self._lock:
-            connection = self._chdb.connect(target)
+        with ChdbEngine._lock:
             try:
-                return connection.query(sql, output_format, params=dict(params or {})).bytes()
+                return self._connection(target).query(sql, output_format, params=dict(params or {})).bytes()
             except Exception as error:  # chdb raises RuntimeError or its own ChdbError
                 raise EngineError(str(error)) from None
-            finally:
-                connection.close()
+
+    def _connection(self, target: str) -> Any:
+        """The open connection if it is to ``target``; otherwise it is closed and one to ``target`` opened."""
+        if ChdbEngine._open is None or ChdbEngine._open[0] != target:
+            if ChdbEngine._open is not None:
+                ChdbEngine._open[1].close()
+                ChdbEngine._open = None
+            ChdbEngine._open = (target, self._chdb.connect(target))
+        return ChdbEngine._open[1]
 
     def insert_rows(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """Insert JSON-able rows (values travel as JSON data, not as SQL)."""
