@@ -25,8 +25,9 @@ run: $(VENV)/.installed-service
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-# The developer's loop: everything but the slow tests (load, real Prometheus and ClickHouse
-# servers, schemathesis, subprocess lifecycle), in well under a minute.
+# The developer's loop: everything but the tests marked slow (wrk load, real Prometheus and
+# ClickHouse servers, the heavy chdb comparisons, schemathesis, the real command in a subprocess,
+# waits for real deadlines and timeouts), in well under a minute. `make test` runs them all.
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not slow"
 

@@ -2,7 +2,7 @@
 
 Both sides read the same MergeTree table (10,000,000 events, 200,000 users, 10 event names over
 90 days, generated in the engine) through the same ClickHouse HTTP interface on loopback (the
-engine in-process, chdb, behind ``tests.fakes.clickhouse.ClickHouseHttpFront``):
+engine in-process, chdb, behind ``devtools.clickhouse.ClickHouseHttpFront``):
 
 - **pushed down** (ours): the service's ClickHouse backend asks for a 5-step, 14-day funnel over
   30 days; ClickHouse sends back one row per level and distinct set of step durations;
@@ -34,6 +34,7 @@ import numpy as np
 from aiohttp import web
 
 from bench import BenchResult
+from devtools.clickhouse import PASSWORD, USER, ChdbEngine, ClickHouseHttpFront
 from exporter.analysis.breakdowns import EVERYONE, Selection
 from exporter.analysis.funnels import FunnelDefinition, FunnelStep, progress_report
 from exporter.analysis.retention import RetentionQuery, interval_grid
@@ -43,7 +44,6 @@ from exporter.events.file_loader import load_events_file
 from exporter.events.log_funnels import funnel_reach
 from exporter.health import HealthRegistry
 from exporter.secrets import Secret
-from tests.fakes.clickhouse import PASSWORD, USER, ChdbEngine, ClickHouseHttpFront
 
 EVENTS = 10_000_000
 USERS = 200_000

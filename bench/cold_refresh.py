@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from bench import BenchResult
-from bench._processes import free_port, get, json_line, serve_argv, started, wait_until_ok
+from devtools.processes import free_port, get, json_line, serve_argv, started, wait_until_ok
 
 LATENCY_SECONDS = 0.1
 TTL_SECONDS = 2.0

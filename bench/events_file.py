@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import BenchResult
-from bench._processes import REPO_ROOT, free_port, json_line, serve_argv, started
 from bench.memory_startup import _first_complete_scrape
+from devtools.processes import REPO_ROOT, free_port, json_line, serve_argv, started
 from exporter.demo import catalog
 
 EVENTS = 2_000_000

@@ -13,7 +13,7 @@ import statistics
 import time
 
 from bench import BenchResult
-from bench._processes import free_port, serve_argv, started, wait_until_ok
+from devtools.processes import free_port, serve_argv, started, wait_until_ok
 
 REQUESTS = 300
 SECTION = "/api/v1/usage-trends?time_range=30d"

@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from bench import BenchResult
-from bench._processes import Started, free_port, serve_argv, started, wait_until_ok
+from devtools.processes import Started, free_port, serve_argv, started, wait_until_ok
 
 STARTS = 3
 IDLE_SECONDS = 3.0

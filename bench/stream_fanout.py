@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench import BenchResult
-from bench._processes import free_port, serve_argv, started, wait_until_ok
+from devtools.processes import free_port, serve_argv, started, wait_until_ok
 
 CLIENTS = 100
 SECTIONS = ("usage_trends", "feature_adoption", "user_segments")

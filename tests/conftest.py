@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from datetime import datetime, timezone
 
@@ -35,6 +36,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def without_gc_collect(monkeypatch) -> None:
+    """``gc.collect()`` a no-op: statsmodels' Holm correction runs one on every call, up to half a
+    second each in a process as big as the suite's, and the references computed never depend on it."""
+    monkeypatch.setattr(gc, "collect", lambda generation=2: 0)
+
+
+@pytest.fixture
 def fake_plausible(clock: FakeClock) -> FakePlausible:
     return FakePlausible(today=datetime.fromtimestamp(clock(), timezone.utc).date())
 
@@ -42,6 +50,12 @@ def fake_plausible(clock: FakeClock) -> FakePlausible:
 @pytest.fixture
 async def plausible_server(aiohttp_server, fake_plausible: FakePlausible):
     return await aiohttp_server(fake_plausible.app())
+
+
+async def settle(service: AnalyticsService) -> None:
+    """Wait for every load under way: the background refreshes requests started, the loads deadlines cut off."""
+    while loading := service.memo.in_flight():
+        await asyncio.wait(loading)
 
 
 def service_config(plausible_url: str | None, **overrides):

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from devtools.clickhouse import ChdbEngine
 from exporter.events.clickhouse_queries import Query
-from tests.fakes.clickhouse import ChdbEngine
 
 Events = Sequence[tuple[str, str, int]]
 

@@ -9,18 +9,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devtools.clickhouse import ChdbEngine
 from exporter.analysis.breakdowns import NONE, Selection
 from exporter.config import ConfigError, load_config
 from exporter.events.clickhouse_queries import EventsTable, Parameter, segment_activity_query, user_counts_query
 from exporter.events.clickhouse_source import events_table
 from exporter.identifiers import quote_identifier
 from exporter.service import AnalyticsService
-from tests.fakes.clickhouse import ChdbEngine
 from tests.fakes.events import PropertyEvent
+from tests.tools import require_chdb
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> ChdbEngine:
+    require_chdb()
     return ChdbEngine(tmp_path_factory.mktemp("clickhouse-parameters"))
 
 

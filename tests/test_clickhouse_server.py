@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,6 +22,8 @@ from xml.sax.saxutils import escape
 
 import pytest
 
+from devtools.clickhouse import PASSWORD, USER
+from devtools.processes import free_port
 from exporter.config import EventsConfig
 from exporter.errors import SourceError
 from exporter.events.clickhouse_queries import Query, user_counts_query
@@ -30,7 +31,8 @@ from exporter.events.clickhouse_source import JSON_EACH_ROW, ClickHouseEventsSou
 from exporter.health import HealthRegistry
 from exporter.secrets import Secret
 from tests.conftest import FakeClock
-from tests.fakes.clickhouse import PASSWORD, USER
+
+pytestmark = pytest.mark.slow  # a real clickhouse-server started for the session
 
 STARTUP_SECONDS = 30
 
@@ -42,12 +44,6 @@ def _server_binary() -> str:
             pytest.fail("clickhouse-server is not installed (.ci/run installs Debian's package)")
         pytest.skip("clickhouse-server is not installed (apt-get install clickhouse-server)")
     return binary
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _write_configuration(directory: Path, port: int) -> Path:
@@ -87,7 +83,7 @@ def clickhouse_url(tmp_path_factory) -> str:
     """A clickhouse-server of its own on a free loopback port, for the whole session."""
     binary = _server_binary()
     directory = tmp_path_factory.mktemp("clickhouse-server")
-    port = _free_port()
+    port = free_port()
     config = _write_configuration(directory, port)
     log = open(directory / "server.log", "wb")
     server = subprocess.Popen([binary, f"--config-file={config}"], cwd=directory, stdout=log, stderr=subprocess.STDOUT)

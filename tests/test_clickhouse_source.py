@@ -1,6 +1,6 @@
 """The ClickHouse events backend over HTTP on loopback, its SQL run by the real ClickHouse engine.
 
-The server is :class:`tests.fakes.clickhouse.ClickHouseHttpFront` (ClickHouse's HTTP interface in
+The server is :class:`devtools.clickhouse.ClickHouseHttpFront` (ClickHouse's HTTP interface in
 front of the engine in-process, chdb); the client is the service's own. On the same event logs
 (seeded and generated, with ties, repeats, events at the window and range edges and after now,
 hostile event names, properties with hostile values and ties within a second), every funnel,
@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools.clickhouse import PASSWORD, USER, ChdbEngine, ClickHouseHttpFront
 from exporter.analysis.adoption import FeatureUsers
 from exporter.analysis.breakdowns import EVERYONE, NONE, OTHER, Selection
 from exporter.analysis.funnels import FunnelDefinition, FunnelStep, progress_report
@@ -37,8 +38,8 @@ from exporter.events.file_source import EventsFileSource
 from exporter.health import HealthRegistry
 from exporter.secrets import Secret
 from tests.conftest import FakeClock
-from tests.fakes.clickhouse import PASSWORD, USER, ChdbEngine, ClickHouseHttpFront
 from tests.fakes.events import AnyEvent, Event, PropertyEvent, write_events
+from tests.tools import require_chdb
 
 NOW = 1_780_000_000  # 2026-05-28T20:26:40Z
 DAY = 86_400
@@ -55,6 +56,7 @@ PROPERTIES = {"team": TEAMS, "role": ROLES, "plan": ("free",)}
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> ChdbEngine:
+    require_chdb()
     return ChdbEngine(tmp_path_factory.mktemp("clickhouse"))
 
 
@@ -265,6 +267,7 @@ def seeded_funnel(rng: random.Random) -> FunnelDefinition:
     return FunnelDefinition("seeded", "", steps, window, step_windows)
 
 
+@pytest.mark.slow  # hundreds of statements on the engine: with the next test, most of this module's time
 @pytest.mark.parametrize("seed", range(4))
 async def test_every_number_equals_the_file_backend_on_seeded_logs(engine, server, tmp_path, seed):
     rng = random.Random(seed)
@@ -314,6 +317,7 @@ funnels = st.builds(
     st.none() | st.lists(st.sampled_from([None, 1, 60, 7_200]), min_size=3, max_size=3))
 
 
+@pytest.mark.slow  # ten generated logs, each compared like the seeded ones
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=event_logs, funnel=funnels, meaningful=st.none() | st.just(frozenset({"signup", "deploy"})),
        selection=selections)

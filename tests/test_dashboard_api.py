@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import pytest
 from aiohttp import web
 
+from devtools.processes import free_port
 from tests.fakes.experimentation import FakeExperimentation
 from tests.fakes.feedback import ADMIN_TOKEN, FakeFeedback
 
@@ -46,9 +46,7 @@ def section_path(key: str, time_range: str) -> str:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as probe:  # bound then released: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    return f"http://127.0.0.1:{free_port()}/"
 
 
 async def test_every_section_is_what_its_own_endpoint_serves_for_the_requested_range(make_demo_client):

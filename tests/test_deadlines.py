@@ -21,9 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from exporter.service import AnalyticsService
-from tests.conftest import service_config
+from tests.conftest import service_config, settle
 from tests.fakes.experimentation import FakeExperimentation, experiment_record
 from tests.fakes.faults import Upstream
+
+pytestmark = pytest.mark.slow  # every test waits out real deadlines, a second or so each
 
 HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 HANG_SECONDS = 60.0  # the slow upstream's delay: far past every deadline here
@@ -87,12 +89,6 @@ def start_service(plausible, experimentation, aiohttp_client, clock):
         return await aiohttp_client(create_app(service)), service
 
     return start
-
-
-async def settle(service: AnalyticsService) -> None:
-    """Wait for every load under way (the ones a deadline left running in the background)."""
-    while loading := service.memo.in_flight():
-        await asyncio.wait(loading)
 
 
 async def test_a_scrape_answers_by_its_deadline_with_what_it_has(start_service, plausible):

@@ -105,7 +105,8 @@ def midnight(day: date) -> int:
 
 
 def in_days(events, first: date, last: date):
-    return [e for e in events if midnight(first) <= e.ts < midnight(last) + DAY]
+    start, end = midnight(first), midnight(last) + DAY
+    return [e for e in events if start <= e.ts < end]
 
 
 def visitors(events) -> int:

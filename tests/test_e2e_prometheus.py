@@ -18,7 +18,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from urllib.request import urlopen
 import pytest
 import yaml
 
+from devtools.processes import free_port
 from tests.grafana_dashboards import (
     ROOT,
     Query,
@@ -44,6 +44,8 @@ from tests.grafana_dashboards import (
     variables,
 )
 from tests.tools import require_tool
+
+pytestmark = pytest.mark.slow  # a real Prometheus scraping the real command: seconds of scrapes and rule evaluations
 
 RULES_FILE = ROOT / "deploy" / "prometheus" / "rules" / "analytics.rules.yaml"
 SCRAPE_JOB = "analytics-dashboard"
@@ -164,12 +166,6 @@ def has_finite_sample(answer: dict[str, Any]) -> bool:
     else:
         samples = [value for series in result for value in series["values"]]
     return any(math.isfinite(float(value)) for _, value in samples)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager

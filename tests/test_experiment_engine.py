@@ -136,6 +136,7 @@ def test_relative_interval_unbounded_when_control_near_zero():
     assert treatment["absolute_lift_ci"] is not None
 
 
+@pytest.mark.usefixtures("without_gc_collect")
 def test_holm_across_treatments_and_bonferroni_intervals():
     result = analyse_one((4000, 400), (4000, 450), (4000, 480), (4000, 395))
     treatments = result["variants"][1:]

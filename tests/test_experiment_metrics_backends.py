@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.clickhouse import PASSWORD, USER, ChdbEngine, ClickHouseHttpFront, clickhouse_datetime
 from exporter.analysis.experiments.event_metrics import (
     EXPERIMENT_PROPERTY,
     EXPOSURE_EVENT,
@@ -32,8 +33,8 @@ from exporter.events.file_source import EventsFileSource
 from exporter.health import HealthRegistry
 from exporter.secrets import Secret
 from tests.conftest import FakeClock
-from tests.fakes.clickhouse import PASSWORD, USER, ChdbEngine, ClickHouseHttpFront, _datetime
 from tests.fakes.experimentation import FakeExperimentation, experiment_record
+from tests.tools import require_chdb
 
 NOW = 1_780_000_000
 DAY = 86_400
@@ -97,13 +98,14 @@ def create_table(engine: ChdbEngine, events: list[Event]) -> str:
     table = f"exposure_events_{next(SUFFIX)}"
     engine.execute(f"CREATE TABLE default.{table} (user_id String, event LowCardinality(String), timestamp DateTime, "
                    "properties Map(String, String)) ENGINE = MergeTree ORDER BY (event, timestamp)")
-    engine.insert_rows(f"default.{table}", ({"user_id": user, "event": name, "timestamp": _datetime(t),
+    engine.insert_rows(f"default.{table}", ({"user_id": user, "event": name, "timestamp": clickhouse_datetime(t),
                                              "properties": properties} for user, name, t, properties in events))
     return table
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> ChdbEngine:
+    require_chdb()
     return ChdbEngine(tmp_path_factory.mktemp("clickhouse-experiment-metrics"))
 
 

@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
+from statsmodels.stats import proportion as sm_proportion
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats import proportion as sm_proportion
 
 from exporter.analysis.experiments import (
     ArmInput,
@@ -22,6 +22,7 @@ from exporter.analysis.experiments import (
     always_valid_p_value,
     analyse_experiments,
     arm_moments,
+    bayesian,
     compare_beta_posteriors,
     critical_value,
     difference_test,
@@ -33,7 +34,6 @@ from exporter.analysis.experiments import (
     sample_ratio_mismatch,
     wald_interval,
 )
-from exporter.analysis.experiments import bayesian
 from exporter.analysis.experiments.frequentist import normal_critical_value
 from tests.tools import published
 
@@ -188,6 +188,7 @@ def test_relative_interval_excludes_zero_exactly_when_significant():
 # --- Holm -------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("without_gc_collect")
 def test_holm_matches_statsmodels_within_each_family():
     rng = np.random.default_rng(3)
     p = rng.random(60) ** 4

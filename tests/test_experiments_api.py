@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import socket
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from statsmodels.stats import proportion  # not imported by name: pytest would collect test_*
 
 from api.app import create_app
+from devtools.processes import free_port
 from exporter.cli import demo_overrides
 from exporter.config import load_config
 from exporter.demo.experimentation import DEMO_EXPERIMENTS, build_experimentation_app
@@ -62,9 +62,7 @@ def keyed(found: list) -> dict[tuple, float]:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    return f"http://127.0.0.1:{free_port()}/"
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ service-wide failures, and the concurrency it allows itself towards the upstream
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import datetime, timezone
 
 import pytest
 from aiohttp import web
 
+from devtools.processes import free_port
 from exporter.config import ExperimentationConfig
 from exporter.errors import SourceError
 from exporter.health import HealthRegistry
@@ -156,10 +156,7 @@ async def test_a_dropped_connection_during_stats_fails_the_whole_read(connect):
 
 
 async def test_connection_refused(connect):
-    with socket.socket() as sock:  # a port nobody listens on once closed
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    client = await connect(make_fake(0), url=f"http://127.0.0.1:{port}", max_retries=0)
+    client = await connect(make_fake(0), url=f"http://127.0.0.1:{free_port()}", max_retries=0)
     with pytest.raises(SourceError) as raised:
         await client.list_experiments()
     assert raised.value.code == "connection_error"

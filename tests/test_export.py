@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import re
-import socket
 import sys
 from datetime import datetime
 
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from api.export import join_dimension
+from devtools.processes import free_port
 from exporter.cli import main
 from exporter.config import ENVIRONMENT
 from exporter.reports.render import INSTALL_HINT
@@ -255,9 +255,7 @@ def test_command_exports_json_with_the_given_configuration(clean_environment, de
 
 
 def test_command_reports_down_sources_in_the_output_and_exits_0(clean_environment, tmp_path, capsys):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"
     config = tmp_path / "analytics.yaml"
     config.write_text(f"sources:\n  plausible: {{url: '{closed}', site_id: x, max_retries: 0}}\n"
                       "  experimentation: {enabled: false}\n  feedback: {enabled: false}\n")

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devtools.clickhouse import ChdbEngine, clickhouse_datetime
 from exporter.analysis.experiments.event_metrics import (
     CupedSettings,
     ExperimentMetricsSettings,
@@ -33,7 +34,7 @@ from exporter.events.clickhouse_queries import EventsTable
 from exporter.events.log import EventLog
 from exporter.events.log_exposures import MISSING, Exposures, exposure_sums, sorting_order
 from tests.event_logs import make_log
-from tests.fakes.clickhouse import ChdbEngine, _datetime
+from tests.tools import require_chdb
 
 NOW = 1_780_000_000
 DAY = 86_400
@@ -133,6 +134,7 @@ def on_file(events: Sequence[Event], config: ExperimentMetricsSettings, *, end: 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> ChdbEngine:
+    require_chdb()
     return ChdbEngine(tmp_path_factory.mktemp("clickhouse-exposures"))
 
 
@@ -144,7 +146,7 @@ def on_clickhouse(engine: ChdbEngine, events: Sequence[Event], config: Experimen
     engine.execute(f"CREATE TABLE {table} (user_id String, event LowCardinality(String), "
                    f"timestamp {timestamp_type}, props Map(String, String)) ENGINE = MergeTree "
                    "ORDER BY (event, timestamp)")
-    engine.insert_rows(table, ({"user_id": user, "event": name, "timestamp": _datetime(t + fraction),
+    engine.insert_rows(table, ({"user_id": user, "event": name, "timestamp": clickhouse_datetime(t + fraction),
                                 "props": properties} for user, name, t, properties in events))
     query = exposure_sums_query(EventsTable.mapped("default", table.split(".")[1], user_id="user_id", event="event",
                                                    timestamp="timestamp"),

@@ -18,10 +18,12 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from bench._processes import free_port, serve_argv, started, wait_until_ok
+from devtools.processes import free_port, serve_argv, started, wait_until_ok
+
+pytestmark = pytest.mark.slow  # schemathesis against the real command, started in its own process
 
 API_SECTIONS = ("/api/v1/usage-trends", "/api/v1/feature-adoption", "/api/v1/experiment-results",
                 "/api/v1/user-segments", "/api/v1/feedback", "/api/v1/dashboard", "/api/v1/funnel/onboarding",

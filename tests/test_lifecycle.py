@@ -20,18 +20,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from devtools.processes import free_port
 from tests.fakes.faults import Upstream
 from tests.fakes.plausible import API_KEY, SITE_ID
+
+pytestmark = pytest.mark.slow  # the real command started in a subprocess, test after test
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 60.0  # generous: imports and the demo population on a busy machine
 EXIT_SECONDS = 10.0  # "within a few seconds", with room for a busy machine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_environment(**extra: str) -> dict[str, str]:

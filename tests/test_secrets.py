@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import aiohttp
 import pytest
 
 from api.app import create_app
+from devtools.processes import free_port
 from exporter.cli import main
 from exporter.service import AnalyticsService
 from tests.conftest import service_config
@@ -262,6 +262,7 @@ def files_open_for_writing(pid: int) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # the real command in a subprocess, up to its first refresh
 @pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("setpriv"),
                     reason="dropping every capability needs Linux, root to drop them from and setpriv (util-linux)")
 async def test_serves_with_no_privilege_beyond_a_port_and_its_configuration(upstreams, tmp_path):
@@ -297,12 +298,6 @@ async def test_serves_with_no_privilege_beyond_a_port_and_its_configuration(upst
         _, stderr = process.communicate(timeout=5)
     assert "Traceback" not in stderr and "Permission denied" not in stderr, stderr
     assert sorted(p.name for p in sealed.iterdir()) == ["analytics.yaml", "plausible.key"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def first_metrics(url: str, process: subprocess.Popen) -> str:

@@ -15,7 +15,6 @@ from scipy.stats import norm
 from exporter.analysis.trends import TrendResult, classify_trend
 from exporter.results import to_json
 
-
 # --- independent reference implementations -------------------------------------------------
 
 

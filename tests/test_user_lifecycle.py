@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devtools.clickhouse import ChdbEngine
 from exporter.analysis.retention import (
     IntervalGrid,
     LifecycleReport,
@@ -28,9 +29,9 @@ from exporter.events.log import EventLog
 from exporter.events.log_retention import lifecycle_counts, stickiness_counts
 from exporter.results import json_schema, to_json
 from tests.event_logs import make_log
-from tests.fakes.clickhouse import ChdbEngine
 from tests.fakes.events import Event
 from tests.retention_reference import midnight, reference_lifecycle, reference_stickiness, run_on_chdb
+from tests.tools import require_chdb
 
 DAY = 86_400
 TODAY = midnight(date(2026, 5, 28))  # a Thursday
@@ -41,6 +42,7 @@ TABLES = itertools.count()
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> ChdbEngine:
+    require_chdb()
     return ChdbEngine(tmp_path_factory.mktemp("clickhouse-lifecycle"))
 
 

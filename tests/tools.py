@@ -1,4 +1,4 @@
-"""External tools the tests use (promtool, prometheus): found on PATH or in ``.tools/``.
+"""External tools the tests use (promtool, prometheus, wrk, chdb): found on PATH or in ``.tools/``.
 
 Locally a missing tool skips the test with a reason; under CI (``CI=true``) it fails, because
 `.ci/run` installs the tools and a skipped check there would hide a broken pipeline.
@@ -36,3 +36,10 @@ def published(function):
         return to_json(function(*args, **kwargs))
 
     return plain
+
+
+def require_chdb():
+    """The chdb module; the test is skipped without it, except on CI, where it must be installed."""
+    if os.environ.get("CI") == "true":
+        import chdb  # noqa: F401 - a missing engine fails the run on CI instead of skipping
+    return pytest.importorskip("chdb", reason="chdb (the ClickHouse engine, in-process) is not installed")

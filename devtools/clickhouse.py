@@ -10,27 +10,27 @@ credentials from ``X-ClickHouse-User`` / ``X-ClickHouse-Key``; an engine excepti
 (``exceptionCodeToHTTPStatus`` in ClickHouse's source). Every request is recorded, so tests can
 show what travelled in the SQL and what in the parameters.
 
-chdb opens one database directory per process and one connection at a time: :class:`ChdbEngine`
-opens a connection per statement (carrying that statement's settings) under a lock.
+chdb opens one database directory per process and one connection at a time, and takes settings
+in the connection string: :class:`ChdbEngine` runs each statement on a connection carrying that
+statement's settings, under a lock. Opening one costs about a tenth of a second, so the connection
+is kept while statements keep the same directory and settings (the service sends the same settings
+with every query), and closed before one with others is opened. It imports chdb when it is built,
+so that tests can skip without chdb first (``tests.tools.require_chdb``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
-
-from tests.fakes.events import AnyEvent, event_properties
 
 USER = "dashboard"
 PASSWORD = "pa$$w0rd-'\";--\\"  # a password that would break naive quoting, and must never show
@@ -49,13 +49,6 @@ _STATUS_OF_CODE = {
 }
 
 
-def require_chdb():
-    """The chdb module; the test is skipped without it, except on CI, where it must be installed."""
-    if os.environ.get("CI") == "true":
-        import chdb  # noqa: F401 - a missing engine fails the run on CI instead of skipping
-    return pytest.importorskip("chdb", reason="chdb (the ClickHouse engine, in-process) is not installed")
-
-
 class EngineError(Exception):
     """The engine refused a statement; the message is ClickHouse's (``Code: N. DB::Exception: ...``)."""
 
@@ -68,10 +61,15 @@ class EngineError(Exception):
 class ChdbEngine:
     """ClickHouse in-process, on one database directory."""
 
+    # chdb's one connection in this process, whichever engine opened it: (connection string, connection).
+    _open: tuple[str, Any] | None = None
+    _lock = threading.Lock()
+
     def __init__(self, directory: Path) -> None:
-        self._chdb = require_chdb()
+        import chdb  # only once an engine is built: importing it costs seconds and half a gigabyte
+
+        self._chdb = chdb
         self.directory = directory
-        self._lock = threading.Lock()
 
     def execute(self, sql: str, *, settings: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
                 output_format: str = "TabSeparated") -> bytes:
@@ -79,14 +77,20 @@ class ChdbEngine:
         target = f"file:{self.directory}/db"
         if settings:  # chdb takes settings in the connection string, for that connection only
             target += "?" + "&".join(f"{name}={value}" for name, value in settings.items())
-        with self._lock:
-            connection = self._chdb.connect(target)
+        with ChdbEngine._lock:
             try:
-                return connection.query(sql, output_format, params=dict(params or {})).bytes()
+                return self._connection(target).query(sql, output_format, params=dict(params or {})).bytes()
             except Exception as error:  # chdb raises RuntimeError or its own ChdbError
                 raise EngineError(str(error)) from None
-            finally:
-                connection.close()
+
+    def _connection(self, target: str) -> Any:
+        """The open connection if it is to ``target``; otherwise it is closed and one to ``target`` opened."""
+        if ChdbEngine._open is None or ChdbEngine._open[0] != target:
+            if ChdbEngine._open is not None:
+                ChdbEngine._open[1].close()
+                ChdbEngine._open = None
+            ChdbEngine._open = (target, self._chdb.connect(target))
+        return ChdbEngine._open[1]
 
     def insert_rows(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """Insert JSON-able rows (values travel as JSON data, not as SQL)."""
@@ -94,14 +98,16 @@ class ChdbEngine:
         if lines:
             self.execute(f"INSERT INTO {table} FORMAT JSONEachRow\n{lines}")
 
-    def create_events_table(self, table: str, events: Iterable[AnyEvent], *,
+    def create_events_table(self, table: str, events: Iterable[Sequence[Any]], *,
                             timestamp_type: str = "DateTime") -> None:
-        """A plain events table (``user_id``, ``event``, ``timestamp``, ``properties``) holding ``events``."""
+        """A plain events table (``user_id``, ``event``, ``timestamp``, ``properties``) holding
+        ``events``: (user, event, epoch seconds) each, optionally followed by its properties as
+        ``(name, value)`` pairs."""
         self.execute(f"DROP TABLE IF EXISTS {table}")
         self.execute(f"CREATE TABLE {table} (user_id String, event LowCardinality(String), timestamp {timestamp_type}, "
                      "properties Map(String, String)) ENGINE = MergeTree ORDER BY (event, timestamp)")
-        self.insert_rows(table, ({"user_id": e.user, "event": e.event, "timestamp": _datetime(e.ts),
-                                  "properties": event_properties(e)} for e in events))
+        self.insert_rows(table, ({"user_id": user, "event": event, "timestamp": clickhouse_datetime(ts),
+                                  "properties": dict(rest[0]) if rest else {}} for user, event, ts, *rest in events))
 
     def create_plausible_events_v2(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """A table shaped like Plausible's ``events_v2`` (its key columns, types, ordering key and
@@ -113,10 +119,10 @@ class ChdbEngine:
             "`meta.key` Array(String), `meta.value` Array(String)) ENGINE = MergeTree "
             "PARTITION BY toYYYYMM(timestamp) PRIMARY KEY (site_id, toDate(timestamp), name, user_id) "
             "ORDER BY (site_id, toDate(timestamp), name, user_id, timestamp)")
-        self.insert_rows(table, ({**row, "timestamp": _datetime(row["timestamp"])} for row in rows))
+        self.insert_rows(table, ({**row, "timestamp": clickhouse_datetime(row["timestamp"])} for row in rows))
 
 
-def _datetime(epoch_seconds: int | float) -> str:
+def clickhouse_datetime(epoch_seconds: int | float) -> str:
     """``YYYY-MM-DD hh:mm:ss[.fff]`` in UTC, the text ClickHouse reads into DateTime(64) columns."""
     moment = datetime.fromtimestamp(epoch_seconds, timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M:%S") + (f".{moment.microsecond // 1000:03d}" if moment.microsecond else "")

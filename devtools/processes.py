@@ -1,8 +1,8 @@
-"""The processes the service benchmarks start, and the load tool they share.
+"""The processes the benchmarks and the tests start: the real command, and helpers beside it.
 
-Everything measured over HTTP runs in a process of its own (the service, the ceiling app, the
-simulated upstreams), so the load generator, the server and the upstreams never share an event
-loop. Every process is started in a ``with`` block that stops it on the way out, whatever
+Everything measured or loaded over HTTP runs in a process of its own (the service, the ceiling
+app, the simulated upstreams), so the load generator, the server and the upstreams never share an
+event loop. Every process is started in a ``with`` block that stops it on the way out, whatever
 happened inside: SIGINT first (the service's orderly shutdown, which also removes the demo's
 temporary directory), SIGKILL if it has not exited a few seconds later.
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,10 +29,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.01
 
-# The load every HTTP figure is measured with (issue 9): wrk, 100 connections, 2 threads.
-WRK_CONNECTIONS = 100
-WRK_THREADS = 2
-
 
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
@@ -45,7 +39,7 @@ def free_port() -> int:
 
 @dataclass
 class Started:
-    """A process started by a benchmark: its handle, and when it was started (perf_counter)."""
+    """A started process: its handle, and when it was started (perf_counter)."""
 
     process: subprocess.Popen
     started_at: float
@@ -97,7 +91,7 @@ def _interruptible() -> None:
     """In the child before exec: SIGINT at its default, so Python turns it into KeyboardInterrupt.
 
     A shell starts background jobs with SIGINT ignored, and children inherit that; ``stop``'s
-    orderly SIGINT would then be lost whenever the benchmarks themselves run in the background.
+    orderly SIGINT would then be lost whenever the benchmarks or the tests run in the background.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
@@ -120,7 +114,7 @@ def serve_argv(port: int, *, demo: bool) -> list[str]:
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP answer as the benchmarks need it."""
+    """An HTTP answer: status, body and content type."""
 
     status: int
     body: bytes
@@ -154,70 +148,6 @@ def wait_until_ok(handle: Started, url: str, *, timeout: float = 60.0) -> tuple[
             return time.perf_counter() - handle.started_at, reply
         time.sleep(POLL_SECONDS)
     raise RuntimeError(f"{url} did not answer 200 within {timeout:g} s")
-
-
-# --------------------------------------------------------------------------------------------
-# wrk
-# --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Load:
-    """What one wrk run measured, and the CPU time the server spent per request meanwhile.
-
-    CPU per request is the steadiest of the three on a shared machine: other processes delay a
-    server, they do not make its work bigger.
-    """
-
-    requests_per_second: float
-    p99_ms: float
-    errors: int  # socket errors plus non-2xx answers: a run with any is not a valid figure
-    cpu_us_per_request: float
-
-
-WRK_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
-
-
-@dataclass(frozen=True)
-class Run:
-    """One wrk run."""
-
-    requests: int
-    seconds: float
-    requests_per_second: float
-    p99_ms: float
-    errors: int
-
-
-def wrk_path() -> str:
-    path = shutil.which("wrk")
-    if path is None:
-        raise RuntimeError("wrk is not installed (Debian: apt-get install -y wrk)")
-    return path
-
-
-def wrk(url: str, server: Started, *, seconds: float) -> Load:
-    """Load ``url`` (served by ``server``) with wrk, 100 connections and 2 threads, for ``seconds``."""
-    argv = [wrk_path(), f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds:g}s", "--latency", url]
-    cpu_before = server.cpu_seconds()
-    output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
-    cpu = server.cpu_seconds() - cpu_before
-    run = parse_wrk_report(output)
-    return Load(run.requests_per_second, run.p99_ms, run.errors, cpu * 1e6 / max(run.requests, 1))
-
-
-def parse_wrk_report(output: str) -> Run:
-    """One wrk run from its report (``--latency``): its errors are socket errors plus non-2xx answers."""
-    answered = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", output)
-    rps = re.search(r"Requests/sec:\s*([\d.]+)", output)
-    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-    if answered is None or rps is None or p99 is None:
-        raise RuntimeError(f"cannot read wrk's report:\n{output}")
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", output)
-    errors += int(non_2xx.group(1)) if non_2xx else 0
-    return Run(requests=int(answered.group(1)), seconds=float(answered.group(2)) * WRK_UNIT_SECONDS[answered.group(3)],
-               requests_per_second=float(rps.group(1)),
-               p99_ms=float(p99.group(1)) * WRK_UNIT_SECONDS[p99.group(2)] * 1000, errors=errors)
 
 
 def json_line(handle: Started) -> dict:
