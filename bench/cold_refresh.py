@@ -19,9 +19,10 @@ service's own concurrency, with the configuration out of the way.
 
 Where the default's time goes (a request timeline taken while writing this bench, 11 demo
 experiments): Experimentation's list, then its ``/stats`` fan-out in waves of 4 (the documented
-limit) -- four round trips -- and the demo's planted ``/stats`` 500 (the NaN bug of docs/upstreams.md#experimentation-service) is
-retried twice with jittered backoff (up to 0.25 s, then up to 0.5 s), which puts two more round
-trips and the backoff on that experiment's path. Plausible's 12 queries run in three waves of 4.
+limit) -- four round trips -- and the demo's planted ``/stats`` 500 (the NaN bug of
+docs/upstreams.md#experimentation-service) is retried twice with jittered backoff (up to 0.25 s,
+then up to 0.5 s), which puts two more round trips and the backoff on that experiment's path.
+Plausible's 12 queries run in three waves of 4.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def run() -> list[BenchResult]:
     return [
         BenchResult(name="cold refresh: /api/v1/dashboard (default configuration)", ours=default_ms,
                     baseline=baseline_ms, unit="ms", target=TARGET_MULTIPLE * baseline_ms,
-                    notes=(how, f"{default_ms / baseline_ms:.1f} x one upstream request (target < {TARGET_MULTIPLE:g} x)")),
+                    notes=(how, f"{default_ms / baseline_ms:.1f} x one upstream request "
+                                f"(target < {TARGET_MULTIPLE:g} x)")),
         BenchResult(name="cold refresh: /api/v1/dashboard (upstream limits raised)", ours=raised_ms,
                     baseline=baseline_ms, unit="ms", target=TARGET_MULTIPLE * baseline_ms,
                     notes=(f"configuration: {RAISED_LIMITS}",

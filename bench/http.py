@@ -105,7 +105,8 @@ def _results(path: str, size: int, ours: Load, ceiling: Load) -> list[BenchResul
                     notes=(f"{how}; target = {MIN_SHARE_OF_CEILING:.0%} of the ceiling "
                            f"(a bare aiohttp app sending the same bytes)",
                            f"server CPU per request: ours {ours.cpu_us_per_request:.0f} us, ceiling "
-                           f"{ceiling.cpu_us_per_request:.0f} us (ratio {ceiling.cpu_us_per_request / ours.cpu_us_per_request:.2f}; "
+                           f"{ceiling.cpu_us_per_request:.0f} us "
+                           f"(ratio {ceiling.cpu_us_per_request / ours.cpu_us_per_request:.2f}; "
                            f"steadier than req/s on a shared machine)")),
         BenchResult(name=f"http: cached {path} p99 latency", ours=ours.p99_ms, baseline=ceiling.p99_ms,
                     unit="ms", target=MAX_P99_MS,

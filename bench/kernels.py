@@ -49,8 +49,8 @@ FUNNEL_USERS = 1_000_000
 FUNNEL_REFERENCE_SHARE = 10  # the reference runs on one user in ten
 FUNNEL_RANGE_DAYS = 30
 FUNNEL = FunnelDefinition(
-    "bench", "four steps, every event a step", tuple(FunnelStep(f"step {k + 1}", f"app.step_{k + 1}") for k in range(4)),
-    window_seconds=7 * DAY_SECONDS)
+    "bench", "four steps, every event a step",
+    tuple(FunnelStep(f"step {k + 1}", f"app.step_{k + 1}") for k in range(4)), window_seconds=7 * DAY_SECONDS)
 FUNNEL_TARGET_EVENTS_PER_SECOND = 5e6
 
 SEGMENT_USERS = 1_000_000
@@ -170,11 +170,13 @@ def segments_log(users: int = SEGMENT_USERS, seed: int = SEED) -> EventLog:
     activity = rng.choice([0.02, 0.08, 0.25, 0.6], users, p=[0.45, 0.3, 0.18, 0.07])  # share of days active
     days = np.maximum(1, rng.binomial(np.minimum(age, LOOKBACK_DAYS + WINDOW_DAYS) + 1, activity))
     day_user = np.repeat(np.arange(users), days)
-    day_ago = (rng.random(len(day_user)) * (np.minimum(age, LOOKBACK_DAYS + WINDOW_DAYS) + 1)[day_user]).astype(np.int64)
+    span = np.minimum(age, LOOKBACK_DAYS + WINDOW_DAYS) + 1
+    day_ago = (rng.random(len(day_user)) * span[day_user]).astype(np.int64)
     per_day = rng.integers(1, 4, len(day_user))
     event_user = np.concatenate((np.arange(users), np.repeat(day_user, per_day)))  # first, a "joined" event
     event_day = np.concatenate((age, np.repeat(day_ago, per_day)))
-    event_name = np.concatenate((np.zeros(users, dtype=np.int64), rng.integers(1, SEGMENT_FEATURES + 1, len(event_user) - users)))
+    event_name = np.concatenate((np.zeros(users, dtype=np.int64),
+                                 rng.integers(1, SEGMENT_FEATURES + 1, len(event_user) - users)))
     seconds = (today - event_day) * DAY_SECONDS + rng.integers(0, DAY_SECONDS, len(event_user))
     return EventLog.build(event_user.astype(np.int32), event_name.astype(np.int32), seconds, _names("u", users),
                           ["app.joined", *(f"app.feature_{k}" for k in range(1, SEGMENT_FEATURES + 1))])

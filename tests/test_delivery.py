@@ -179,7 +179,8 @@ def test_the_image_has_the_reports_extra_and_the_pdf_typeface():
 
 def test_every_package_is_copied_into_the_build_and_not_ignored():
     """A new top-level package in pyproject.toml must reach the image too."""
-    found = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    found = project["tool"]["setuptools"]["packages"]["find"]
     packages = {pattern.rstrip("*") for pattern in found["include"]}
     builder_copies = " ".join(arguments_of(dockerfile_stages()[0], "COPY"))
     allowed = {line[1:].strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()

@@ -161,8 +161,10 @@ async def test_demo_metrics_carry_every_experiment_metric_for_published_experime
         experiment = experiments[experiment_id]
         states = {s.labels["recommendation"]: s.value for s in found
                   if s.name == "analytics_experiment_recommendation" and s.labels["experiment_id"] == experiment_id}
-        assert set(states) == RECOMMENDATIONS and states[experiment["recommendation"]] == 1.0 and sum(states.values()) == 1
-        info = [s.labels for s in found if s.name == "analytics_experiment_info" and s.labels["experiment_id"] == experiment_id]
+        assert set(states) == RECOMMENDATIONS and states[experiment["recommendation"]] == 1.0
+        assert sum(states.values()) == 1
+        info = [s.labels for s in found
+                if s.name == "analytics_experiment_info" and s.labels["experiment_id"] == experiment_id]
         assert info == [{"experiment_id": experiment_id, "name": experiment["experiment_name"],
                          "status": experiment["status"], "control": experiment["control"]}]
         for variant in experiment["variants"]:

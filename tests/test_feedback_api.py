@@ -147,8 +147,9 @@ async def test_metrics_have_the_contract_names_labels_and_values(feedback_client
         assert name in families, name
         assert families[name].type == "gauge"
         assert all(set(sample.labels) == labels for sample in families[name].samples), name
-    by_window = lambda name: {(s.labels.get("window"), s.labels.get("rating") or s.labels.get("category")): s.value
-                              for s in families[name].samples}
+    def by_window(name: str) -> dict:
+        return {(s.labels.get("window"), s.labels.get("rating") or s.labels.get("category")): s.value
+                for s in families[name].samples}
     for window, body in bodies.items():
         responses = by_window("analytics_feedback_responses")
         assert {r: responses[(window, r)] for r in "12345"} == body["rating_distribution"]

@@ -79,7 +79,8 @@ class FakePlausible:
         if self.fault == "hang":
             await asyncio.sleep(30)
         if self.fault == "401":
-            return web.json_response({"error": "Invalid API key or site ID. Please make sure you're using a valid API key with access to the site you've requested."}, status=401)
+            return web.json_response({"error": "Invalid API key or site ID. Please make sure you're using a valid API "
+                                               "key with access to the site you've requested."}, status=401)
         if self.fault == "429":
             return web.json_response({"error": "Too many API requests in the last hour"}, status=429)
         if self.fault == "500html":
