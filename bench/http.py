@@ -27,8 +27,10 @@ WRK_THREADS = 2
 ENDPOINTS = ("/metrics", "/api/v1/dashboard", "/api/v1/usage-trends")
 ROUNDS = 3
 SECONDS_PER_RUN = 3.0
-MIN_SHARE_OF_CEILING = 0.6
-MAX_P99_MS = 20.0
+# Cached responses are served at least this close to the ceiling (a bare aiohttp app sending the
+# same bytes), with a p99 at most this multiple of the ceiling's (issue 13).
+MIN_SHARE_OF_CEILING = 0.9
+MAX_P99_OF_CEILING = 1.2
 
 
 def run() -> list[BenchResult]:
@@ -109,6 +111,7 @@ def _results(path: str, size: int, ours: Load, ceiling: Load) -> list[BenchResul
                            f"(ratio {ceiling.cpu_us_per_request / ours.cpu_us_per_request:.2f}; "
                            f"steadier than req/s on a shared machine)")),
         BenchResult(name=f"http: cached {path} p99 latency", ours=ours.p99_ms, baseline=ceiling.p99_ms,
-                    unit="ms", target=MAX_P99_MS,
-                    notes=(f"lowest p99 of each side's {ROUNDS} runs",)),
+                    unit="ms", target=MAX_P99_OF_CEILING * ceiling.p99_ms,
+                    notes=(f"lowest p99 of each side's {ROUNDS} runs; target = {MAX_P99_OF_CEILING:g}x the "
+                           f"ceiling's",)),
     ]
