@@ -176,7 +176,27 @@ class Client:
             self._writing.cancel()
 
     async def serve(self, transport: asyncio.BaseTransport | None) -> None:
-        """Write the queued messages and read (and ignore) the client's until either side ends."""
+        """Write the queued messages and read (and ignore) the client's until either side ends, then close."""
+        try:
+            await self._exchange()
+            code, reason = self.closing or (WSCloseCode.OK, "")
+            try:
+                # A slow client's buffers are full: its close frame is not waited for, and what is
+                # still unsent is thrown away with the connection.
+                await asyncio.wait_for(self.ws.close(code=code, message=reason.encode(), drain=not self.slow),
+                                       CLOSE_SECONDS)
+            except (TimeoutError, ConnectionError):
+                pass
+        finally:
+            # However this ends, cancelled included: aiohttp cancels a handler whose connection is lost
+            # (``handler_cancellation``), as it is once aiohttp has answered a client's close frame, and
+            # close_all would otherwise wait its whole timeout on a client that had just left.
+            if self.slow and transport is not None:
+                transport.abort()
+            self.ended.set()
+
+    async def _exchange(self) -> None:
+        """Write and read until the client closes, the connection is lost or :meth:`stop` is called."""
         self._writing = asyncio.create_task(self._write())
         reading = asyncio.create_task(self._read())
         if self.closing is not None:  # stopped before it started
@@ -187,18 +207,6 @@ class Client:
             for task in (self._writing, reading):
                 task.cancel()
             await asyncio.gather(self._writing, reading, return_exceptions=True)
-        code, reason = self.closing or (WSCloseCode.OK, "")
-        try:
-            # A slow client's buffers are full: its close frame is not waited for, and what is
-            # still unsent is thrown away with the connection.
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode(), drain=not self.slow),
-                                   CLOSE_SECONDS)
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            if self.slow and transport is not None:
-                transport.abort()
-            self.ended.set()
 
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()

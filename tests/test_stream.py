@@ -238,3 +238,21 @@ async def test_at_shutdown_every_stream_is_closed_with_1001(make_stream_client):
         message = await ws.receive(timeout=RECEIVE_SECONDS)
         await stopping
     assert (message.type, message.data, message.extra) == (WSMsgType.CLOSE, 1001, "the server is shutting down")
+
+
+async def test_a_client_that_closed_its_stream_has_ended_for_the_shutdown(make_stream_client):
+    client, _ = await make_stream_client()
+    hub = client.app[STREAMS]
+    async with client.ws_connect("/api/v1/stream?sections=usage_trends") as ws:
+        await receive(ws)
+        (served,) = hub.clients
+    # The test server cancels a handler whose connection is lost, as it is once the server has answered
+    # the close: the stream leaves the hub, and has ended whatever way its handler did (close_all waits
+    # on that at shutdown, its whole timeout for a stream that never says it has).
+    await asyncio.wait_for(gone(hub), RECEIVE_SECONDS)
+    assert served.ended.is_set()
+
+
+async def gone(hub: StreamHub) -> None:
+    while hub.clients:
+        await asyncio.sleep(0.01)
