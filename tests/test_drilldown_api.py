@@ -102,6 +102,7 @@ async def make_team_client(make_client, tmp_path, events, **overrides):
 
 # --- funnels -----------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("without_gc_collect")
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_funnel_groups_are_the_funnels_of_each_teams_users(tmp_path, make_client, seed):
     events = team_events(seed)

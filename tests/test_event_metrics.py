@@ -68,6 +68,7 @@ RATIO = MetricDefinition("errors_per_deploy", "ratio", numerator="deploy.failed"
 
 # --- means: the unpooled z-test, its interval and Holm ----------------------------------------
 
+@pytest.mark.usefixtures("without_gc_collect")
 @pytest.mark.parametrize("metric", [COUNT, CONVERSION])
 @pytest.mark.parametrize("seed, sizes, alpha", [(1, (400, 380), 0.05), (2, (250, 300, 270), 0.05),
                                                 (3, (50, 900, 120, 60), 0.1)])

@@ -32,7 +32,7 @@ from exporter.events.clickhouse_source import ClickHouseEventsSource
 from exporter.events.file_source import EventsFileSource
 from exporter.health import HealthRegistry
 from exporter.secrets import Secret
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, seeds
 from tests.fakes.experimentation import FakeExperimentation, experiment_record
 from tests.tools import require_chdb
 
@@ -124,7 +124,7 @@ def sources(path: Path, url: str, table: str) -> tuple[EventsFileSource, ClickHo
     return on_file, on_clickhouse
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", seeds(6))
 async def test_both_backends_give_the_same_exposures_and_sums(engine, clickhouse_url, tmp_path, seed):
     events = seeded_log(seed)
     on_file, on_clickhouse = sources(write_file(tmp_path / "events.jsonl", events), clickhouse_url,

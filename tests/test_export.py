@@ -274,6 +274,7 @@ def test_command_with_a_bad_configuration_exits_1_naming_the_key(clean_environme
     assert out == "" and "configuration error" in err and "plausibel" in err
 
 
+@pytest.mark.slow  # the command renders two whole reports; the endpoints' tests render each format
 def test_command_exports_pdf_and_xlsx_as_binary_files_on_stdout(clean_environment, capsysbinary):
     assert main(["export", "--format", "pdf", "--time-range", "7d", "--demo"]) == 0
     pdf = capsysbinary.readouterr().out

@@ -33,6 +33,7 @@ from exporter.events.clickhouse_exposures import exposure_sums_query
 from exporter.events.clickhouse_queries import EventsTable
 from exporter.events.log import EventLog
 from exporter.events.log_exposures import MISSING, Exposures, exposure_sums, sorting_order
+from tests.conftest import seeds
 from tests.event_logs import make_log
 from tests.tools import require_chdb
 
@@ -214,7 +215,7 @@ def test_the_numpy_kernel_equals_the_per_user_reference(seed):
     assert on_file(events, config, end=end, keys=keys) == reference_sums(events, config, end=end, keys=keys)
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", seeds(12))
 def test_clickhouse_equals_the_numpy_kernel(engine, seed):
     rng = random.Random(seed)
     events, config = random_log(rng), random_settings(rng)

@@ -77,6 +77,7 @@ def test_a_constant_series_has_no_p_value_and_a_flat_fit():
     assert theil_sen(np.full(8, 3.0)) == (0.0, 3.0)
 
 
+@pytest.mark.slow  # a fresh interpreter importing the service
 def test_the_service_and_its_demo_do_not_import_scipy_stats():
     # The reason this module exists: scipy.stats costs ~47 MB of resident memory (issue 9).
     code = ("import sys, exporter.cli, api.app, api.dashboard, api.export, exporter.demo.runner, "

@@ -99,6 +99,7 @@ def write_config(tmp_path, **smtp) -> str:
     return str(path)
 
 
+@pytest.mark.slow  # a whole report through the command; the next test sends one
 def test_the_command_writes_the_report_as_an_email_to_stdout(clean_environment, mail_servers, tmp_path,
                                                              capsysbinary):
     mailbox = Mailbox()
@@ -133,6 +134,7 @@ def test_the_command_sends_over_starttls_with_the_password_from_a_file(clean_env
     assert out == "" and PASSWORD not in err
 
 
+@pytest.mark.slow  # a whole report rendered before the login is refused
 def test_a_refused_login_is_a_configuration_error_without_the_password(clean_environment, mail_servers, certificate,
                                                                       tmp_path, capsys):
     mailbox = Mailbox()
@@ -203,6 +205,7 @@ async def test_serving_goes_on_while_the_mail_server_holds_the_send(make_demo_cl
     assert len(mailbox.received) == 1
 
 
+@pytest.mark.slow  # polls the log in real time for the background send
 async def test_a_refused_login_in_the_background_is_logged_as_a_configuration_error(make_demo_client, mail_servers,
                                                                                    certificate, monkeypatch, caplog):
     monkeypatch.setenv("SSL_CERT_FILE", certificate[0])

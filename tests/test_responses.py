@@ -17,6 +17,7 @@ from exporter.areas.params import with_defaults
 from exporter.errors import SourceError
 from exporter.results import to_json
 from exporter.timeranges import TimeRange, iso_z
+from tests.conftest import settle
 
 
 def every_section(service) -> list[tuple[object, dict]]:
@@ -70,6 +71,8 @@ async def test_every_demo_section_fresh_stale_and_with_a_source_down(make_demo_c
     clock.advance(service.config.cache.ttl_seconds)
     assert any(await assert_sections_encoded(client, service))  # stale (refreshes run meanwhile)
 
+    # The refreshes end first: one ending later would set its source's health back to up.
+    await settle(service)
     with pytest.raises(SourceError):
         await service.health.track("feedback", lambda: fail("feedback: upstream error HTTP 500"))
     await assert_sections_encoded(client, service)  # "down" with its error, after a health change
