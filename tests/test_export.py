@@ -177,6 +177,7 @@ async def test_xlsx_export_is_a_sheet_per_section_with_typed_numbers_as_a_downlo
     assert usage.cell(3, column + 1).data_type == "n"
 
 
+@pytest.mark.slow  # renders a whole report from the demo
 async def test_pdf_export_is_a_report_with_each_sections_headline_figures(make_demo_client):
     client, _ = await make_demo_client()
     response = await client.get("/api/v1/export/pdf?time_range=7d")

@@ -158,6 +158,7 @@ async def test_parameters_are_those_the_handlers_parse(make_demo_client):
     assert export["in"] == "path" and export["schema"]["enum"] == ["json", "csv", "xlsx", "pdf"]
 
 
+@pytest.mark.slow  # every documented route, the whole PDF and xlsx reports included
 async def test_every_real_response_validates_against_its_documented_schema(make_demo_client, clock):
     client, service = await make_demo_client(**REPORTS)
     document = await fetch_document(client)

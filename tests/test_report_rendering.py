@@ -160,6 +160,7 @@ def pdf_text(data: bytes) -> tuple[int, str]:
     return len(reader.pages), " ".join(" ".join((page.extract_text() or "").split()) for page in reader.pages)
 
 
+@pytest.mark.slow  # renders a whole report from the demo
 def test_the_pdf_has_each_sections_headline_figures_tables_and_recommendations(demo):
     dashboard, rows = demo
     pages, text = pdf_text(render("pdf", dashboard, rows))
@@ -252,6 +253,7 @@ def test_the_summary_lists_recommendations_decisions_first_and_anomalies_when_th
     assert all(name not in summary.text for name in drafts)
 
 
+@pytest.mark.slow  # renders a whole report from the demo
 def test_the_report_email_has_the_summary_as_text_and_html_and_the_formats_attached(demo):
     dashboard, _ = demo
     report = ReportConfig(name="weekly", schedule="weekly MON 08:00", recipients=("team@example.com",),

@@ -117,6 +117,7 @@ def test_the_command_writes_the_report_as_an_email_to_stdout(clean_environment, 
     assert mailbox.received == []  # written, not sent
 
 
+@pytest.mark.slow  # renders a whole report from the demo
 def test_the_command_sends_over_starttls_with_the_password_from_a_file(clean_environment, mail_servers, certificate,
                                                                       tmp_path, capsys):
     mailbox = Mailbox()
@@ -161,6 +162,7 @@ def report_overrides(port: int, **smtp) -> dict:
     return {"reports": [WEEKLY]} | {f"smtp.{key}": value for key, value in smtp_settings(port, **smtp).items()}
 
 
+@pytest.mark.slow  # renders a whole report from the demo
 async def test_a_send_asked_for_is_answered_at_once_and_recorded_in_the_metric(make_demo_client, mail_servers,
                                                                               clock):
     mailbox = Mailbox()
@@ -182,6 +184,7 @@ async def test_an_unknown_report_is_a_404_naming_the_configured_ones(make_demo_c
                                                 "message": "no report named 'monthly'; configured reports: weekly"}
 
 
+@pytest.mark.slow  # renders a whole report from the demo
 async def test_serving_goes_on_while_the_mail_server_holds_the_send(make_demo_client, mail_servers):
     arrived, release = threading.Event(), threading.Event()
 
@@ -241,6 +244,7 @@ class VirtualTime:
         await asyncio.sleep(0)
 
 
+@pytest.mark.slow  # renders a whole report from the demo
 async def test_the_schedule_sends_at_its_times_in_utc_and_compares_with_the_previous_run(aiohttp_client,
                                                                                          demo_upstreams,
                                                                                          mail_servers):
