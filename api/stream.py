@@ -213,7 +213,10 @@ class Client:
         next_ping = loop.time() + self.ping_seconds
         while True:
             try:
-                message = await asyncio.wait_for(self.queue.get(), max(next_ping - loop.time(), 0.0))
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns a message that arrives
+                # as the task is cancelled (stop, shutdown) and the cancellation is lost.
+                async with asyncio.timeout(max(next_ping - loop.time(), 0.0)):
+                    message = await self.queue.get()
             except TimeoutError:
                 message, next_ping = PING, loop.time() + self.ping_seconds
             await self.ws.send_frame(message, WSMsgType.TEXT)  # the UTF-8 bytes as they are: no copy per client
@@ -255,7 +258,8 @@ class StreamHub:
                     look_again = math.inf
                 timeout = None if look_again == math.inf else max(look_again - self.clock(), 0.0)
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):  # not wait_for: see Client._write
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:

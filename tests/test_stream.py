@@ -18,7 +18,7 @@ from aiohttp import WSMsgType
 
 from api.app import create_app
 from api.keys import RESPONSES
-from api.stream import STREAMS, StreamHub
+from api.stream import STREAMS, Client, StreamHub
 from exporter.areas.params import with_defaults
 from exporter.cli import demo_overrides
 from exporter.config import load_config
@@ -256,3 +256,35 @@ async def test_a_client_that_closed_its_stream_has_ended_for_the_shutdown(make_s
 async def gone(hub: StreamHub) -> None:
     while hub.clients:
         await asyncio.sleep(0.01)
+
+
+class QuietSocket:
+    """A WebSocket whose peer never writes: what the client sends is kept, closing ends the reading."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = asyncio.Event()
+
+    async def send_frame(self, message: bytes, kind: WSMsgType) -> None:
+        self.sent.append(message)
+
+    async def close(self, *, code: int, message: bytes, drain: bool) -> bool:
+        self.closed.set()
+        return True
+
+    def __aiter__(self) -> QuietSocket:
+        return self
+
+    async def __anext__(self) -> None:
+        await self.closed.wait()
+        raise StopAsyncIteration
+
+
+async def test_a_stream_stopped_as_a_message_arrives_ends():
+    client = Client(QuietSocket(), queue_messages=4, ping_seconds=60.0)
+    serving = asyncio.create_task(client.serve(None))
+    await asyncio.sleep(0.01)  # the writer waits for a message
+    client.offer(b"{}")
+    client.stop(1001, "the server is shutting down")  # in the same turn of the loop: the stop must win
+    await asyncio.wait_for(client.ended.wait(), RECEIVE_SECONDS)
+    await serving
