@@ -11,7 +11,7 @@ T = TypeVar("T")
 class Worker:
     """Runs a function in a worker thread, one at a time.
 
-    A PDF is about half a second of pure Python (docs/reports.md#cost-in-the-service): in a thread
+    A PDF is about half a second of pure Python (docs/reports.md#cost-in-the-service-benchreport_renderpy): in a thread
     the event loop keeps serving, and one at a time, concurrent renders queue rather than multiply
     the contention for the interpreter and the memory the report libraries take while rendering.
     """

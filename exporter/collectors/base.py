@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from prometheus_client.core import Metric
 
@@ -48,6 +48,11 @@ class AreaCollector(ABC):
 
     def collect(self) -> Iterator[Metric]:
         return contained(self.area.name, lambda: self._families(with_samples=True))
+
+    def published(self) -> list[tuple[dict[str, Any], Any]]:
+        """(parameters, body) of each parameter set /metrics publishes whose snapshot is present."""
+        return [(params, snapshot.body) for params in self.area.metric_params()
+                if (snapshot := self.area.peek(params)) is not None]
 
     @abstractmethod
     def _families(self, with_samples: bool) -> list[Metric]:

@@ -20,9 +20,8 @@ class FeaturesCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
         ttl, source = self.ttl, "Plausible goals"
-        snapshots = [(window_label(params["time_range"]), section.body)
-                     for params in self.area.metric_params()
-                     if with_samples and (section := self.area.peek(params)) is not None]
+        snapshots = [(window_label(params["time_range"]), body)
+                     for params, body in (self.published() if with_samples else [])]
         identified = bool(snapshots) and snapshots[0][1].basis == "identified_users"
         users_text, users_source = (("Unique identified users of the feature in the window.",
                                      "the identified events source") if identified else

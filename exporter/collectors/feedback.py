@@ -42,9 +42,7 @@ class FeedbackCollector(AreaCollector):
         families = [responses, *windowed.values(), sentiment, categories, open_items]
         if not with_samples:
             return families
-        snapshots = [(window_label(params["time_range"]), section.body)
-                     for params in self.area.metric_params()
-                     if (section := self.area.peek(params)) is not None]
+        snapshots = [(window_label(params["time_range"]), body) for params, body in self.published()]
         for label, body in snapshots:
             for rating, count in body.rating_distribution.items():
                 responses.add_metric([label, rating], count)

@@ -56,11 +56,7 @@ class FunnelsCollector(AreaCollector):
         families = [conversion, step_rate, drop_off, users, median, by_group]
         if not with_samples:
             return families
-        for params in self.area.metric_params():
-            section = self.area.peek(params)
-            if section is None:
-                continue
-            body = section.body
+        for params, body in self.published():
             window = [window_label(params["time_range"])] if windowed else []
             if body.breakdown is not None:
                 for group in body.breakdown.groups:

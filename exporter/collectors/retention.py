@@ -32,11 +32,7 @@ class RetentionCollector(AreaCollector):
             labels=["interval", "cohort", "period"])
         if not with_samples:
             return [rate, cohort_rate]
-        for params in self.area.metric_params():
-            snapshot = self.area.peek(params)
-            if snapshot is None:
-                continue
-            report = snapshot.body
+        for _, report in self.published():
             for period in PERIODS:
                 if period < len(report.average_rates) and report.average_rates[period] is not None:
                     rate.add_metric([report.interval, str(period)], report.average_rates[period])
@@ -70,11 +66,7 @@ class LifecycleCollector(AreaCollector):
         families = [users, quick_ratio, stickiness]
         if not with_samples:
             return families
-        for params in self.area.metric_params():
-            snapshot = self.area.peek(params)
-            if snapshot is None:
-                continue
-            report = snapshot.body
+        for _, report in self.published():
             complete = [interval for interval in report.intervals if interval.complete]
             if complete:
                 last = complete[-1]

@@ -37,13 +37,10 @@ class SegmentsCollector(AreaCollector):
         families = [size, engagement, by_group]
         if not with_samples:
             return families
-        for params in self.area.metric_params():
-            section = self.area.peek(params)
-            if section is None:
-                continue
-            breakdown = section.body.breakdown
+        for _, body in self.published():
+            breakdown = body.breakdown
             if breakdown is None:
-                for segment in section.body.segments:
+                for segment in body.segments:
                     size.add_metric([segment.segment_name], segment.user_count)
                     if segment.avg_engagement is not None:
                         engagement.add_metric([segment.segment_name], segment.avg_engagement)

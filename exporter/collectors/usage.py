@@ -20,12 +20,8 @@ class UsageCollector(AreaCollector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
         ttl, source = self.ttl, "Plausible"
-        snapshots = []
-        if with_samples:
-            for params in self.area.metric_params():
-                section = self.area.peek(params)
-                if section is not None:
-                    snapshots.append((window_label(params["time_range"]), section.body))
+        snapshots = [(window_label(params["time_range"]), body)
+                     for params, body in (self.published() if with_samples else [])]
         broken_down = [(label, body) for label, body in snapshots if body.breakdown is not None]
         snapshots = [(label, body) for label, body in snapshots if body.breakdown is None]
         windowed = {name: GaugeMetricFamily(name, helptext(text, source, ttl), labels=["window"])
