@@ -28,14 +28,13 @@ from collections import defaultdict
 import numpy as np
 
 from bench import BenchResult, best_time
+from devtools.exposure_reference import per_user_exposure_sums
 from exporter.analysis.experiments.event_metrics import (
     EXPERIMENT_PROPERTY,
     VARIANT_PROPERTY,
     CupedSettings,
     ExperimentMetricsSettings,
-    ExperimentSums,
     ExposureSums,
-    MeasureSums,
     MetricDefinition,
     analyse_experiment_metrics,
 )
@@ -150,50 +149,12 @@ def reference_exposure_sums(log: EventLog, exposures: Exposures, settings: Exper
         return bisect_left(seconds, stop) - bisect_left(seconds, start)
 
     seen: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
-    skipped: dict[str, int] = defaultdict(int)
     for user, second, experiment, variant in zip(exposures.users.tolist(), exposures.times.tolist(),
                                                  exposures.experiments.tolist(), exposures.variants.tolist()):
-        if second >= end or experiment == MISSING:
-            continue
-        key = exposures.experiment_labels[experiment]
-        if variant == MISSING:
-            skipped[key] += 1
-        seen[key, user].append((second, "" if variant == MISSING else exposures.variant_labels[variant]))
-
-    totals: dict[str, dict[str, dict[str, list[int]]]] = defaultdict(lambda: defaultdict(dict))
-    users: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    excluded: dict[str, int] = defaultdict(int)
-    pre = settings.cuped.pre_period_seconds if settings.cuped else None
-    for (key, user), visits in seen.items():
-        users[key]  # listed even when nobody is counted
-        variants = {variant for _, variant in visits if variant}
-        if len(variants) > 1:
-            excluded[key] += 1
-        if len(variants) != 1:
-            continue
-        (variant,) = variants
-        first = min(second for second, v in visits if v)
-        users[key][variant] += 1
-        for metric in settings.metrics:
-            window = (first, first + metric.window_seconds)
-            if metric.kind == "ratio":
-                y, x = count(user, metric.numerator, *window), count(user, metric.denominator, *window)
-            else:
-                y = count(user, metric.event, *window)
-                x = count(user, metric.event, first - pre, first) if pre else 0
-                if metric.kind == "conversion":
-                    y, x = int(y > 0), int(x > 0)
-            total = totals[key][metric.name].setdefault(variant, [0] * 5)
-            for position, value in enumerate((y, x, y * y, x * x, x * y)):
-                total[position] += value
-    return ExposureSums(
-        experiments={key: ExperimentSums(
-            experiment=key, users=dict(sorted(users[key].items())),
-            metrics={metric.name: {v: MeasureSums(*totals[key][metric.name][v]) for v in sorted(users[key])}
-                     for metric in settings.metrics},
-            excluded_multiple_variants=excluded[key], skipped_without_variant=skipped[key])
-            for key in sorted(users)},
-        events_not_found=frozenset(names - occurring))
+        if second < end and experiment != MISSING:
+            seen[exposures.experiment_labels[experiment], user].append(
+                (second, "" if variant == MISSING else exposures.variant_labels[variant]))
+    return per_user_exposure_sums(seen, count, settings, occurring)
 
 
 def _users_below(log: EventLog, exposures: Exposures, users: int) -> tuple[EventLog, Exposures]:

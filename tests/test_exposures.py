@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devtools.clickhouse import ChdbEngine, clickhouse_datetime
+from devtools.exposure_reference import per_user_exposure_sums
 from exporter.analysis.experiments.event_metrics import (
     CupedSettings,
     ExperimentMetricsSettings,
@@ -70,43 +71,8 @@ def reference_sums(events: Sequence[Event], config: ExperimentMetricsSettings, *
     def count(user: str, name: str, start: int, stop: int) -> int:
         return sum(1 for event, t in history[user] if event == name and start <= t < stop)
 
-    users: dict[str, Counter] = defaultdict(Counter)
-    sums: dict[str, dict[str, dict[str, list[int]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(
-        lambda: [0] * 5)))
-    excluded, skipped = Counter(), Counter()
-    for (key, user), seen in exposures.items():
-        users[key]  # every experiment with an exposure is listed
-        skipped[key] += sum(1 for _, variant in seen if not variant)
-        variants = {variant for _, variant in seen if variant}
-        if len(variants) > 1:
-            excluded[key] += 1
-        if len(variants) != 1:
-            continue
-        (variant,) = variants
-        first = min(t for t, v in seen if v)
-        users[key][variant] += 1
-        for metric in config.metrics:
-            window = (first, first + metric.window_days * DAY)
-            if metric.kind == "ratio":
-                y, x = count(user, metric.numerator, *window), count(user, metric.denominator, *window)
-            else:
-                y = count(user, metric.event, *window)
-                x = 0 if config.cuped is None else count(user, metric.event, first - config.cuped.pre_period_days * DAY,
-                                                         first)
-                if metric.kind == "conversion":
-                    y, x = int(y > 0), int(x > 0)
-            total = sums[key][metric.name][variant]
-            for position, value in enumerate((y, x, y * y, x * x, x * y)):
-                total[position] += value
-    experiments = {
-        key: ExperimentSums(
-            experiment=key, users=dict(sorted(users[key].items())),
-            metrics={metric.name: {variant: MeasureSums(*sums[key][metric.name][variant])
-                                   for variant in sorted(users[key])} for metric in config.metrics},
-            excluded_multiple_variants=excluded[key], skipped_without_variant=skipped[key])
-        for key in sorted(users)}
     occurring = {name for user_events in history.values() for name, _ in user_events}
-    return ExposureSums(experiments, frozenset(config.metric_events) - occurring)
+    return per_user_exposure_sums(exposures, count, config, occurring)
 
 
 # --- the two backends ------------------------------------------------------------------------------
